@@ -1,0 +1,141 @@
+"""The contracts a method file and a task file implement.
+
+Both are plain classes registered by name (``@register_method`` /
+``@register_task`` in :mod:`simcrop_bench.registry`). Importing a method or
+task file must stay cheap — no torch at module level — so that listing the
+registry and starting the CLI stay fast; heavy work happens inside
+:meth:`Method.pretrain` and :meth:`Task.run`.
+
+See ``docs/add-a-method.md`` for a complete example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from .models.config import EncoderConfig
+
+# Encoder sizes per profile, shared by every method so that comparisons use one backbone.
+ENCODER_PROFILES: dict[str, dict[str, Any]] = {
+    "paper": {},  # ViT-B/(16,16,8) at 224×224×112: the EncoderConfig defaults
+    "demo": {
+        "encoder.img_size": (64, 64, 32),
+        "encoder.embed_dim": 96,
+        "encoder.depth": 4,
+        "encoder.num_heads": 4,
+    },
+}
+
+
+@dataclass
+class MethodConfig:
+    """Base config of every method: the shared encoder's architecture."""
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+
+
+@dataclass
+class PretrainContext:
+    """What :meth:`Method.pretrain` receives."""
+
+    workdir: Path  # write checkpoints and logs here (a fresh folder per pretraining)
+    seed: int
+    device: str
+    data_roots: dict[str, Path]  # dataset name → resolved root (real or synthetic twin)
+    progress: Callable[..., Any] | None = None
+
+
+class Method:
+    """A pretraining method.
+
+    Contract:
+      * ``Config`` — a dataclass derived from :class:`MethodConfig` (the encoder is shared);
+      * ``pretrain(ctx)`` — train, write an encoder checkpoint in the released SimCroP
+        format (``{"model": state_dict}``, timm key names) into ``ctx.workdir`` and return
+        its path. Methods without pretraining set ``pretrains = False`` and the task
+        initialises the encoder at random with the run's seed;
+      * ``pretrain_datasets`` — datasets whose roots ``pretrain`` needs.
+    """
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "baseline"  # baseline | self-supervised | vision-language
+    Config: ClassVar[type] = MethodConfig
+    profiles: ClassVar[dict[str, dict[str, Any]]] = {}
+    pretrains: ClassVar[bool] = True  # False: no checkpoint, the task initialises the encoder
+    pretrain_datasets: ClassVar[tuple[str, ...]] = ()
+    reference: ClassVar[str] = ""
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    @classmethod
+    def description(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    @classmethod
+    def profile_overrides(cls, profile: str) -> dict[str, Any]:
+        return {**ENCODER_PROFILES.get(profile, {}), **cls.profiles.get(profile, {})}
+
+    def pretrain(self, ctx: PretrainContext) -> Path | None:
+        raise NotImplementedError
+
+
+@dataclass
+class TaskContext:
+    """What :meth:`Task.run` receives."""
+
+    encoder: EncoderConfig
+    encoder_checkpoint: Path | None  # released-format checkpoint, None = random init
+    data_root: Path
+    synthetic: bool
+    fraction: int
+    seed: int
+    protocol: str
+    device: str
+    workdir: Path  # staging folder of the run record: predictions etc. go here
+
+
+@dataclass
+class TaskResult:
+    """What :meth:`Task.run` returns; the runner turns it into the run record."""
+
+    metrics: dict[str, float]  # the primary metric and any secondary scalars
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    per_case: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # selection epoch, split sizes, ...
+
+
+class Task:
+    """A downstream task: dataset, labels, protocol and metric.
+
+    ``profiles`` maps a profile name to config overrides; ``fraction_profiles`` maps
+    ``(profile, fraction)`` to overrides applied after them (the published per-cell
+    hyperparameters).
+    """
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = ""  # segmentation | classification
+    dataset: ClassVar[str] = ""
+    labels: ClassVar[tuple[str, ...]] = ()
+    fractions: ClassVar[tuple[int, ...]] = (100,)
+    metric: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+    Config: ClassVar[type] = object
+    profiles: ClassVar[dict[str, dict[str, Any]]] = {}
+    fraction_profiles: ClassVar[dict[tuple[str, int], dict[str, Any]]] = {}
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    @classmethod
+    def description(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    @classmethod
+    def profile_overrides(cls, profile: str, fraction: int) -> dict[str, Any]:
+        return {**cls.profiles.get(profile, {}), **cls.fraction_profiles.get((profile, fraction), {})}
+
+    def run(self, ctx: TaskContext) -> TaskResult:
+        raise NotImplementedError
