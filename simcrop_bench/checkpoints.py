@@ -1,0 +1,75 @@
+"""Store of pretrained encoders: one per (method, method config, pretraining data).
+
+``<results>/checkpoints/<method>/<pretrain hash>/`` holds ``encoder.pth`` (released
+SimCroP format) and ``meta.json``; the folder is staged and renamed, so a present
+folder is a complete pretraining and is reused instead of trained again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from .api import Method, PretrainContext
+from .atomic import staged_dir, write_json
+from .config import stable_hash
+from .data.roots import DataRoot
+from .progress import log
+
+PRETRAIN_SEED = 42  # simcrop-method.md §5.4: seed 42 (+ process rank)
+ENCODER_FILE = "encoder.pth"
+META_FILE = "meta.json"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pretrain_key(method: str, method_config: dict[str, Any], data: dict[str, str]) -> str:
+    return stable_hash({"method": method, "config": method_config, "data": data, "seed": PRETRAIN_SEED})
+
+
+def resolve_encoder(
+    method: Method,
+    method_config: dict[str, Any],
+    data_roots: dict[str, DataRoot],
+    fingerprints: dict[str, str],
+    results: Path,
+    device: str,
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """The method's pretrained encoder: reused when the store has it, pretrained otherwise."""
+    if not method.pretrains:
+        return None, None
+    key = pretrain_key(method.name, method_config, fingerprints)
+    folder = results / "checkpoints" / method.name / key
+    if (folder / META_FILE).is_file():
+        meta = json.loads((folder / META_FILE).read_text())
+        log(f"reusing pretrained {method.name} encoder {folder}")
+        return folder / ENCODER_FILE, meta
+    log(f"pretraining {method.name} (no checkpoint for config {key} yet)")
+    with staged_dir(folder) as work:
+        ctx = PretrainContext(
+            workdir=work,
+            seed=PRETRAIN_SEED,
+            device=device,
+            data_roots={name: root.path for name, root in data_roots.items()},
+        )
+        produced = Path(method.pretrain(ctx))
+        if produced != work / ENCODER_FILE:
+            produced.replace(work / ENCODER_FILE)
+        meta = {
+            "method": method.name,
+            "pretrain_hash": key,
+            "sha256": file_sha256(work / ENCODER_FILE),
+            "data": fingerprints,
+            "synthetic": any(root.synthetic for root in data_roots.values()),
+            "seed": PRETRAIN_SEED,
+        }
+        write_json(work / META_FILE, meta)
+    return folder / ENCODER_FILE, meta

@@ -1,0 +1,222 @@
+"""The ``simcrop-bench`` command line.
+
+Start-up stays fast: this module imports neither torch nor MONAI nor transformers;
+each verb imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Compare 3D CT pretraining methods against SimCroP and regenerate paper tables.",
+)
+
+RESULTS_OPTION = typer.Option(Path("results"), "--results", help="Results folder (runs/ and checkpoints/ live here).")
+PLUGIN_OPTION = typer.Option(
+    None, "--plugin", help="Extra method/task file, folder or module to register (repeatable)."
+)
+
+
+class Kind(str, Enum):
+    methods = "methods"
+    tasks = "tasks"
+
+
+class BoardFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    md = "md"
+    latex = "latex"
+    json = "json"
+
+
+class TableFormat(str, Enum):
+    latex = "latex"
+    md = "md"
+
+
+@app.command("list")
+def list_entries(kind: Kind = typer.Argument(..., help="methods or tasks"), plugin: Optional[List[str]] = PLUGIN_OPTION):
+    """List registered methods or tasks: name, kind and a one-line description."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import registry
+
+    registry.discover(plugin or [])
+    table = Table(title=f"registered {kind.value}")
+    for column in ("name", "kind", "description", "source"):
+        table.add_column(column)
+    for name, entry_kind, description, origin in registry.entries(kind.value):
+        table.add_row(name, entry_kind, description, _short_origin(origin))
+    Console().print(table)
+
+
+def _short_origin(origin: str) -> str:
+    from .registry import REPO_ROOT
+
+    try:
+        return str(Path(origin).relative_to(REPO_ROOT))
+    except ValueError:
+        return origin
+
+
+@app.command()
+def run(
+    method: str = typer.Option(..., "--method", "-m", help="Registered method name (see `list methods`)."),
+    task: str = typer.Option(..., "--task", "-t", help="Registered task name (see `list tasks`)."),
+    fraction: Optional[int] = typer.Option(None, "--fraction", "-f", help="Training fraction in percent (default: the largest)."),
+    seed: Optional[List[int]] = typer.Option(None, "--seed", "-s", help="Seed; repeat for several runs (default 42)."),
+    profile: str = typer.Option("demo", "--profile", "-p", help="demo (small, CPU-friendly) or paper (published sizes)."),
+    protocol: str = typer.Option("heldout", "--protocol", help="heldout (selection on held-out training cases) or legacy (as published)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Root of the task's dataset (default: env/config file, else the synthetic twin)."),
+    results: Path = RESULTS_OPTION,
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config field, e.g. task.max_epochs=5 (repeatable)."),
+    plugin: Optional[List[str]] = PLUGIN_OPTION,
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    executor: str = typer.Option("inline", "--executor", help="Where the job runs: inline (this process)."),
+    force: bool = typer.Option(False, "--force", help="Run again even if an identical record exists."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as JSON and exit."),
+):
+    """Pretrain (or reuse) the method's encoder, fine-tune and evaluate it on the task, store the record."""
+    import json
+
+    from .executors import get_executor
+    from .runner import RunRequest, plan_run, run_job
+
+    requests = [
+        RunRequest(
+            method=method, task=task, fraction=fraction, seed=s, profile=profile, protocol=protocol,
+            overrides=list(set_ or []), data_root=str(data_root) if data_root else None,
+            results=str(results), force=force, plugins=list(plugin or []), device=device,
+        )
+        for s in (seed or [42])
+    ]
+    plans = [plan_run(r) for r in requests]  # validates everything before any work starts
+    if print_config:
+        for plan in plans:
+            typer.echo(json.dumps({**plan.config.to_dict(), "config_hash": plan.config.config_hash}, indent=2))
+        return
+    jobs = get_executor(executor)
+    for req in requests:
+        record = jobs.submit(run_job, req).result()
+        _print_summary(record)
+
+
+def _print_summary(record: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    metric = record["primary_metric"]
+    if record.get("skipped"):
+        console.print(f"[dim]exists, skipped (use --force to rerun):[/dim] {record['record_dir']}")
+    table = Table(title=f"{record['method']} → {record['task']}  f{record['fraction']}%  seed {record['seed']}"
+                  f"  ({record['profile']}, {record['protocol']}{', SYNTHETIC data' if record['synthetic'] else ''})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row(f"[bold]{metric}[/bold]", f"[bold]{record['metrics'][metric]:.4f}[/bold]")
+    for name, value in record.get("per_class", {}).get(metric, {}).items():
+        table.add_row(f"  {name}", f"{value:.4f}")
+    for name, value in record["metrics"].items():
+        if name != metric:
+            table.add_row(name, f"{value:.4f}")
+    table.add_row("wall time", f"{record['wall_time_s']:.0f} s")
+    table.add_row("peak memory", f"{record['peak_memory_mb']:.0f} MB")
+    console.print(table)
+    console.print(f"record: {record['record_dir']}/record.json")
+
+
+@app.command()
+def leaderboard(
+    task: Optional[str] = typer.Option(None, "--task", "-t", help="Only this task."),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="Only this method."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Only this profile."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="Only this protocol."),
+    fmt: BoardFormat = typer.Option(BoardFormat.table, "--format", help="table, csv, md, latex or json."),
+    results: Path = RESULTS_OPTION,
+):
+    """Aggregate all run records: mean ± std over seeds per method × task × fraction."""
+    from . import leaderboard as lb
+
+    board = lb.leaderboard(results, task=task, method=method, profile=profile, protocol=protocol)
+    if board.empty:
+        raise UserError(f"{results}: no run records match (run `simcrop-bench run` first)")
+    if fmt is BoardFormat.table:
+        from rich.console import Console
+
+        Console().print(lb.rich_table(board))
+    else:
+        render = {"csv": lb.to_csv, "md": lb.to_markdown, "latex": lb.to_latex, "json": lb.to_json}[fmt.value]
+        typer.echo(render(board), nl=False)
+
+
+@app.command()
+def table(
+    fmt: TableFormat = typer.Option(TableFormat.latex, "--format", help="latex (booktabs) or md."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
+    task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="Only these tasks (repeatable)."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Only this profile."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="Only this protocol."),
+    caption: Optional[str] = typer.Option(None, "--caption", help="Table caption."),
+    results: Path = RESULTS_OPTION,
+):
+    """Paper-style table: methods × (task, fraction), best bold, second underlined."""
+    from . import leaderboard as lb
+    from .atomic import write_text
+    from .tables import paper_table
+
+    board = lb.leaderboard(results, task=task or None, profile=profile, protocol=protocol)
+    text = paper_table(board, fmt=fmt.value, caption=caption)
+    if out is None:
+        typer.echo(text, nl=not text.endswith("\n"))
+    else:
+        write_text(out, text)
+        typer.echo(f"wrote {out}", err=True)
+
+
+@app.command()
+def twin(
+    dataset: str = typer.Argument(..., help="Dataset whose synthetic twin to write, e.g. luna16."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write (default: the cache used by `run`)."),
+):
+    """Write a dataset's deterministic synthetic twin in the dataset's real on-disk layout."""
+    from .data.roots import ensure_twin
+
+    root = ensure_twin(dataset, out)
+    typer.echo(str(root))
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; no record was written for the unfinished run", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

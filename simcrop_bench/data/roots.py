@@ -1,0 +1,99 @@
+"""Where each dataset lives: a real root given by the user, or a generated synthetic twin.
+
+Resolution order for dataset ``NAME``: ``--data-root``; the environment variable
+``SIMCROP_BENCH_DATA_<NAME>``; the ``data:`` table of the config file
+(``./simcrop-bench.yaml`` or ``~/.config/simcrop-bench/config.yaml``); otherwise the
+synthetic twin, generated deterministically on first use under the cache folder
+(``SIMCROP_BENCH_CACHE``, default ``~/.cache/simcrop-bench``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..atomic import staged_dir
+from ..errors import DataError
+
+SYNTHETIC_MARKER = "SYNTHETIC.md"
+CONFIG_FILES = (Path("simcrop-bench.yaml"), Path.home() / ".config" / "simcrop-bench" / "config.yaml")
+
+# dataset → (module, writer, completeness check, twin seed). Issue #3 grows this table.
+TWINS: dict[str, tuple[str, str, str, int]] = {
+    "luna16": ("simcrop_bench.data.synthetic.luna16", "write_luna16_twin", "luna16_twin_is_complete", 20251128),
+}
+
+
+@dataclass
+class DataRoot:
+    dataset: str
+    path: Path
+    synthetic: bool
+    source: str  # cli | env | config-file | twin
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SIMCROP_BENCH_CACHE", Path.home() / ".cache" / "simcrop-bench")).expanduser()
+
+
+def _configured_root(dataset: str) -> tuple[Path, str] | None:
+    env = os.environ.get(f"SIMCROP_BENCH_DATA_{dataset.upper()}")
+    if env:
+        return Path(env).expanduser(), f"env SIMCROP_BENCH_DATA_{dataset.upper()}"
+    for file in CONFIG_FILES:
+        if file.is_file():
+            import yaml
+
+            try:
+                doc = yaml.safe_load(file.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise DataError(f"{file}: not valid YAML ({exc})".splitlines()[0]) from None
+            value = (doc.get("data") or {}).get(dataset) if isinstance(doc, dict) else None
+            if value:
+                return Path(value).expanduser(), f"config file {file}"
+    return None
+
+
+def resolve_data_root(dataset: str, explicit: str | os.PathLike | None = None) -> DataRoot:
+    if explicit is not None:
+        chosen: tuple[Path, str] | None = (Path(explicit).expanduser(), "cli")
+    else:
+        chosen = _configured_root(dataset)
+    if chosen is not None:
+        path, source = chosen
+        if not path.is_dir():
+            raise DataError(f"{path}: data root for {dataset} does not exist or is not a folder (from {source})")
+        return DataRoot(dataset, path.resolve(), (path / SYNTHETIC_MARKER).is_file(), source)
+    return DataRoot(dataset, ensure_twin(dataset), True, "twin")
+
+
+def ensure_twin(dataset: str, root: Path | None = None) -> Path:
+    """Path of the dataset's synthetic twin, generating it (atomically) when missing."""
+    if dataset not in TWINS:
+        raise DataError(f"no synthetic twin exists for dataset '{dataset}'; pass --data-root")
+    module_name, writer_name, check_name, seed = TWINS[dataset]
+    module = importlib.import_module(module_name)
+    root = root or cache_dir() / "twins" / f"{dataset}-seed{seed}"
+    if root.is_dir() and getattr(module, check_name)(root):
+        return root
+    with staged_dir(root) as staging:
+        getattr(module, writer_name)(staging, seed=seed)
+    return root
+
+
+def data_fingerprint(root: Path) -> str:
+    """Hash of the file listing (relative path, size) plus the split/metadata files' bytes.
+
+    Cheap enough for tens of thousands of files, and it changes whenever a file is
+    added, removed, resized, or a split list is edited.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        digest.update(f"{rel}\0{path.stat().st_size}\n".encode())
+        if path.suffix in (".json", ".csv") and path.parent == root:
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,258 @@
+"""UNETR fine-tuning and evaluation (``protocol.md`` §7), shared by ``lung_seg`` and ``btcv_seg``.
+
+Pipeline: deterministic preprocessing once per case (kept in memory) → random
+crops and augmentation per step → DiceCE training with a per-epoch warm-up +
+cosine schedule → sliding-window validation for model selection → test Dice on
+the selected model, per class and per case, with the predicted masks saved so the
+metric can be recomputed from the run folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai import transforms as mt
+from monai.data import DataLoader, Dataset, list_data_collate
+from monai.inferers import sliding_window_inference
+from monai.losses import DiceCELoss
+from monai.utils import set_determinism
+
+from ..api import TaskContext, TaskResult
+from ..data.luna16 import SegSplits, series_uid
+from ..errors import DataError
+from ..metrics import case_score, dice_per_class
+from ..models.unetr import UNETR, load_pretrained_encoder
+from ..models.vit3d import ViT3D
+from ..progress import log, progress
+from .segmentation_config import SegmentationConfig
+
+KEYS = ("image", "label")
+NIFTI_AXIS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # RAS+ world of nibabel/NIfTI
+
+
+def _above_zero(x: torch.Tensor) -> torch.Tensor:
+    # Foreground = scaled intensity > 0, i.e. HU > 0: the body's soft tissue and bone.
+    return x > 0
+
+
+def preprocessing(cfg: SegmentationConfig) -> mt.Compose:
+    """The deterministic steps 1–5 of §7.3 (plus padding for volumes smaller than the ROI)."""
+    lo, hi = cfg.hu_window
+    steps: list[Any] = [
+        mt.LoadImaged(keys=KEYS, image_only=True),
+        mt.EnsureChannelFirstd(keys=KEYS, channel_dim="no_channel"),
+        mt.Orientationd(keys=KEYS, axcodes="RAS", labels=NIFTI_AXIS_LABELS),
+    ]
+    if cfg.spacing is not None:
+        steps.append(mt.Spacingd(keys=KEYS, pixdim=cfg.spacing, mode=("bilinear", "nearest")))
+    steps += [
+        mt.ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=-1.0, b_max=1.0, clip=True),
+        mt.CropForegroundd(keys=KEYS, source_key="image", select_fn=_above_zero, allow_smaller=True),
+        mt.SpatialPadd(keys=KEYS, spatial_size=cfg.roi_size),
+    ]
+    return mt.Compose(steps)
+
+
+def augmentation(cfg: SegmentationConfig) -> mt.Compose:
+    """The random steps 6–7 of §7.3: positive/negative crops, flips, intensity jitter."""
+    return mt.Compose(
+        [
+            mt.RandCropByPosNegLabeld(
+                keys=KEYS,
+                label_key="label",
+                spatial_size=cfg.roi_size,
+                pos=1,
+                neg=1,
+                num_samples=cfg.crops_per_volume,
+                image_key="image",
+                image_threshold=0,
+            ),
+            *[mt.RandFlipd(keys=KEYS, prob=0.2, spatial_axis=axis) for axis in range(3)],
+            mt.RandScaleIntensityd(keys="image", factors=0.1, prob=0.1),
+            mt.RandShiftIntensityd(keys="image", offsets=0.1, prob=0.1),
+        ]
+    )
+
+
+def _unreadable(item: dict[str, str]) -> str | None:
+    """The first file of ``item`` that nibabel cannot read fully, with the reason."""
+    for key in KEYS:
+        try:
+            np.asanyarray(nib.load(item[key]).dataobj)
+        except Exception as exc:  # nibabel raises many types for corrupt files
+            return f"{item[key]}: not a readable NIfTI volume ({type(exc).__name__}: {exc})"
+    return None
+
+
+def preprocess_cases(items: list[dict[str, str]], pipeline: mt.Compose, num_classes: int) -> list[dict[str, Any]]:
+    """Run the deterministic pipeline on every case, turning failures into one-line DataErrors."""
+    out = []
+    for item in items:
+        try:
+            case = pipeline(dict(item))
+        except Exception as exc:
+            raise DataError(_unreadable(item) or f"{item['image']}: preprocessing failed ({exc})") from None
+        image, label = case["image"], case["label"]
+        if image.shape != label.shape:
+            raise DataError(f"{item['label']}: shape {tuple(label.shape[1:])} differs from its image {tuple(image.shape[1:])}")
+        values = torch.unique(label)
+        if values.min() < 0 or values.max() >= num_classes or not torch.all(values == values.round()):
+            raise DataError(f"{item['label']}: label values {values.tolist()[:8]} outside 0..{num_classes - 1}")
+        case["label"] = label.round().to(torch.uint8)
+        case["case_id"] = series_uid(item["image"])
+        out.append(case)
+    return out
+
+
+def lr_factor(epoch: int, warmup: int, total: int) -> float:
+    """Per-epoch schedule of §7.4: linear warm-up from 0 over ``warmup`` epochs, then half-cosine to 0."""
+    if epoch < warmup:
+        return epoch / (warmup - 1) if warmup > 1 else 0.0
+    if total <= warmup:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup) / (total - warmup)))
+
+
+def _predict(model: torch.nn.Module, image: torch.Tensor, cfg: SegmentationConfig, device: torch.device, amp: bool) -> np.ndarray:
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        logits = sliding_window_inference(
+            image.unsqueeze(0).to(device),
+            roi_size=cfg.roi_size,
+            sw_batch_size=cfg.sw_batch_size,
+            predictor=model,
+            overlap=cfg.sw_overlap,
+            mode="constant",
+        )
+    return logits.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
+
+
+def evaluate(model, cases, cfg, device, amp, num_classes, *, include_background: bool, save_dir: Path | None = None):
+    """Sliding-window inference on ``cases``: per-case Dice arrays (C,) and case scores."""
+    model.eval()
+    dices, scores = [], []
+    for case in cases:
+        pred = _predict(model, case["image"].as_tensor(), cfg, device, amp)
+        dice = dice_per_class(pred, case["label"][0].numpy(), num_classes)
+        dices.append(dice)
+        scores.append(case_score(dice, include_background))
+        if save_dir is not None:
+            save_dir.mkdir(parents=True, exist_ok=True)
+            affine = np.asarray(case["image"].affine, dtype=np.float64)
+            nib.save(nib.Nifti1Image(pred, affine), save_dir / f"{case['case_id']}.nii.gz")
+    return np.stack(dices), np.asarray(scores)
+
+
+def run_segmentation(
+    ctx: TaskContext, cfg: SegmentationConfig, splits: SegSplits, labels: tuple[str, ...]
+) -> TaskResult:
+    num_classes = len(labels)
+    cfg.validate(ctx.encoder.patch_size)
+    set_determinism(seed=ctx.seed)
+    device = torch.device(ctx.device)
+    amp = cfg.amp and device.type == "cuda"
+
+    pipeline = preprocessing(cfg)
+    with progress() as bar:
+        task = bar.add_task("preprocess", total=3, status="")
+        train = preprocess_cases(splits.training, pipeline, num_classes)
+        bar.advance(task)
+        val = preprocess_cases(splits.validation, pipeline, num_classes) if cfg.select_on_validation else []
+        bar.advance(task)
+        test = preprocess_cases(splits.testing, pipeline, num_classes)
+        bar.advance(task)
+
+    aug = augmentation(cfg)
+    aug.set_random_state(seed=ctx.seed)
+    loader = DataLoader(
+        Dataset(train, transform=aug),
+        batch_size=1,
+        shuffle=True,
+        num_workers=cfg.num_workers,
+        collate_fn=list_data_collate,
+        generator=torch.Generator().manual_seed(ctx.seed),
+    )
+
+    model = UNETR(
+        ViT3D(ctx.encoder), out_channels=num_classes, roi_size=cfg.roi_size,
+        feature_size=cfg.feature_size, skip_blocks=cfg.skip_blocks,
+    )
+    load_report = None
+    if ctx.encoder_checkpoint is not None:
+        load_report = load_pretrained_encoder(model, ctx.encoder_checkpoint)
+    model.to(device)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=True, smooth_nr=0.0, smooth_dr=1e-6)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda e: lr_factor(e, cfg.warmup_epochs, cfg.max_epochs)
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+
+    best_score, best_epoch, best_state = -math.inf, cfg.max_epochs - 1, None
+    history: list[dict[str, float]] = []
+    with progress() as bar:
+        epochs = bar.add_task("fine-tune", total=cfg.max_epochs, status="")
+        steps = bar.add_task("  epoch", total=len(loader), status="")
+        for epoch in range(cfg.max_epochs):
+            model.train()
+            bar.reset(steps)
+            losses = []
+            for batch in loader:
+                x = batch["image"].as_tensor().to(device)
+                y = batch["label"].as_tensor().to(device)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                    loss = loss_fn(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                losses.append(loss.item())
+                bar.update(steps, advance=1, status=f"loss {loss.item():.3f}")
+            scheduler.step()
+            entry = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+            if cfg.select_on_validation and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.max_epochs):
+                _, scores = evaluate(model, val, cfg, device, amp, num_classes, include_background=True)
+                score = float(np.nanmean(scores))
+                entry["val_score"] = score
+                if score > best_score:  # strictly higher, as the reference
+                    best_score, best_epoch = score, epoch
+                    best_state = copy.deepcopy(model.state_dict())
+                log(f"epoch {epoch + 1}/{cfg.max_epochs}: loss {entry['train_loss']:.4f}, "
+                    f"selection Dice {score:.4f} (best {best_score:.4f} @ {best_epoch + 1})")
+            history.append(entry)
+            bar.update(epochs, advance=1, status=f"loss {entry['train_loss']:.3f}")
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    if cfg.save_checkpoint:
+        torch.save({"epoch": best_epoch, "state_dict": model.state_dict()}, ctx.workdir / "model.pt")
+    pred_dir = ctx.workdir / "predictions" if cfg.save_predictions else None
+    dices, scores = evaluate(model, test, cfg, device, amp, num_classes, include_background=False, save_dir=pred_dir)
+
+    foreground = labels[1:]
+    with np.errstate(all="ignore"):
+        per_class = {name: float(np.nanmean(dices[:, i + 1])) for i, name in enumerate(foreground)}
+    per_case = [
+        {"case": case["case_id"], "dice": float(score), **{name: float(d[i + 1]) for i, name in enumerate(foreground)}}
+        for case, d, score in zip(test, dices, scores)
+    ]
+    return TaskResult(
+        metrics={"dice": float(np.nanmean(scores)), "selection_dice": float(best_score) if best_state else float("nan")},
+        per_class={"dice": per_class},
+        per_case=per_case,
+        details={
+            "selected_epoch": best_epoch + 1,
+            "epochs": cfg.max_epochs,
+            "splits": splits.sizes(),
+            "selection_on_test": splits.selection_on_test,
+            "notes": splits.notes,
+            "history": history,
+            "encoder_load": None if load_report is None else dataclasses.asdict(load_report),
+        },
+    )

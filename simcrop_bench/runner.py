@@ -1,0 +1,199 @@
+"""One benchmark cell: resolve the config, get the encoder, run the task, write the record.
+
+:func:`plan_run` is cheap (no torch) and is what the CLI uses for ``--print-config`` and
+for skipping runs that already have a record; :func:`run_job` does the work and is
+what executors run, in-process or on a cluster node.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import registry
+from .config import PROFILES, PROTOCOLS, ResolvedConfig, RunSettings, apply_overrides, parse_set, set_path
+from .errors import ConfigError
+from .records import existing_record, run_dir
+
+
+@dataclass
+class RunRequest:
+    """Everything the CLI collects for one run; plain data, so it pickles for executors."""
+
+    method: str
+    task: str
+    fraction: int | None = None  # None: the task's largest fraction
+    seed: int = 42
+    profile: str = "demo"
+    protocol: str = "heldout"
+    overrides: list[str] = field(default_factory=list)
+    data_root: str | None = None
+    results: str = "results"
+    force: bool = False
+    plugins: list[str] = field(default_factory=list)
+    device: str = "auto"
+
+
+@dataclass
+class RunPlan:
+    request: RunRequest
+    config: ResolvedConfig
+    method_cls: type
+    task_cls: type
+
+    @property
+    def run_dir(self) -> Path:
+        run = self.config.run
+        return run_dir(Path(self.request.results), self.config.task_name, self.config.method_name,
+                       run.fraction, run.seed, run.profile, self.config.config_hash)
+
+
+def resolve_config(req: RunRequest, method_cls: type, task_cls: type) -> ResolvedConfig:
+    """defaults → profile → per-fraction profile → ``--set``; every step is validated."""
+    if req.profile not in PROFILES:
+        raise ConfigError(f"--profile {req.profile}: expected one of {', '.join(PROFILES)}")
+    if req.protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol {req.protocol}: expected one of {', '.join(PROTOCOLS)}")
+    fraction = max(task_cls.fractions) if req.fraction is None else req.fraction
+    if fraction not in task_cls.fractions:
+        raise ConfigError(
+            f"--fraction {fraction}: task {task_cls.name} has fractions {', '.join(map(str, task_cls.fractions))}"
+        )
+    run = RunSettings(profile=req.profile, fraction=fraction, seed=req.seed, protocol=req.protocol, device=req.device)
+    method_cfg = method_cls.Config()
+    task_cfg = task_cls.Config()
+    apply_overrides(method_cfg, method_cls.profile_overrides(req.profile), section="method")
+    apply_overrides(task_cfg, task_cls.profile_overrides(req.profile, fraction), section="task")
+    targets = {"method": method_cfg, "task": task_cfg, "run": run}
+    for section, key, value in parse_set(req.overrides):
+        if section == "run" and key in ("profile", "fraction", "seed", "protocol"):
+            raise ConfigError(f"--set run.{key}: use the --{key} option instead")
+        set_path(targets[section], key, value, section=section, from_text=True)
+    encoder = method_cfg.encoder
+    if encoder.embed_dim % encoder.num_heads:
+        raise ConfigError(
+            f"method.encoder.embed_dim={encoder.embed_dim} is not divisible by num_heads={encoder.num_heads}"
+        )
+    try:
+        encoder.grid()
+    except ValueError as exc:
+        raise ConfigError(f"method.encoder: {exc}") from None
+    if hasattr(task_cfg, "validate"):
+        task_cfg.validate(encoder.patch_size)
+    return ResolvedConfig(method_cls.name, task_cls.name, method_cfg, task_cfg, run)
+
+
+def plan_run(req: RunRequest) -> RunPlan:
+    registry.discover(req.plugins)
+    method_cls = registry.get_method(req.method)
+    task_cls = registry.get_task(req.task)
+    return RunPlan(req, resolve_config(req, method_cls, task_cls), method_cls, task_cls)
+
+
+def _device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"run.device={requested}: no CUDA device is available")
+    return requested
+
+
+def run_job(req: RunRequest) -> dict[str, Any]:
+    """Run one cell and return its record (the existing one when skipped)."""
+    plan = plan_run(req)
+    final = plan.run_dir
+    previous = existing_record(final)
+    if previous is not None and previous.get("config_hash") == plan.config.config_hash and not req.force:
+        return {**previous, "skipped": True, "record_dir": str(final)}
+    return execute(plan)
+
+
+def execute(plan: RunPlan) -> dict[str, Any]:
+    import torch
+
+    from . import provenance
+    from .api import TaskContext
+    from .atomic import staged_dir
+    from .checkpoints import file_sha256, resolve_encoder
+    from .data.roots import data_fingerprint, resolve_data_root
+    from .progress import log
+    from .records import write_per_case, write_record
+
+    cfg, req = plan.config, plan.request
+    started = time.time()
+    device = _device(cfg.run.device)
+    if cfg.run.num_threads:
+        torch.set_num_threads(cfg.run.num_threads)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+    task_root = resolve_data_root(plan.task_cls.dataset, req.data_root)
+    if task_root.synthetic:
+        log(f"[yellow]data: synthetic {task_root.dataset} twin at {task_root.path} — numbers are SYNTHETIC, "
+            f"not comparable to published results[/yellow]")
+    method = plan.method_cls(cfg.method)
+    pretrain_roots = {name: resolve_data_root(name) for name in method.pretrain_datasets}
+    fingerprints = {name: data_fingerprint(root.path) for name, root in pretrain_roots.items()}
+    checkpoint, checkpoint_meta = resolve_encoder(
+        method, cfg.to_dict()["method"], pretrain_roots, fingerprints, Path(req.results), device
+    )
+
+    task = plan.task_cls(cfg.task)
+    with staged_dir(plan.run_dir) as staging:
+        ctx = TaskContext(
+            encoder=cfg.method.encoder,
+            encoder_checkpoint=checkpoint,
+            data_root=task_root.path,
+            synthetic=task_root.synthetic,
+            fraction=cfg.run.fraction,
+            seed=cfg.run.seed,
+            protocol=cfg.run.protocol,
+            device=device,
+            workdir=staging,
+        )
+        result = task.run(ctx)
+        peak_mb = provenance.peak_host_memory_mb()
+        if device.startswith("cuda"):
+            peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        record = {
+            "run_id": plan.run_dir.relative_to(Path(req.results) / "runs").as_posix(),
+            "method": cfg.method_name,
+            "method_kind": plan.method_cls.kind,
+            "task": cfg.task_name,
+            "fraction": cfg.run.fraction,
+            "seed": cfg.run.seed,
+            "profile": cfg.run.profile,
+            "protocol": cfg.run.protocol,
+            "synthetic": task_root.synthetic or bool(checkpoint_meta and checkpoint_meta.get("synthetic")),
+            "primary_metric": plan.task_cls.metric,
+            "higher_is_better": plan.task_cls.higher_is_better,
+            "metrics": result.metrics,
+            "per_class": result.per_class,
+            "details": result.details,
+            "config": cfg.to_dict(),
+            "config_hash": cfg.config_hash,
+            "cell_hash": cfg.cell_hash,
+            "checkpoint": None if checkpoint is None else {
+                "path": str(checkpoint), "sha256": file_sha256(checkpoint), **(checkpoint_meta or {})
+            },
+            "data": {
+                "dataset": task_root.dataset,
+                "root": str(task_root.path),
+                "source": task_root.source,
+                "fingerprint": data_fingerprint(task_root.path),
+                "synthetic": task_root.synthetic,
+            },
+            "provenance": provenance.collect(device),
+            "wall_time_s": round(time.time() - started, 2),
+            "peak_memory_mb": round(peak_mb, 1),
+            "peak_memory_kind": "cuda_allocated" if device.startswith("cuda") else "host_rss",
+            "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        write_per_case(staging / "per_case.csv", result.per_case)
+        write_record(staging, record)
+    return {**record, "skipped": False, "record_dir": str(plan.run_dir)}
