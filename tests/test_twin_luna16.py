@@ -119,7 +119,7 @@ def test_left_lung_at_low_axis0_after_reorientation_to_ras(twin):
 
     from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd
 
-    load = Compose([LoadImaged(keys="label"), EnsureChannelFirstd(keys="label"), Orientationd(keys="label", axcodes="RAS")])
+    load = Compose([LoadImaged(keys="label"), EnsureChannelFirstd(keys="label"), Orientationd(keys="label", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))])
     ras = np.asarray(load({"label": str(root / rel)})["label"])[0]
     assert x_centroid(ras, 1) < ras.shape[0] / 2 < x_centroid(ras, 2)
 
