@@ -29,6 +29,23 @@ ENCODER_PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
+class Registered:
+    """What methods and tasks share: a registry name, a kind, a typed config and profiles."""
+
+    name: ClassVar[str] = ""  # set by the register decorator
+    kind: ClassVar[str] = ""
+    Config: ClassVar[type] = object
+    profiles: ClassVar[dict[str, dict[str, Any]]] = {}  # profile → config overrides
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    @classmethod
+    def description(cls) -> str:
+        """The docstring's first line, shown by ``simcrop-bench list``."""
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+
 @dataclass
 class MethodConfig:
     """Base config of every method: the shared encoder's architecture."""
@@ -47,7 +64,7 @@ class PretrainContext:
     progress: Callable[..., Any] | None = None
 
 
-class Method:
+class Method(Registered):
     """A pretraining method.
 
     Contract:
@@ -59,20 +76,11 @@ class Method:
       * ``pretrain_datasets`` — datasets whose roots ``pretrain`` needs.
     """
 
-    name: ClassVar[str] = ""
     kind: ClassVar[str] = "baseline"  # baseline | self-supervised | vision-language
     Config: ClassVar[type] = MethodConfig
-    profiles: ClassVar[dict[str, dict[str, Any]]] = {}
     pretrains: ClassVar[bool] = True  # False: no checkpoint, the task initialises the encoder
     pretrain_datasets: ClassVar[tuple[str, ...]] = ()
     reference: ClassVar[str] = ""
-
-    def __init__(self, config: Any):
-        self.config = config
-
-    @classmethod
-    def description(cls) -> str:
-        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
 
     @classmethod
     def profile_overrides(cls, profile: str) -> dict[str, Any]:
@@ -107,7 +115,7 @@ class TaskResult:
     details: dict[str, Any] = field(default_factory=dict)  # selection epoch, split sizes, ...
 
 
-class Task:
+class Task(Registered):
     """A downstream task: dataset, labels, protocol and metric.
 
     ``profiles`` maps a profile name to config overrides; ``fraction_profiles`` maps
@@ -115,23 +123,13 @@ class Task:
     hyperparameters).
     """
 
-    name: ClassVar[str] = ""
     kind: ClassVar[str] = ""  # segmentation | classification
     dataset: ClassVar[str] = ""
     labels: ClassVar[tuple[str, ...]] = ()
     fractions: ClassVar[tuple[int, ...]] = (100,)
     metric: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
-    Config: ClassVar[type] = object
-    profiles: ClassVar[dict[str, dict[str, Any]]] = {}
     fraction_profiles: ClassVar[dict[tuple[str, int], dict[str, Any]]] = {}
-
-    def __init__(self, config: Any):
-        self.config = config
-
-    @classmethod
-    def description(cls) -> str:
-        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
 
     @classmethod
     def profile_overrides(cls, profile: str, fraction: int) -> dict[str, Any]:

@@ -90,12 +90,9 @@ def _parse_scalar(text: str, tp: Any, key: str) -> Any:
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Accept a Python value from a profile table, checking it like a ``--set`` string."""
-    if isinstance(value, str) and tp is not str:
-        return _parse_scalar(value, tp, key)
-    if isinstance(value, (list, tuple)):
-        return _parse_scalar(",".join(map(str, value)), tp, key)
-    return _parse_scalar(str(value), tp, key) if not isinstance(value, bool) or tp is bool else value
+    """Check a value from a profile table by the same rules as a ``--set`` string."""
+    text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    return _parse_scalar(text, tp, key)
 
 
 # --------------------------------------------------------------------------- the tree

@@ -133,10 +133,12 @@ def _predict(model: torch.nn.Module, image: torch.Tensor, cfg: SegmentationConfi
     return logits.argmax(dim=1)[0].cpu().numpy().astype(np.uint8)
 
 
-def evaluate(model, cases, cfg, device, amp, num_classes, *, include_background: bool, save_dir: Path | None = None):
+def evaluate(model, cases, cfg, device, amp, num_classes, *, include_background: bool, bar,
+             save_dir: Path | None = None):
     """Sliding-window inference on ``cases``: per-case Dice arrays (C,) and case scores."""
     model.eval()
     dices, scores = [], []
+    task = bar.add_task("  evaluate", total=len(cases), status="")
     for case in cases:
         pred = _predict(model, case["image"].as_tensor(), cfg, device, amp)
         dice = dice_per_class(pred, case["label"][0].numpy(), num_classes)
@@ -146,6 +148,8 @@ def evaluate(model, cases, cfg, device, amp, num_classes, *, include_background:
             save_dir.mkdir(parents=True, exist_ok=True)
             affine = np.asarray(case["image"].affine, dtype=np.float64)
             nib.save(nib.Nifti1Image(pred, affine), save_dir / f"{case['case_id']}.nii.gz")
+        bar.advance(task)
+    bar.remove_task(task)
     return np.stack(dices), np.asarray(scores)
 
 
@@ -217,7 +221,7 @@ def run_segmentation(
             scheduler.step()
             entry = {"epoch": epoch, "train_loss": float(np.mean(losses))}
             if cfg.select_on_validation and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.max_epochs):
-                _, scores = evaluate(model, val, cfg, device, amp, num_classes, include_background=True)
+                _, scores = evaluate(model, val, cfg, device, amp, num_classes, include_background=True, bar=bar)
                 score = float(np.nanmean(scores))
                 entry["val_score"] = score
                 if score > best_score:  # strictly higher, as the reference
@@ -233,7 +237,9 @@ def run_segmentation(
     if cfg.save_checkpoint:
         torch.save({"epoch": best_epoch, "state_dict": model.state_dict()}, ctx.workdir / "model.pt")
     pred_dir = ctx.workdir / "predictions" if cfg.save_predictions else None
-    dices, scores = evaluate(model, test, cfg, device, amp, num_classes, include_background=False, save_dir=pred_dir)
+    with progress() as bar:
+        dices, scores = evaluate(model, test, cfg, device, amp, num_classes, include_background=False, bar=bar,
+                                 save_dir=pred_dir)
 
     foreground = labels[1:]
     with np.errstate(all="ignore"):
