@@ -49,7 +49,6 @@ class TableFormat(str, Enum):
 @app.command("list")
 def list_entries(kind: Kind = typer.Argument(..., help="methods or tasks"), plugin: Optional[List[str]] = PLUGIN_OPTION):
     """List registered methods or tasks: name, kind and a one-line description."""
-    from rich.console import Console
     from rich.table import Table
 
     from . import registry
@@ -60,7 +59,7 @@ def list_entries(kind: Kind = typer.Argument(..., help="methods or tasks"), plug
         table.add_column(column)
     for name, entry_kind, description, origin in registry.entries(kind.value):
         table.add_row(name, entry_kind, description, _short_origin(origin))
-    Console().print(table)
+    _console().print(table)
 
 
 def _short_origin(origin: str) -> str:
@@ -114,16 +113,24 @@ def run(
         _print_summary(record)
 
 
-def _print_summary(record: dict) -> None:
+def _console():
+    """A console for results on stdout; when piped, wide enough that tables are not squeezed."""
     from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _print_summary(record: dict) -> None:
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     metric = record["primary_metric"]
     if record.get("skipped"):
         console.print(f"[dim]exists, skipped (use --force to rerun):[/dim] {record['record_dir']}")
-    table = Table(title=f"{record['method']} → {record['task']}  f{record['fraction']}%  seed {record['seed']}"
-                  f"  ({record['profile']}, {record['protocol']}{', SYNTHETIC data' if record['synthetic'] else ''})")
+    console.print(f"[bold]{record['method']} → {record['task']}[/bold]  fraction {record['fraction']}%  "
+                  f"seed {record['seed']}  ({record['profile']} profile, {record['protocol']} protocol"
+                  f"{', [yellow]SYNTHETIC data[/yellow]' if record['synthetic'] else ''})")
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_row(f"[bold]{metric}[/bold]", f"[bold]{record['metrics'][metric]:.4f}[/bold]")
@@ -154,9 +161,7 @@ def leaderboard(
     if board.empty:
         raise UserError(f"{results}: no run records match (run `simcrop-bench run` first)")
     if fmt is BoardFormat.table:
-        from rich.console import Console
-
-        Console().print(lb.rich_table(board))
+        _console().print(lb.rich_table(board))
     else:
         render = {"csv": lb.to_csv, "md": lb.to_markdown, "latex": lb.to_latex, "json": lb.to_json}[fmt.value]
         typer.echo(render(board), nl=False)

@@ -191,7 +191,9 @@ def run_segmentation(
     if ctx.encoder_checkpoint is not None:
         load_report = load_pretrained_encoder(model, ctx.encoder_checkpoint)
     model.to(device)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=True, smooth_nr=0.0, smooth_dr=1e-6)
+    loss_fn = DiceCELoss(
+        to_onehot_y=True, softmax=True, squared_pred=cfg.dice_squared_pred, smooth_nr=0.0, smooth_dr=1e-6
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda e: lr_factor(e, cfg.warmup_epochs, cfg.max_epochs)

@@ -18,6 +18,7 @@ class SegmentationConfig:
     max_epochs: int = 50
     warmup_epochs: int = 50
     val_every: int = 5
+    dice_squared_pred: bool = True  # squared terms in the Dice denominator, as the reference
     lr: float = 1e-4
     weight_decay: float = 1e-5
     sw_overlap: float = 0.5
