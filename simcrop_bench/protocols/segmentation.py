@@ -153,6 +153,25 @@ def evaluate(model, cases, cfg, device, amp, num_classes, *, include_background:
     return np.stack(dices), np.asarray(scores)
 
 
+def train_epoch(model, loader, loss_fn, optimizer, scaler, amp: bool, on_step) -> float:
+    """One pass over the training volumes (each batch = the crops of one volume); mean loss."""
+    model.train()
+    device = next(model.parameters()).device
+    losses = []
+    for batch in loader:
+        x = batch["image"].as_tensor().to(device)
+        y = batch["label"].as_tensor().to(device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            loss = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        losses.append(loss.item())
+        on_step(losses[-1])
+    return float(np.mean(losses))
+
+
 def run_segmentation(
     ctx: TaskContext, cfg: SegmentationConfig, splits: SegSplits, labels: tuple[str, ...]
 ) -> TaskResult:
@@ -205,23 +224,13 @@ def run_segmentation(
     with progress() as bar:
         epochs = bar.add_task("fine-tune", total=cfg.max_epochs, status="")
         steps = bar.add_task("  epoch", total=len(loader), status="")
+        def on_step(loss: float) -> None:
+            bar.update(steps, advance=1, status=f"loss {loss:.3f}")
+
         for epoch in range(cfg.max_epochs):
-            model.train()
             bar.reset(steps)
-            losses = []
-            for batch in loader:
-                x = batch["image"].as_tensor().to(device)
-                y = batch["label"].as_tensor().to(device)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                    loss = loss_fn(model(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                losses.append(loss.item())
-                bar.update(steps, advance=1, status=f"loss {loss.item():.3f}")
+            entry = {"epoch": epoch, "train_loss": train_epoch(model, loader, loss_fn, optimizer, scaler, amp, on_step)}
             scheduler.step()
-            entry = {"epoch": epoch, "train_loss": float(np.mean(losses))}
             if cfg.select_on_validation and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.max_epochs):
                 _, scores = evaluate(model, val, cfg, device, amp, num_classes, include_background=True, bar=bar)
                 score = float(np.nanmean(scores))
@@ -250,8 +259,11 @@ def run_segmentation(
         {"case": case["case_id"], "dice": float(score), **{name: float(d[i + 1]) for i, name in enumerate(foreground)}}
         for case, d, score in zip(test, dices, scores)
     ]
+    metrics = {"dice": float(np.nanmean(scores))}
+    if best_state is not None:
+        metrics["selection_dice"] = float(best_score)
     return TaskResult(
-        metrics={"dice": float(np.nanmean(scores)), "selection_dice": float(best_score) if best_state else float("nan")},
+        metrics=metrics,
         per_class={"dice": per_class},
         per_case=per_case,
         details={
