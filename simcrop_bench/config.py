@@ -10,7 +10,6 @@ without the seed, the comparable *cell* that seeds are averaged over.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import hashlib
 import json

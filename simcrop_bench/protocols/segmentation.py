@@ -26,6 +26,7 @@ from monai.utils import set_determinism
 
 from ..api import TaskContext, TaskResult
 from ..data.luna16 import SegSplits, series_uid
+from ..data.nifti import write_nifti_gz
 from ..errors import DataError
 from ..metrics import case_score, dice_per_class
 from ..models.unetr import UNETR, load_pretrained_encoder
@@ -145,9 +146,8 @@ def evaluate(model, cases, cfg, device, amp, num_classes, *, include_background:
         dices.append(dice)
         scores.append(case_score(dice, include_background))
         if save_dir is not None:
-            save_dir.mkdir(parents=True, exist_ok=True)
             affine = np.asarray(case["image"].affine, dtype=np.float64)
-            nib.save(nib.Nifti1Image(pred, affine), save_dir / f"{case['case_id']}.nii.gz")
+            write_nifti_gz(save_dir / f"{case['case_id']}.nii.gz", pred, affine, description="simcrop-bench prediction")
         bar.advance(task)
     bar.remove_task(task)
     return np.stack(dices), np.asarray(scores)

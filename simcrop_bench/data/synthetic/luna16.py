@@ -9,18 +9,17 @@ axis codes ('L', 'P', 'S'), so a reader must reorient to RAS (left lung then at 
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
-from ...atomic import atomic_path, write_json, write_text
+from ...atomic import write_json, write_text
 from ...errors import DataError, UserError
+from ..nifti import array_sha256, lps_nifti_affine, write_nifti_gz
 from .phantom import DATASET_CODES, GENERATOR_VERSION, ChestCase, RenderedCase, VoxelGrid, render_case, sample_chest_case
 
 UID_PREFIX = "1.3.6.1.4.1.14519.5.2.1.6279.6001.9999"  # + 26 digits: cannot collide with real LIDC UIDs
@@ -51,29 +50,6 @@ def luna16_seg_splits(uids: list[str]) -> dict[str, list[str]]:
     training_10 = [training[i] for i in np.random.RandomState(SPLIT_SEED).permutation(len(training))[:n_ten]]
     n_val = min(n_test, max(2, round(26 / 267 * n_test)))  # 26 of 267 in the real files
     return {"training_100": training, "training_10": training_10, "validation": testing[:n_val], "testing": testing}
-
-
-def lps_nifti_affine(spacing, origin) -> np.ndarray:
-    """nibabel (RAS) affine of an identity-direction MetaImage with LPS ``Offset`` = origin (datasets.md §1.1)."""
-    (sx, sy, sz), (ox, oy, oz) = spacing, origin
-    return np.array([[-sx, 0, 0, -ox], [0, -sy, 0, -oy], [0, 0, sz, oz], [0, 0, 0, 1]], dtype=np.float64)
-
-
-def array_sha256(array: np.ndarray) -> str:
-    """Hash of a decoded volume: C-ordered bytes of the (x, y, z) array in its stored dtype."""
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
-
-
-def write_nifti_gz(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
-    """Atomic NIfTI-1 write with qform/sform (code 1, scanner) and a gzip stream with mtime 0 (reproducible bytes)."""
-    image = nib.Nifti1Image(array, affine)
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
-    image.header.set_xyzt_units("mm")
-    image.header["descrip"] = b"simcrop-bench SYNTHETIC"
-    data = gzip.compress(image.to_bytes(), compresslevel=6, mtime=0)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def write_luna16_twin(
@@ -116,7 +92,7 @@ def write_luna16_twin(
         affine = lps_nifti_affine(spacing, grid.origin)
         mask = np.where(out.labels > 0, out.labels - 2, 0).astype(np.uint8)
         for rel, array in ((f"images/{uid}.nii.gz", out.hu), (f"masks_processed/{uid}.nii.gz", mask)):
-            write_nifti_gz(root / rel, array, affine)
+            write_nifti_gz(root / rel, array, affine, description="simcrop-bench SYNTHETIC")
             files[rel] = array_sha256(array)
         annotations = [{k: v for k, v in n.items() if k != "side"} for n in out.nodules]
         meta = {

@@ -336,7 +336,7 @@ def build_scene(case: ChestCase) -> list[Paint]:
     a, b = t.lr_mm / 2, t.ap_mm / 2
     body_cy = t.posterior_y_mm - b
     cav = thoracic_cavity(t)
-    (_, ccy), (ca, cb) = cav.center_xy, cav.semi_xy
+    (_, ccy), (_, cb) = cav.center_xy, cav.semi_xy
     h, hc = case.heart.center, case.heart.semi_axes
     dy = sy - 45.0  # great vessels follow the spine's A-P position
     aw = case.airway
