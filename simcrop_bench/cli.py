@@ -203,9 +203,85 @@ def twin(
     typer.echo(str(root))
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthetic twins, layout checks, split import.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("info")
+def data_info():
+    """The five datasets: tasks, layouts, which have synthetic twins, where their roots are configured."""
+    from rich.table import Table
+
+    from .data.datasets import DATASETS
+    from .data.roots import _configured_root
+
+    table = Table(title="datasets")
+    for column in ("dataset", "tasks", "layout", "synthetic twin", "configured root"):
+        table.add_column(column)
+    for info in DATASETS.values():
+        configured = _configured_root(info.name)
+        root = f"{configured[0]} ({configured[1]})" if configured else "- (synthetic twin)"
+        for i, (name, layout) in enumerate(info.layouts.items()):
+            table.add_row(
+                info.display if i == 0 else "", ", ".join(info.tasks) if i == 0 else "",
+                f"{name}: {layout.description}", "yes" if layout.writer else "not yet", root if i == 0 else "",
+            )
+    _console().print(table)
+
+
+@data_app.command("synth")
+def data_synth(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="luna16, btcv, ... (see `data info`)."),
+    layout: str = typer.Option("simcrop", "--layout", "-l", help="official (as downloaded) or simcrop (what tasks read)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write; replaced atomically."),
+    cases: Optional[int] = typer.Option(None, "--cases", "-n", help="Number of cases (default: the twin's)."),
+    seed: int = typer.Option(20251128, "--seed", help="Root seed: same seed, byte-identical files."),
+):
+    """Write a deterministic synthetic twin of a dataset in one of its real on-disk layouts."""
+    from .atomic import staged_dir
+    from .data.datasets import get_layout, synthesize
+
+    get_layout(dataset, layout)  # validate before touching the disk
+    with staged_dir(out) as staging:
+        synthesize(dataset, layout, staging, cases=cases, seed=seed)
+    typer.echo(f"wrote synthetic {dataset} ({layout} layout, seed {seed}) to {out}")
+
+
+@data_app.command("check")
+def data_check(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name (see `data info`)."),
+    root: Path = typer.Option(..., "--root", "-r", help="Dataset root to check."),
+    layout: str = typer.Option("simcrop", "--layout", "-l", help="Layout of the root."),
+):
+    """Check a dataset root: layout, counts, shapes, spacing, label values; every problem with its file."""
+    from .data.datasets import get_layout, resolve
+
+    entry = get_layout(dataset, layout)
+    if entry.checker is None:
+        raise UserError(f"no checker for {dataset} in the {layout} layout yet")
+    report = resolve(entry.checker)(root)
+    console = _console()
+    console.print(f"[bold]{dataset}[/bold] ({layout} layout) at {root}")
+    for key, value in sorted(report.counts.items()):
+        console.print(f"  {key}: {value}")
+    if report.shapes:
+        console.print("  shapes: " + ", ".join(f"{'×'.join(map(str, s))} ({n})" for s, n in report.shapes.most_common(5)))
+    if report.spacings:
+        console.print("  spacing mm: " + ", ".join(f"{s} ({n})" for s, n in report.spacings.most_common(5)))
+    if report.label_values:
+        console.print(f"  label values: {sorted(report.label_values)}")
+    if report.ok:
+        console.print("[green]0 problems[/green]")
+        return
+    console.print(f"[red]{len(report.problems)} problem(s):[/red]")
+    for problem in report.problems:
+        typer.echo(f"  {problem}")
+    raise typer.Exit(1)
+
+
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns a command's typer.Exit code instead of exiting
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -221,6 +297,7 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

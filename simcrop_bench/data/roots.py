@@ -10,21 +10,19 @@ synthetic twin, generated deterministically on first use under the cache folder
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import staged_dir
 from ..errors import DataError
+from .datasets import TWIN_SEED, get_layout, resolve, synthesize
+
+TASK_LAYOUT = "simcrop"  # tasks read the SimCroP layout; `data prepare` converts official trees into it
 
 SYNTHETIC_MARKER = "SYNTHETIC.md"
 CONFIG_FILES = (Path("simcrop-bench.yaml"), Path.home() / ".config" / "simcrop-bench" / "config.yaml")
 
-# dataset → (module, writer, completeness check, twin seed). Issue #3 grows this table.
-TWINS: dict[str, tuple[str, str, str, int]] = {
-    "luna16": ("simcrop_bench.data.synthetic.luna16", "write_luna16_twin", "luna16_twin_is_complete", 20251128),
-}
 
 
 @dataclass
@@ -71,16 +69,15 @@ def resolve_data_root(dataset: str, explicit: str | os.PathLike | None = None) -
 
 
 def ensure_twin(dataset: str, root: Path | None = None) -> Path:
-    """Path of the dataset's synthetic twin, generating it (atomically) when missing."""
-    if dataset not in TWINS:
-        raise DataError(f"no synthetic twin exists for dataset '{dataset}'; pass --data-root")
-    module_name, writer_name, check_name, seed = TWINS[dataset]
-    module = importlib.import_module(module_name)
-    root = root or cache_dir() / "twins" / f"{dataset}-seed{seed}"
-    if root.is_dir() and getattr(module, check_name)(root):
+    """Path of the dataset's synthetic twin in the layout tasks read, generated (atomically) when missing."""
+    layout = get_layout(dataset, TASK_LAYOUT)
+    if layout.writer is None or layout.complete is None:
+        raise DataError(f"no synthetic twin exists for dataset '{dataset}' yet; pass --data-root")
+    root = root or cache_dir() / "twins" / f"{dataset}-seed{TWIN_SEED}"
+    if root.is_dir() and resolve(layout.complete)(root):
         return root
     with staged_dir(root) as staging:
-        getattr(module, writer_name)(staging, seed=seed)
+        synthesize(dataset, TASK_LAYOUT, staging)
     return root
 
 

@@ -1,0 +1,94 @@
+"""The five datasets: which layouts exist, how their twins are written and checked.
+
+Entries name functions as ``"module:function"`` strings so that reading this table
+(the CLI does, for ``data info``) imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import DataError
+
+TWIN_SEED = 20251128
+
+
+@dataclass(frozen=True)
+class Layout:
+    description: str
+    writer: str | None = None  # (root, *, cases, seed) -> manifest; None: no synthetic twin yet
+    checker: str | None = None  # (root) -> CheckReport
+    complete: str | None = None  # (root) -> bool, for reusing a generated twin
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    display: str
+    tasks: tuple[str, ...]
+    layouts: dict[str, Layout] = field(default_factory=dict)
+
+
+def resolve(ref: str) -> Callable[..., Any]:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+_LUNA = "simcrop_bench.data.synthetic.luna16"
+_BTCV = "simcrop_bench.data.synthetic.btcv"
+
+DATASETS: dict[str, Dataset] = {
+    "ctrate": Dataset("ctrate", "CT-RATE", ("ctrate_cls",), {
+        "official": Layout("train/, valid/, metadata/, radiology_text_reports/, multi_abnormality_labels/"),
+        "simcrop": Layout("{train,valid}_preprocessed/<split>_<pid>/<split>_<pid><scan>/<VolumeName>"),
+    }),
+    "radchestct": Dataset("radchestct", "RadChestCT", ("radchestct_cls",), {
+        "official": Layout("<NoteAcc_DEID>.npz (key ct) + img*_Abnormality_and_Location_Labels.csv"),
+        "simcrop": Layout("images/<NoteAcc_DEID>.nii.gz"),
+    }),
+    "ccccii": Dataset("ccccii", "CC-CCII", ("ccccii_cls",), {
+        "official": Layout("{NCP,CP,Normal}/<patient>/<scan>/<slice>.png + unzip_filenames.csv"),
+        "simcrop": Layout("images_resized/<scan_id>.nii.gz stored (D, H, W)"),
+    }),
+    "luna16": Dataset("luna16", "LUNA16", ("luna16_cls", "lung_seg"), {
+        "official": Layout("subsetK/<uid>.mhd+.raw, seg-lungs-LUNA16/<uid>.mhd+.zraw, CSVFILES/annotations.csv"),
+        "simcrop": Layout(
+            "images/<uid>.nii.gz, masks_processed/<uid>.nii.gz, dataset_{10,100}.json",
+            writer=f"{_LUNA}:write_luna16_twin",
+            checker="simcrop_bench.data.check_luna16:check_luna16_simcrop",
+            complete=f"{_LUNA}:luna16_twin_is_complete",
+        ),
+    }),
+    "btcv": Dataset("btcv", "BTCV", ("btcv_seg",), {
+        "official": Layout("RawData/Training|Testing/img|label/*.nii.gz"),
+        "simcrop": Layout("imagesTr/, labelsTr/, imagesTs/, dataset.json"),
+    }),
+}
+
+
+def get_dataset(name: str) -> Dataset:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(f"unknown dataset '{name}'; known: {', '.join(DATASETS)}") from None
+
+
+def get_layout(dataset: str, layout: str) -> Layout:
+    info = get_dataset(dataset)
+    try:
+        return info.layouts[layout]
+    except KeyError:
+        raise DataError(f"dataset {dataset} has layouts {', '.join(info.layouts)}, not '{layout}'") from None
+
+
+def synthesize(dataset: str, layout: str, root, *, cases: int | None = None, seed: int = TWIN_SEED) -> dict:
+    """Write the synthetic twin of ``dataset`` in ``layout`` under ``root``."""
+    entry = get_layout(dataset, layout)
+    if entry.writer is None:
+        raise DataError(f"no synthetic twin of {dataset} in the {layout} layout yet")
+    kwargs: dict[str, Any] = {"seed": seed}
+    if cases is not None:
+        kwargs["n_cases"] = cases
+    return resolve(entry.writer)(root, **kwargs)
