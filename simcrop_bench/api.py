@@ -103,6 +103,7 @@ class TaskContext:
     protocol: str
     device: str
     workdir: Path  # staging folder of the run record: predictions etc. go here
+    cache_dir: Path | None = None  # persistent preprocessing cache; None: preprocess in memory only
 
 
 @dataclass

@@ -22,6 +22,7 @@ from .errors import ConfigError
 
 PROFILES = ("demo", "paper")
 PROTOCOLS = ("heldout", "legacy")
+EXECUTION_ONLY = ("device", "num_threads", "cache")  # how a run executes, not what it computes
 
 
 @dataclass
@@ -34,6 +35,7 @@ class RunSettings:
     protocol: Literal["heldout", "legacy"] = "heldout"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_threads: int = 0  # 0: torch's default
+    cache: bool = True  # persist preprocessed volumes (keyed by source files and transform chain)
 
 
 # --------------------------------------------------------------------------- typed leaves
@@ -122,7 +124,7 @@ class ResolvedConfig:
     def cell_hash(self) -> str:
         """Hash of everything but the seed: runs that differ only by seed share it."""
         tree = self.to_dict()
-        tree["run"] = {k: v for k, v in tree["run"].items() if k not in ("seed", "device", "num_threads")}
+        tree["run"] = {k: v for k, v in tree["run"].items() if k not in ("seed", *EXECUTION_ONLY)}
         return stable_hash(tree)
 
 

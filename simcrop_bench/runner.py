@@ -120,7 +120,7 @@ def execute(plan: RunPlan) -> dict[str, Any]:
     from .api import TaskContext
     from .atomic import staged_dir
     from .checkpoints import file_sha256, resolve_encoder
-    from .data.roots import data_fingerprint, resolve_data_root
+    from .data.roots import cache_dir, data_fingerprint, resolve_data_root
     from .progress import log
     from .records import write_per_case, write_record
 
@@ -155,6 +155,7 @@ def execute(plan: RunPlan) -> dict[str, Any]:
             protocol=cfg.run.protocol,
             device=device,
             workdir=staging,
+            cache_dir=cache_dir() / "preprocessed" if cfg.run.cache else None,
         )
         result = task.run(ctx)
         peak_mb = provenance.peak_host_memory_mb()

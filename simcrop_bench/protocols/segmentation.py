@@ -19,7 +19,8 @@ import nibabel as nib
 import numpy as np
 import torch
 from monai import transforms as mt
-from monai.data import DataLoader, Dataset, list_data_collate
+from monai.data import DataLoader, Dataset, PersistentDataset, list_data_collate
+from monai.data.utils import pickle_hashing
 from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
 from monai.utils import set_determinism
@@ -92,12 +93,31 @@ def _unreadable(item: dict[str, str]) -> str | None:
     return None
 
 
-def preprocess_cases(items: list[dict[str, str]], pipeline: mt.Compose, num_classes: int) -> list[dict[str, Any]]:
-    """Run the deterministic pipeline on every case, turning failures into one-line DataErrors."""
+def source_signature(path: str) -> str:
+    """Path, size and modification time: changes whenever the file is replaced or edited, and
+    costs a ``stat`` instead of re-reading the volume (hashing hundreds of CT volumes per run would not)."""
+    stat = Path(path).stat()
+    return f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def preprocess_cases(
+    items: list[dict[str, str]], pipeline: mt.Compose, num_classes: int, cache_dir: Path | None = None
+) -> list[dict[str, Any]]:
+    """Run the deterministic pipeline on every case, turning failures into one-line DataErrors.
+
+    With ``cache_dir``, results persist in MONAI's ``PersistentDataset``, keyed by the case's
+    source signatures and a hash of the transform chain (so a changed file, spacing or window
+    invalidates the entry instead of silently reusing it).
+    """
+    keyed = [{**item, "source": [source_signature(item[k]) for k in KEYS if Path(item[k]).is_file()]} for item in items]
+    dataset = None
+    if cache_dir is not None:
+        dataset = PersistentDataset(keyed, pipeline, cache_dir=cache_dir, hash_transform=pickle_hashing,
+                                    track_meta=True, weights_only=False)
     out = []
-    for item in items:
+    for i, item in enumerate(keyed):
         try:
-            case = pipeline(dict(item))
+            case = dataset[i] if dataset is not None else pipeline(dict(item))
         except Exception as exc:
             raise DataError(_unreadable(item) or f"{item['image']}: preprocessing failed ({exc})") from None
         image, label = case["image"], case["label"]
@@ -184,11 +204,11 @@ def run_segmentation(
     pipeline = preprocessing(cfg)
     with progress() as bar:
         task = bar.add_task("preprocess", total=3, status="")
-        train = preprocess_cases(splits.training, pipeline, num_classes)
+        train = preprocess_cases(splits.training, pipeline, num_classes, ctx.cache_dir)
         bar.advance(task)
-        val = preprocess_cases(splits.validation, pipeline, num_classes) if cfg.select_on_validation else []
+        val = preprocess_cases(splits.validation, pipeline, num_classes, ctx.cache_dir) if cfg.select_on_validation else []
         bar.advance(task)
-        test = preprocess_cases(splits.testing, pipeline, num_classes)
+        test = preprocess_cases(splits.testing, pipeline, num_classes, ctx.cache_dir)
         bar.advance(task)
 
     aug = augmentation(cfg)
