@@ -279,6 +279,24 @@ def data_check(
     raise typer.Exit(1)
 
 
+splits_app = typer.Typer(no_args_is_help=True, help="SimCroP split files: import and verify.")
+data_app.add_typer(splits_app, name="splits")
+
+
+@splits_app.command("import")
+def splits_import(
+    source: Path = typer.Option(..., "--from", help="A SimCroP checkout (or its datasets/ folder) holding the split files."),
+    dest: Optional[Path] = typer.Option(None, "--to", help="Where to keep them (default: <cache>/splits)."),
+    task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="Only these tasks (repeatable)."),
+):
+    """Import SimCroP split files, verify SHA-256 and content (counts, fraction nesting, duplicated columns)."""
+    from .data.roots import cache_dir
+    from .data.split_files import import_splits
+
+    report = import_splits(source, dest or cache_dir() / "splits", task or None)
+    typer.echo(report.format())
+
+
 def main() -> None:
     try:
         code = app(standalone_mode=False)  # returns a command's typer.Exit code instead of exiting
