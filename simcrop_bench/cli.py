@@ -279,6 +279,24 @@ def data_check(
     raise typer.Exit(1)
 
 
+@data_app.command("prepare")
+def data_prepare(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name (see `data info`)."),
+    source: Path = typer.Option(..., "--from", help="Root of the official (as downloaded) layout."),
+    out: Path = typer.Option(..., "--out", "-o", help="Root of the SimCroP layout that tasks read."),
+    layout: str = typer.Option("official", "--layout", "-l", help="Layout of --from."),
+):
+    """Convert a downloaded layout into the one tasks read (resumable: finished cases are skipped)."""
+    from .data.datasets import get_layout, resolve
+
+    entry = get_layout(dataset, layout)
+    if entry.prepare is None:
+        raise UserError(f"no converter from the {layout} layout of {dataset} yet")
+    summary = resolve(entry.prepare)(source, out)
+    typer.echo(f"{dataset}: {summary.get('converted', 0)} converted, {summary.get('skipped', 0)} already done "
+               f"→ {out}")
+
+
 splits_app = typer.Typer(no_args_is_help=True, help="SimCroP split files: import and verify.")
 data_app.add_typer(splits_app, name="splits")
 

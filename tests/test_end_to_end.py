@@ -199,3 +199,23 @@ def test_pretrained_checkpoint_is_stored_and_reused(twin, tmp_path):
     assert first["checkpoint"]["pretrain_hash"] == second["checkpoint"]["pretrain_hash"]
     assert second["details"]["encoder_load"]["loaded"]  # the task loaded the stored blocks
     assert len(list((results / "checkpoints" / "toy_pretrain").iterdir())) == 1
+
+
+@pytest.mark.slow
+def test_official_layout_prepared_runs_like_the_simcrop_twin(twin, tmp_path):
+    official, prepared = tmp_path / "official", tmp_path / "prepared"
+    assert run_cli("data", "synth", "--dataset", "luna16", "--layout", "official", "--out", str(official),
+                   "--cases", "8").returncode == 0
+    done = run_cli("data", "prepare", "--dataset", "luna16", "--from", str(official), "--out", str(prepared))
+    assert done.returncode == 0, done.stderr
+    dice = {}
+    for name, root in (("simcrop", twin), ("prepared", prepared)):
+        results = tmp_path / f"results-{name}"
+        ran = run_cli("run", "-m", "scratch", "-t", "lung_seg", "--data-root", str(root), "--results", str(results),
+                      "--seed", "3", "--device", "cpu", "--set", "run.cache=false", *FAST)
+        assert ran.returncode == 0, ran.stderr
+        record = json.loads(records_under(results)[0].read_text())
+        assert record["synthetic"] is True
+        dice[name] = record["per_class"]["dice"]
+    # the same cases in two layouts: the same numbers
+    assert dice["prepared"] == pytest.approx(dice["simcrop"], abs=1e-6)

@@ -21,6 +21,7 @@ class Layout:
     writer: str | None = None  # (root, *, cases, seed) -> manifest; None: no synthetic twin yet
     checker: str | None = None  # (root) -> CheckReport
     complete: str | None = None  # (root) -> bool, for reusing a generated twin
+    prepare: str | None = None  # (src, dst) -> summary: convert this layout into the simcrop one
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,12 @@ DATASETS: dict[str, Dataset] = {
         "simcrop": Layout("images_resized/<scan_id>.nii.gz stored (D, H, W)"),
     }),
     "luna16": Dataset("luna16", "LUNA16", ("luna16_cls", "lung_seg"), {
-        "official": Layout("subsetK/<uid>.mhd+.raw, seg-lungs-LUNA16/<uid>.mhd+.zraw, CSVFILES/annotations.csv"),
+        "official": Layout(
+            "subsetK/<uid>.mhd+.raw, seg-lungs-LUNA16/<uid>.mhd+.zraw, CSVFILES/annotations.csv",
+            writer=f"{_LUNA}:write_luna16_official",
+            complete=f"{_LUNA}:luna16_official_is_complete",
+            prepare="simcrop_bench.data.prepare_luna16:convert_official_to_simcrop",
+        ),
         "simcrop": Layout(
             "images/<uid>.nii.gz, masks_processed/<uid>.nii.gz, dataset_{10,100}.json",
             writer=f"{_LUNA}:write_luna16_twin",
