@@ -106,3 +106,35 @@ def test_cli_synth_is_deterministic_and_checks_clean(tmp_path):
     unknown = run_cli("data", "synth", "--dataset", "mnist", "--out", str(tmp_path / "c"))
     assert unknown.returncode == 2 and "unknown dataset 'mnist'" in unknown.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_official_luna16_layout_check(tmp_path):
+    from simcrop_bench.data.check_luna16 import check_luna16_official
+    from simcrop_bench.data.metaimage import read_mhd, write_mhd
+    from simcrop_bench.data.synthetic.luna16 import write_luna16_official
+
+    root = tmp_path / "official"
+    write_luna16_official(root, n_cases=5)
+    clean = check_luna16_official(root)
+    assert clean.ok, clean.problems
+    assert clean.counts["images"] == 5 and clean.label_values == {0, 3, 4, 5}
+
+    raw = sorted(root.glob("subset*/*.raw"))[0]
+    raw.write_bytes(raw.read_bytes()[:1000])
+    masks = sorted((root / "seg-lungs-LUNA16").glob("*.mhd"))
+    missing = masks[0]
+    (root / "seg-lungs-LUNA16" / read_mhd(missing).header["ElementDataFile"]).unlink()
+    missing.unlink()
+    bad = read_mhd(masks[1])
+    array = bad.array.copy()
+    array[0, 0, 0] = 9
+    write_mhd(masks[1], array, bad.spacing, bad.offset, compressed=True)
+    annotations = root / "CSVFILES" / "annotations.csv"
+    annotations.write_text(annotations.read_text().replace("diameter_mm", "diam"))
+
+    found = [str(p) for p in check_luna16_official(root).problems]
+    expected = [(raw, "data bytes"), (missing, "lung mask is missing"), (masks[1], "unknown label values [9]"),
+                (annotations, "is not seriesuid")]
+    for path, message in expected:
+        assert any(p.startswith(str(path)) and message in p for p in found), (path, found)
+    assert len(found) == len(expected)

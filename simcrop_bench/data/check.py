@@ -124,3 +124,47 @@ def extra_files(folder: Path, listed: set[Path], report: CheckReport, pattern: s
 def require_root(root: Path) -> None:
     if not root.is_dir():
         raise DataError(f"{root}: data root does not exist or is not a folder")
+
+
+def check_decathlon(
+    root: Path,
+    dataset: str,
+    split_files: tuple[str, ...],
+    keys: tuple[str, ...],
+    allowed_labels: Iterable[int],
+    folders: tuple[str, str],
+) -> CheckReport:
+    """A MSD-style layout: split JSONs listing image/label pairs, and the two folders holding them."""
+    import json
+
+    require_root(root)
+    report = CheckReport(dataset, "simcrop", root)
+    cases: dict[Path, Path] = {}
+    for name in split_files:
+        path = root / name
+        if not path.is_file():
+            report.add(path, "split file is missing")
+            continue
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            report.add(path, f"not valid JSON ({exc})")
+            continue
+        for key in keys:
+            entries = doc.get(key) if isinstance(doc, dict) else None
+            if not isinstance(entries, list):
+                report.add(path, f"missing list '{key}'")
+                continue
+            report.counts[f"{name}:{key}"] = len(entries)
+            for i, entry in enumerate(entries):
+                if not (isinstance(entry, dict) and isinstance(entry.get("image"), str)
+                        and isinstance(entry.get("label"), str)):
+                    report.add(path, f"entry {i} of '{key}' needs string fields 'image' and 'label'")
+                    continue
+                cases[(root / entry["image"]).resolve()] = (root / entry["label"]).resolve()
+    for image, label in sorted(cases.items()):
+        check_image_label(image, label, report, allowed_labels=allowed_labels)
+    extra_files(root / folders[0], set(cases), report)
+    extra_files(root / folders[1], set(cases.values()), report)
+    report.counts["cases"] = len(cases)
+    return report

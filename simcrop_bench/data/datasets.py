@@ -22,6 +22,8 @@ class Layout:
     checker: str | None = None  # (root) -> CheckReport
     complete: str | None = None  # (root) -> bool, for reusing a generated twin
     prepare: str | None = None  # (src, dst) -> summary: convert this layout into the simcrop one
+    writer_kwargs: dict[str, Any] = field(default_factory=dict)  # fixed arguments of the writer
+    cases_arg: str = "n_cases"  # the writer's argument for the number of cases
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ DATASETS: dict[str, Dataset] = {
         "official": Layout(
             "subsetK/<uid>.mhd+.raw, seg-lungs-LUNA16/<uid>.mhd+.zraw, CSVFILES/annotations.csv",
             writer=f"{_LUNA}:write_luna16_official",
+            checker="simcrop_bench.data.check_luna16:check_luna16_official",
             complete=f"{_LUNA}:luna16_official_is_complete",
             prepare="simcrop_bench.data.prepare_luna16:convert_official_to_simcrop",
         ),
@@ -68,8 +71,17 @@ DATASETS: dict[str, Dataset] = {
         ),
     }),
     "btcv": Dataset("btcv", "BTCV", ("btcv_seg",), {
-        "official": Layout("RawData/Training|Testing/img|label/*.nii.gz"),
-        "simcrop": Layout("imagesTr/, labelsTr/, imagesTs/, dataset.json"),
+        "official": Layout(
+            "RawData/Training|Testing/img|label/*.nii.gz",
+            writer=f"{_BTCV}:write_btcv_twin", writer_kwargs={"layout": "official"}, cases_arg="n_train",
+            complete=f"{_BTCV}:btcv_twin_is_complete",
+        ),
+        "simcrop": Layout(
+            "imagesTr/, labelsTr/, imagesTs/, dataset.json",
+            writer=f"{_BTCV}:write_btcv_twin", writer_kwargs={"layout": "simcrop"}, cases_arg="n_train",
+            checker="simcrop_bench.data.check_btcv:check_btcv_simcrop",
+            complete=f"{_BTCV}:btcv_twin_is_complete",
+        ),
     }),
 }
 
@@ -94,7 +106,7 @@ def synthesize(dataset: str, layout: str, root, *, cases: int | None = None, see
     entry = get_layout(dataset, layout)
     if entry.writer is None:
         raise DataError(f"no synthetic twin of {dataset} in the {layout} layout yet")
-    kwargs: dict[str, Any] = {"seed": seed}
+    kwargs: dict[str, Any] = {"seed": seed, **entry.writer_kwargs}
     if cases is not None:
-        kwargs["n_cases"] = cases
+        kwargs[entry.cases_arg] = cases
     return resolve(entry.writer)(root, **kwargs)
