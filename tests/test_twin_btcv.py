@@ -235,3 +235,28 @@ def test_missing_listed_file_names_it(twin, tmp_path):
     (copy / "dataset.json").unlink()
     with pytest.raises(DataError, match="dataset.json"):
         btcv_seg_splits(copy, "legacy")
+
+
+def test_prepared_official_layout_matches_the_monai_twin(tmp_path):
+    import json as _json
+
+    from simcrop_bench.data.btcv import btcv_seg_splits
+    from simcrop_bench.data.check_btcv import check_btcv_simcrop
+    from simcrop_bench.data.prepare_btcv import convert_btcv_official_to_simcrop
+
+    official, monai_twin, prepared = tmp_path / "official", tmp_path / "monai", tmp_path / "prepared"
+    write_btcv_twin(official, n_train=6, n_test=2, layout="official")
+    write_btcv_twin(monai_twin, n_train=6, n_test=2, layout="simcrop")
+    summary = convert_btcv_official_to_simcrop(official, prepared)
+    assert summary["converted"] == 6 * 2 + 2
+    assert convert_btcv_official_to_simcrop(official, prepared)["converted"] == 0  # resumable
+    for folder in ("imagesTr", "labelsTr", "imagesTs"):
+        names = sorted(p.name for p in (monai_twin / folder).iterdir())
+        assert names == sorted(p.name for p in (prepared / folder).iterdir())
+        for name in names:
+            assert (monai_twin / folder / name).read_bytes() == (prepared / folder / name).read_bytes()
+    ours, theirs = (_json.loads((root / "dataset.json").read_text()) for root in (prepared, monai_twin))
+    for key in ("training", "validation", "test"):
+        assert ours[key] == theirs[key]
+    assert (prepared / "SYNTHETIC.md").is_file() and check_btcv_simcrop(prepared).ok
+    assert btcv_seg_splits(prepared, "legacy").sizes() == btcv_seg_splits(monai_twin, "legacy").sizes()

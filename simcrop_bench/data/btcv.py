@@ -22,6 +22,29 @@ from .luna16 import SegSplits
 SPLIT_FILE = "dataset.json"
 NIFTI_SUFFIX = ".nii.gz"
 PROTOCOLS = ("legacy", "heldout")
+TRAIN_NUMBERS = (*range(1, 11), *range(21, 41))  # img0001–0010, img0021–0040
+VALIDATION_NUMBERS = tuple(range(35, 41))  # btcv_035–040 in dataset.json
+TEST_NUMBERS = tuple(range(61, 81))  # img0061–0080
+# Class names of the UNETR/SimCroP dataset.json (protocol.md §2.6).
+LABEL_NAMES = {
+    "0": "background", "1": "spleen", "2": "rkid", "3": "lkid", "4": "gall", "5": "eso", "6": "liver", "7": "sto",
+    "8": "aorta", "9": "IVC", "10": "veins", "11": "pancreas", "12": "rad", "13": "lad",
+}
+
+
+def official_paths(number: int, labelled: bool) -> dict[str, str]:
+    if labelled:
+        return {
+            "image": f"RawData/Training/img/img{number:04d}.nii.gz",
+            "label": f"RawData/Training/label/label{number:04d}.nii.gz",
+        }
+    return {"image": f"RawData/Testing/img/img{number:04d}.nii.gz"}
+
+
+def simcrop_paths(number: int, labelled: bool) -> dict[str, str]:
+    if labelled:
+        return {"image": f"imagesTr/btcv_{number:03d}.nii.gz", "label": f"labelsTr/btcv_{number:03d}.nii.gz"}
+    return {"image": f"imagesTs/img{number:04d}.nii.gz"}
 
 
 def btcv_case_id(path: str) -> str:

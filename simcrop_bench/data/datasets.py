@@ -75,6 +75,7 @@ DATASETS: dict[str, Dataset] = {
             "RawData/Training|Testing/img|label/*.nii.gz",
             writer=f"{_BTCV}:write_btcv_twin", writer_kwargs={"layout": "official"}, cases_arg="n_train",
             complete=f"{_BTCV}:btcv_twin_is_complete",
+            prepare="simcrop_bench.data.prepare_btcv:convert_btcv_official_to_simcrop",
         ),
         "simcrop": Layout(
             "imagesTr/, labelsTr/, imagesTs/, dataset.json",

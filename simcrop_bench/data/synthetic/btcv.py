@@ -37,15 +37,8 @@ from ...errors import DataError, UserError
 from ..nifti import array_sha256, lps_nifti_affine, write_nifti_gz
 from .abdomen import ABDOMEN_GENERATOR_VERSION, LABEL_VALUES, AbdomenCase, RenderedAbdomen, render_abdomen, sample_abdomen_case
 from .phantom import VoxelGrid
+from ..btcv import LABEL_NAMES, TEST_NUMBERS, TRAIN_NUMBERS, VALIDATION_NUMBERS, official_paths, simcrop_paths
 
-TRAIN_NUMBERS = (*range(1, 11), *range(21, 41))  # img0001–0010, img0021–0040
-VALIDATION_NUMBERS = tuple(range(35, 41))  # btcv_035–040 in dataset.json
-TEST_NUMBERS = tuple(range(61, 81))  # img0061–0080
-# Class names of the UNETR/SimCroP dataset.json (protocol.md §2.6).
-LABEL_NAMES = {
-    "0": "background", "1": "spleen", "2": "rkid", "3": "lkid", "4": "gall", "5": "eso", "6": "liver", "7": "sto",
-    "8": "aorta", "9": "IVC", "10": "veins", "11": "pancreas", "12": "rad", "13": "lad",
-}
 LAYOUTS = ("both", "official", "simcrop")
 SPLIT_FILE = "dataset.json"
 MANIFEST = "synthetic_meta/manifest.json"
@@ -67,21 +60,6 @@ def btcv_case_numbers(n_train: int = 30, n_test: int = 20) -> dict[str, list[int
     n_val = max(1, round(n_train * len(VALIDATION_NUMBERS) / len(TRAIN_NUMBERS)))
     training = [n for n in TRAIN_NUMBERS if n not in VALIDATION_NUMBERS][: n_train - n_val]
     return {"training": training, "validation": list(VALIDATION_NUMBERS[:n_val]), "test": list(TEST_NUMBERS[:n_test])}
-
-
-def official_paths(number: int, labelled: bool) -> dict[str, str]:
-    if labelled:
-        return {
-            "image": f"RawData/Training/img/img{number:04d}.nii.gz",
-            "label": f"RawData/Training/label/label{number:04d}.nii.gz",
-        }
-    return {"image": f"RawData/Testing/img/img{number:04d}.nii.gz"}
-
-
-def simcrop_paths(number: int, labelled: bool) -> dict[str, str]:
-    if labelled:
-        return {"image": f"imagesTr/btcv_{number:03d}.nii.gz", "label": f"labelsTr/btcv_{number:03d}.nii.gz"}
-    return {"image": f"imagesTs/img{number:04d}.nii.gz"}
 
 
 def case_grid(case: AbdomenCase, shape: tuple[int, int, int], spacing: tuple[float, float, float]) -> VoxelGrid:
