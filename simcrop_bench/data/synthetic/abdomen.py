@@ -23,8 +23,8 @@ import numpy as np
 
 # The chest phantom's shapes, grid and supersampling helpers are reused as they are (same package).
 from .phantom import (
-    DATASET_CODES, FAR, SUPERSAMPLE, Acquisition, Box, Ellipsoid, EllipticCylinder, Paint, RibCage, Torso, Tube,
-    VoxelGrid, Vec3, _block_majority, _block_mean, _from_plain, case_rngs,
+    DATASET_CODES, FAR, Acquisition, Box, Ellipsoid, EllipticCylinder, Paint, RibCage, Torso, Tube,
+    VoxelGrid, Vec3, _block_majority, _block_mean, _from_plain, case_rngs, paint_scene,
 )
 
 ABDOMEN_GENERATOR_VERSION = "1"  # bump on any change of the rendered output
@@ -324,16 +324,7 @@ def render_abdomen(case: AbdomenCase, grid: VoxelGrid) -> RenderedAbdomen:
     names = list(case.hu)
     ids = {n: i for i, n in enumerate(names)}
     lut = np.asarray([case.hu[n] for n in names], np.float32)
-    fx, fy, fz = grid.axes(SUPERSAMPLE)
-    fine_shape = (len(fx), len(fy), len(fz))
-    mats, labels = np.zeros(fine_shape, np.uint8), np.zeros(fine_shape, np.uint8)
-    for paint in build_abdomen_scene(case):
-        # Each paint touches only the sub-block of its bounding box: most organs are small.
-        sl = tuple(slice(*np.searchsorted(ax, lim)) for ax, lim in zip((fx, fy, fz), paint.shape.bounds()))
-        mask = paint.mask(fx[sl[0], None, None], fy[None, sl[1], None], fz[None, None, sl[2]])
-        np.copyto(mats[sl], ids[paint.material], where=mask)
-        if paint.label is not None:
-            np.copyto(labels[sl], paint.label, where=mask)
+    mats, labels = paint_scene(build_abdomen_scene(case), ids, grid)
     hu = _block_mean(lut[mats])
     hu += case_rngs(*case.seed)["noise"].standard_normal(grid.shape, dtype=np.float32) * np.float32(case.acquisition.noise_hu)
     hu_int = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)

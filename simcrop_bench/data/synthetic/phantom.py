@@ -432,19 +432,26 @@ class RenderedCase:
     nodules: list[dict]  # nodules whose centre lies in the grid: LPS world mm + diameter, annotations.csv style
 
 
+def paint_scene(scene: list[Paint], material_ids: dict[str, int], grid: VoxelGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Material ids and labels of ``scene`` on the grid supersampled SUPERSAMPLE× per axis (later paints win)."""
+    fx, fy, fz = grid.axes(SUPERSAMPLE)
+    fine_shape = (len(fx), len(fy), len(fz))
+    mats, labels = np.zeros(fine_shape, np.uint8), np.zeros(fine_shape, np.uint8)
+    for paint in scene:
+        # Each paint touches only the sub-block of its bounding box: most structures are small.
+        sl = tuple(slice(*np.searchsorted(ax, lim)) for ax, lim in zip((fx, fy, fz), paint.shape.bounds()))
+        mask = paint.mask(fx[sl[0], None, None], fy[None, sl[1], None], fz[None, None, sl[2]])
+        np.copyto(mats[sl], material_ids[paint.material], where=mask)
+        if paint.label is not None:
+            np.copyto(labels[sl], paint.label, where=mask)
+    return mats, labels
+
+
 def render_case(case: ChestCase, grid: VoxelGrid) -> RenderedCase:
     """Sample the scene with 2x supersampling per axis, add lung texture and acquisition noise."""
     names, lut = material_table(case)
     ids = {n: i for i, n in enumerate(names)}
-    fx, fy, fz = grid.axes(SUPERSAMPLE)
-    fine_shape = (len(fx), len(fy), len(fz))
-    mats, labels = np.zeros(fine_shape, np.uint8), np.zeros(fine_shape, np.uint8)
-    for paint in build_scene(case):
-        sl = tuple(slice(*np.searchsorted(ax, lim)) for ax, lim in zip((fx, fy, fz), paint.shape.bounds()))
-        mask = paint.mask(fx[sl[0], None, None], fy[None, sl[1], None], fz[None, None, sl[2]])
-        np.copyto(mats[sl], ids[paint.material], where=mask)
-        if paint.label is not None:
-            np.copyto(labels[sl], paint.label, where=mask)
+    mats, labels = paint_scene(build_scene(case), ids, grid)
 
     hu = _block_mean(lut[mats])
     x, y, z = grid.axes()
