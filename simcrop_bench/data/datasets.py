@@ -41,6 +41,9 @@ def resolve(ref: str) -> Callable[..., Any]:
 
 _LUNA = "simcrop_bench.data.synthetic.luna16"
 _BTCV = "simcrop_bench.data.synthetic.btcv"
+_CC = "simcrop_bench.data.synthetic.ccccii"
+_RAD = "simcrop_bench.data.synthetic.radchestct"
+_MANIFEST_COMPLETE = "simcrop_bench.data.datasets:manifest_complete"
 
 DATASETS: dict[str, Dataset] = {
     "ctrate": Dataset("ctrate", "CT-RATE", ("ctrate_cls",), {
@@ -48,12 +51,28 @@ DATASETS: dict[str, Dataset] = {
         "simcrop": Layout("{train,valid}_preprocessed/<split>_<pid>/<split>_<pid><scan>/<VolumeName>"),
     }),
     "radchestct": Dataset("radchestct", "RadChestCT", ("radchestct_cls",), {
-        "official": Layout("<NoteAcc_DEID>.npz (key ct) + img*_Abnormality_and_Location_Labels.csv"),
-        "simcrop": Layout("images/<NoteAcc_DEID>.nii.gz"),
+        "official": Layout(
+            "<NoteAcc_DEID>.npz (key ct) + img*_Abnormality_and_Location_Labels.csv",
+            writer=f"{_RAD}:write_radchestct_twin", writer_kwargs={"layout": "official"}, cases_arg="n_train",
+            complete=_MANIFEST_COMPLETE,
+        ),
+        "simcrop": Layout(
+            "images/<NoteAcc_DEID>.nii.gz + 16-label split CSVs",
+            writer=f"{_RAD}:write_radchestct_twin", writer_kwargs={"layout": "simcrop"}, cases_arg="n_train",
+            complete=_MANIFEST_COMPLETE,
+        ),
     }),
     "ccccii": Dataset("ccccii", "CC-CCII", ("ccccii_cls",), {
-        "official": Layout("{NCP,CP,Normal}/<patient>/<scan>/<slice>.png + unzip_filenames.csv"),
-        "simcrop": Layout("images_resized/<scan_id>.nii.gz stored (D, H, W)"),
+        "official": Layout(
+            "{NCP,CP,Normal}/<patient>/<scan>/<slice>.png + unzip_filenames.csv",
+            writer=f"{_CC}:write_ccccii_twin", writer_kwargs={"layout": "official"}, cases_arg="n_patients",
+            complete=_MANIFEST_COMPLETE,
+        ),
+        "simcrop": Layout(
+            "images_resized/<scan_id>.nii.gz stored (D, H, W) + img_list,label split CSVs",
+            writer=f"{_CC}:write_ccccii_twin", writer_kwargs={"layout": "simcrop"}, cases_arg="n_patients",
+            complete=_MANIFEST_COMPLETE,
+        ),
     }),
     "luna16": Dataset("luna16", "LUNA16", ("luna16_cls", "lung_seg"), {
         "official": Layout(
@@ -111,3 +130,18 @@ def synthesize(dataset: str, layout: str, root, *, cases: int | None = None, see
     if cases is not None:
         kwargs[entry.cases_arg] = cases
     return resolve(entry.writer)(root, **kwargs)
+
+
+def manifest_complete(root) -> bool:
+    """A twin is complete when its manifest (written last) exists and every file it lists does."""
+    import json
+    from pathlib import Path
+
+    manifest = Path(root) / "synthetic_meta" / "manifest.json"
+    if not manifest.is_file():
+        return False
+    try:
+        files = json.loads(manifest.read_text()).get("files", {})
+    except json.JSONDecodeError:
+        return False
+    return all((Path(root) / rel).is_file() for rel in files)
