@@ -270,6 +270,10 @@ def data_check(
         console.print("  spacing mm: " + ", ".join(f"{s} ({n})" for s, n in report.spacings.most_common(5)))
     if report.label_values:
         console.print(f"  label values: {sorted(report.label_values)}")
+    for note in report.notes[:5]:
+        console.print(f"  [yellow]note:[/yellow] {note}")
+    if len(report.notes) > 5:
+        console.print(f"  [yellow]note:[/yellow] … and {len(report.notes) - 5} more like these")
     if report.ok:
         console.print("[green]0 problems[/green]")
         return

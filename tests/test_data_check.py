@@ -138,3 +138,27 @@ def test_official_luna16_layout_check(tmp_path):
     for path, message in expected:
         assert any(p.startswith(str(path)) and message in p for p in found), (path, found)
     assert len(found) == len(expected)
+
+
+def test_classification_store_check(tmp_path):
+    from simcrop_bench.data.check_classification import check_ccccii_simcrop
+    from simcrop_bench.data.synthetic.ccccii import write_ccccii_twin
+
+    root = tmp_path / "cc"
+    write_ccccii_twin(root, n_patients=3, layout="simcrop")
+    assert check_ccccii_simcrop(root).ok
+    volumes = sorted((root / "images_resized").glob("*.nii.gz"))
+    volumes[0].unlink()
+    hu = np.asanyarray(nib.load(str(volumes[1])).dataobj).astype(np.float32)
+    hu[0, 0, 0] = np.nan
+    rewrite(volumes[1], hu, volumes[1])
+    bad_csv = root / "train_list_10.csv"
+    bad_csv.write_text(bad_csv.read_text().rstrip("\n") + "\nimage9.nii.gz,1\n")
+    found = [str(p) for p in check_ccccii_simcrop(root).problems]
+    for path, message in ((volumes[0], "image file is missing"), (volumes[1], "NaN"), (bad_csv, "im")):
+        assert any(p.startswith(str(path)) and message in p for p in found), (path, found)
+
+    eight_bit = tmp_path / "cc8"
+    write_ccccii_twin(eight_bit, n_patients=3, layout="simcrop", resized_intensity="uint8")
+    report = check_ccccii_simcrop(eight_bit)
+    assert report.ok and report.notes and "0..255" in report.notes[0]

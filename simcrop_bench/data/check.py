@@ -36,6 +36,7 @@ class CheckReport:
     shapes: Counter = field(default_factory=Counter)
     spacings: Counter = field(default_factory=Counter)
     label_values: set[int] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)  # worth knowing, not wrong (e.g. an 8-bit store)
 
     def add(self, file: Path | str, message: str) -> None:
         self.problems.append(Problem(str(file), message))

@@ -59,6 +59,7 @@ DATASETS: dict[str, Dataset] = {
         "simcrop": Layout(
             "images/<NoteAcc_DEID>.nii.gz + 16-label split CSVs",
             writer=f"{_RAD}:write_radchestct_twin", writer_kwargs={"layout": "simcrop"}, cases_arg="n_train",
+            checker="simcrop_bench.data.check_classification:check_radchestct_simcrop",
             complete=_MANIFEST_COMPLETE,
         ),
     }),
@@ -71,6 +72,7 @@ DATASETS: dict[str, Dataset] = {
         "simcrop": Layout(
             "images_resized/<scan_id>.nii.gz stored (D, H, W) + img_list,label split CSVs",
             writer=f"{_CC}:write_ccccii_twin", writer_kwargs={"layout": "simcrop"}, cases_arg="n_patients",
+            checker="simcrop_bench.data.check_classification:check_ccccii_simcrop",
             complete=_MANIFEST_COMPLETE,
         ),
     }),
