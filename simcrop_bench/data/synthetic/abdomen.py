@@ -24,7 +24,7 @@ import numpy as np
 # The chest phantom's shapes, grid and supersampling helpers are reused as they are (same package).
 from .phantom import (
     DATASET_CODES, FAR, Acquisition, Box, Ellipsoid, EllipticCylinder, Paint, RibCage, Torso, Tube,
-    VoxelGrid, Vec3, _block_majority, _block_mean, _from_plain, case_rngs, paint_scene,
+    VoxelGrid, Vec3, block_majority, block_mean, from_plain, case_rngs, paint_scene,
 )
 
 ABDOMEN_GENERATOR_VERSION = "1"  # bump on any change of the rendered output
@@ -95,7 +95,7 @@ class AbdomenCase:
 
     @classmethod
     def from_dict(cls, data: dict) -> AbdomenCase:
-        return _from_plain(cls, data)
+        return from_plain(cls, data)
 
 
 def abdominal_cavity(torso: Torso) -> EllipticCylinder:
@@ -325,7 +325,7 @@ def render_abdomen(case: AbdomenCase, grid: VoxelGrid) -> RenderedAbdomen:
     ids = {n: i for i, n in enumerate(names)}
     lut = np.asarray([case.hu[n] for n in names], np.float32)
     mats, labels = paint_scene(build_abdomen_scene(case), ids, grid)
-    hu = _block_mean(lut[mats])
+    hu = block_mean(lut[mats])
     hu += case_rngs(*case.seed)["noise"].standard_normal(grid.shape, dtype=np.float32) * np.float32(case.acquisition.noise_hu)
     hu_int = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
-    return RenderedAbdomen(hu_int, _block_majority(labels, LABEL_VALUES))
+    return RenderedAbdomen(hu_int, block_majority(labels, LABEL_VALUES))

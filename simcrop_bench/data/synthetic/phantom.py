@@ -217,18 +217,18 @@ class ChestCase:
 
     @classmethod
     def from_dict(cls, data: dict) -> ChestCase:
-        return _from_plain(cls, data)
+        return from_plain(cls, data)
 
 
-def _from_plain(tp, value):
+def from_plain(tp, value):
     """Rebuild dataclasses and tuples from JSON-style dicts and lists, following the type hints."""
     if dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
-        return tp(**{f.name: _from_plain(hints[f.name], value[f.name]) for f in dataclasses.fields(tp) if f.name in value})
+        return tp(**{f.name: from_plain(hints[f.name], value[f.name]) for f in dataclasses.fields(tp) if f.name in value})
     if typing.get_origin(tp) is tuple:
         args = typing.get_args(tp)
         items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
-        return tuple(_from_plain(t, v) for t, v in zip(items, value))
+        return tuple(from_plain(t, v) for t, v in zip(items, value))
     return value
 
 
@@ -453,9 +453,9 @@ def render_case(case: ChestCase, grid: VoxelGrid) -> RenderedCase:
     ids = {n: i for i, n in enumerate(names)}
     mats, labels = paint_scene(build_scene(case), ids, grid)
 
-    hu = _block_mean(lut[mats])
+    hu = block_mean(lut[mats])
     x, y, z = grid.axes()
-    hu += _block_mean(mats == ids["parenchyma"]) * _lung_texture(case, x[:, None, None], y[None, :, None], z[None, None, :])
+    hu += block_mean(mats == ids["parenchyma"]) * lung_texture(case, x[:, None, None], y[None, :, None], z[None, None, :])
     hu += grid_noise(case, grid.shape)
     if case.acquisition.fov_padding_hu is not None:
         cx, cy = x.mean(), y.mean()
@@ -471,7 +471,7 @@ def render_case(case: ChestCase, grid: VoxelGrid) -> RenderedCase:
         for n in case.nodules
         if all(l <= c <= h for l, c, h in zip(lo, n.center_mm, hi))
     ]
-    return RenderedCase(hu_int, _block_majority(labels, (0, LABEL_LEFT_LUNG, LABEL_RIGHT_LUNG, LABEL_TRACHEA)), nodules)
+    return RenderedCase(hu_int, block_majority(labels, (0, LABEL_LEFT_LUNG, LABEL_RIGHT_LUNG, LABEL_TRACHEA)), nodules)
 
 
 def grid_noise(case: ChestCase, shape: tuple[int, int, int]) -> np.ndarray:
@@ -480,7 +480,7 @@ def grid_noise(case: ChestCase, shape: tuple[int, int, int]) -> np.ndarray:
     return rng.standard_normal(shape, dtype=np.float32) * np.float32(case.acquisition.noise_hu)
 
 
-def _lung_texture(case: ChestCase, x, y, z) -> np.ndarray:
+def lung_texture(case: ChestCase, x, y, z) -> np.ndarray:
     """Smooth low-frequency HU variation plus a gravity-dependent (posterior) density gradient."""
     lungs = (case.right_lung, case.left_lung)
     y_mid = np.mean([l.center[1] for l in lungs])
@@ -493,7 +493,7 @@ def _lung_texture(case: ChestCase, x, y, z) -> np.ndarray:
     return tex
 
 
-def _block_sum(a: np.ndarray) -> np.ndarray:
+def block_sum(a: np.ndarray) -> np.ndarray:
     """Sum over each voxel's SUPERSAMPLE**3 sub-samples (strided slices: much faster than reshape + reduce)."""
     s = SUPERSAMPLE
     a = sum(a[i::s] for i in range(s))
@@ -501,11 +501,11 @@ def _block_sum(a: np.ndarray) -> np.ndarray:
     return sum(a[:, :, i::s] for i in range(s))
 
 
-def _block_mean(a: np.ndarray) -> np.ndarray:
-    return _block_sum(a.astype(np.float32, copy=False)) / np.float32(SUPERSAMPLE**3)
+def block_mean(a: np.ndarray) -> np.ndarray:
+    return block_sum(a.astype(np.float32, copy=False)) / np.float32(SUPERSAMPLE**3)
 
 
-def _block_majority(labels: np.ndarray, values: tuple[int, ...]) -> np.ndarray:
+def block_majority(labels: np.ndarray, values: tuple[int, ...]) -> np.ndarray:
     """Most frequent label among each voxel's sub-samples (ties go to the earlier value, i.e. background)."""
-    counts = np.stack([_block_sum((labels == v).view(np.uint8)) for v in values])
+    counts = np.stack([block_sum((labels == v).view(np.uint8)) for v in values])
     return np.asarray(values, np.uint8)[np.argmax(counts, axis=0)]
