@@ -6,7 +6,7 @@ import pytest
 
 from simcrop_bench.data.datasets import DATASETS, resolve, synthesize
 
-SMALL = {"luna16": 4, "btcv": 4, "ccccii": 3, "radchestct": 4}
+SMALL = {"luna16": 4, "btcv": 4, "ccccii": 3, "radchestct": 4, "ctrate": 3}
 WRITABLE = [(d, name) for d, info in DATASETS.items() for name, layout in info.layouts.items() if layout.writer]
 
 

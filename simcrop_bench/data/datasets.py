@@ -42,13 +42,21 @@ def resolve(ref: str) -> Callable[..., Any]:
 _LUNA = "simcrop_bench.data.synthetic.luna16"
 _BTCV = "simcrop_bench.data.synthetic.btcv"
 _CC = "simcrop_bench.data.synthetic.ccccii"
+_CT = "simcrop_bench.data.synthetic.ctrate"
 _RAD = "simcrop_bench.data.synthetic.radchestct"
 _MANIFEST_COMPLETE = "simcrop_bench.data.datasets:manifest_complete"
 
 DATASETS: dict[str, Dataset] = {
     "ctrate": Dataset("ctrate", "CT-RATE", ("ctrate_cls",), {
-        "official": Layout("train/, valid/, metadata/, radiology_text_reports/, multi_abnormality_labels/"),
-        "simcrop": Layout("{train,valid}_preprocessed/<split>_<pid>/<split>_<pid><scan>/<VolumeName>"),
+        "official": Layout(
+            "train/, valid/ (v1), train_fixed/, valid_fixed/ (v2), metadata/, radiology_text_reports/, "
+            "multi_abnormality_labels/",
+            writer=f"{_CT}:write_ctrate_twin", writer_kwargs={"layout": "official"}, complete=_MANIFEST_COMPLETE,
+        ),
+        "simcrop": Layout(
+            "{train,valid}_preprocessed/<split>_<pid>/<split>_<pid><scan>/<VolumeName>",
+            writer=f"{_CT}:write_ctrate_twin", writer_kwargs={"layout": "simcrop"}, complete=_MANIFEST_COMPLETE,
+        ),
     }),
     "radchestct": Dataset("radchestct", "RadChestCT", ("radchestct_cls",), {
         "official": Layout(
