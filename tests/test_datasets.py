@@ -26,3 +26,25 @@ def test_synthesize_writes_a_complete_marked_twin(dataset, layout, tmp_path):
     if entry.checker:
         report = resolve(entry.checker)(root)
         assert report.ok, report.problems
+
+
+PREPARABLE = [d for d, info in DATASETS.items() if info.layouts["official"].prepare]
+
+
+def test_every_layout_has_a_twin_and_a_checker_and_every_official_layout_a_converter():
+    for info in DATASETS.values():
+        for layout in info.layouts.values():
+            assert layout.writer and layout.checker and layout.complete
+    assert sorted(PREPARABLE) == sorted(DATASETS)
+
+
+@pytest.mark.parametrize("dataset", PREPARABLE)
+def test_prepared_official_twin_checks_clean(dataset, tmp_path):
+    official, prepared = tmp_path / "official", tmp_path / "prepared"
+    synthesize(dataset, "official", official, cases=SMALL[dataset], seed=7)
+    summary = resolve(DATASETS[dataset].layouts["official"].prepare)(official, prepared)
+    assert summary["converted"] > 0
+    checker = resolve(DATASETS[dataset].layouts["simcrop"].checker)
+    report = checker(prepared)
+    assert report.ok, report.problems
+    assert report.counts  # it looked at something

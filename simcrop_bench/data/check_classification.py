@@ -24,25 +24,32 @@ def check_classification_store(
 
     require_root(root)
     report = CheckReport(dataset, "simcrop", root)
-    ids: set[str] = set()
-    for name in SPLITS:
-        path = root / name
-        if not path.is_file():
-            if name not in OPTIONAL:
-                report.add(path, "split file is missing")
-            continue
-        try:
-            table = read_split_csv(path, task)
-        except DataError as exc:
-            file, _, message = str(exc).partition(": ")
-            report.add(file, message)
-            continue
-        report.counts[name] = len(table)
-        ids |= set(table.ids)
-    listed = set()
-    for volume_id in sorted(ids):
-        path = volume_path(root, volume_id)
-        listed.add(path.resolve())
+    present = [name for name in SPLITS if (root / name).is_file()]
+    if not present:
+        # Split files usually come from `data splits import`; then every stored volume is checked.
+        report.notes.append(f"{root}: no split CSVs here; checked every volume in {folder}/ "
+                            "(import the split files with `simcrop-bench data splits import`)")
+        paths = sorted((root / folder).glob("*.nii.gz"))
+        if not paths:
+            report.add(root / folder, "no volumes found")
+    else:
+        ids: set[str] = set()
+        for name in SPLITS:
+            path = root / name
+            if name not in present:
+                if name not in OPTIONAL:
+                    report.add(path, "split file is missing")
+                continue
+            try:
+                table = read_split_csv(path, task)
+            except DataError as exc:
+                file, _, message = str(exc).partition(": ")
+                report.add(file, message)
+                continue
+            report.counts[name] = len(table)
+            ids |= set(table.ids)
+        paths = [volume_path(root, volume_id) for volume_id in sorted(ids)]
+    for path in paths:
         volume = read_volume(path, report, kind="image")
         if volume is None:
             continue
@@ -50,7 +57,8 @@ def check_classification_store(
         if volume.array.size and float(volume.array.min()) >= 0 and float(volume.array.max()) <= 255:
             report.notes.append(f"{path}: intensities lie in 0..255 (8-bit window, not HU); "
                                 "the −1000…1000 HU window squashes them")
-    extra_files(root / folder, listed, report)
+    if present:
+        extra_files(root / folder, {p.resolve() for p in paths}, report)
     return report
 
 

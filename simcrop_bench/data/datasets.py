@@ -52,16 +52,21 @@ DATASETS: dict[str, Dataset] = {
             "train/, valid/ (v1), train_fixed/, valid_fixed/ (v2), metadata/, radiology_text_reports/, "
             "multi_abnormality_labels/",
             writer=f"{_CT}:write_ctrate_twin", writer_kwargs={"layout": "official"}, complete=_MANIFEST_COMPLETE,
+            checker="simcrop_bench.data.check_ctrate:check_ctrate_official",
+            prepare="simcrop_bench.data.prepare_ctrate:convert_ctrate_official_to_simcrop",
         ),
         "simcrop": Layout(
             "{train,valid}_preprocessed/<split>_<pid>/<split>_<pid><scan>/<VolumeName>",
             writer=f"{_CT}:write_ctrate_twin", writer_kwargs={"layout": "simcrop"}, complete=_MANIFEST_COMPLETE,
+            checker="simcrop_bench.data.check_ctrate:check_ctrate_simcrop",
         ),
     }),
     "radchestct": Dataset("radchestct", "RadChestCT", ("radchestct_cls",), {
         "official": Layout(
             "<NoteAcc_DEID>.npz (key ct) + img*_Abnormality_and_Location_Labels.csv",
             writer=f"{_RAD}:write_radchestct_twin", writer_kwargs={"layout": "official"}, cases_arg="n_train",
+            checker="simcrop_bench.data.check_official_other:check_radchestct_official",
+            prepare="simcrop_bench.data.prepare_radchestct:convert_radchestct_npz_to_simcrop",
             complete=_MANIFEST_COMPLETE,
         ),
         "simcrop": Layout(
@@ -75,6 +80,8 @@ DATASETS: dict[str, Dataset] = {
         "official": Layout(
             "{NCP,CP,Normal}/<patient>/<scan>/<slice>.png + unzip_filenames.csv",
             writer=f"{_CC}:write_ccccii_twin", writer_kwargs={"layout": "official"}, cases_arg="n_patients",
+            checker="simcrop_bench.data.check_official_other:check_ccccii_official",
+            prepare="simcrop_bench.data.prepare_ccccii:convert_ccccii_slices_to_simcrop",
             complete=_MANIFEST_COMPLETE,
         ),
         "simcrop": Layout(
@@ -104,6 +111,7 @@ DATASETS: dict[str, Dataset] = {
             "RawData/Training|Testing/img|label/*.nii.gz",
             writer=f"{_BTCV}:write_btcv_twin", writer_kwargs={"layout": "official"}, cases_arg="n_train",
             complete=f"{_BTCV}:btcv_twin_is_complete",
+            checker="simcrop_bench.data.check_official_other:check_btcv_official",
             prepare="simcrop_bench.data.prepare_btcv:convert_btcv_official_to_simcrop",
         ),
         "simcrop": Layout(

@@ -25,7 +25,8 @@ import numpy as np
 from ...atomic import write_json, write_text
 from ...errors import DataError
 from ..nifti import array_sha256, lps_nifti_affine, write_nifti_gz
-from .findings import CTRATE_LABELS, Finding, ctrate_labels, sample_findings
+from ..ctrate import LABEL_COLUMNS, METADATA_COLUMNS, REPORT_COLUMNS
+from .findings import Finding, ctrate_labels, sample_findings
 from .lesions import acquire, render_clean
 from .phantom import DATASET_CODES, GENERATOR_VERSION, ChestCase, VoxelGrid, case_rngs, sample_chest_case
 from .reports import NOT_GIVEN, render_report
@@ -34,18 +35,6 @@ MARKER, MANIFEST = "SYNTHETIC.md", "synthetic_meta/manifest.json"
 FOV_CENTER_MM = (0.0, -5.0, -45.0)
 TRAIN_PID0, VALID_PID0 = 90001, 95001
 PLAN_STREAM = 7001  # SeedSequence key of the per-patient acquisition plan
-METADATA_COLUMNS = (
-    "VolumeName", "Manufacturer", "SeriesDescription", "ManufacturerModelName", "PatientSex", "PatientAge",
-    "ReconstructionDiameter", "DistanceSourceToDetector", "DistanceSourceToPatient", "GantryDetectorTilt",
-    "TableHeight", "RotationDirection", "ExposureTime", "XRayTubeCurrent", "Exposure", "FilterType", "GeneratorPower",
-    "FocalSpots", "ConvolutionKernel", "PatientPosition", "RevolutionTime", "SingleCollimationWidth",
-    "TotalCollimationWidth", "TableSpeed", "TableFeedPerRotation", "SpiralPitchFactor", "DataCollectionCenterPatient",
-    "ReconstructionTargetCenterPatient", "ExposureModulationType", "CTDIvol", "ImagePositionPatient",
-    "ImageOrientationPatient", "SliceLocation", "SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns",
-    "XYSpacing", "RescaleIntercept", "RescaleSlope", "RescaleType", "NumberofSlices", "ZSpacing", "StudyDate",
-)
-REPORT_COLUMNS = ("VolumeName", "ClinicalInformation_EN", "Technique_EN", "Findings_EN", "Impressions_EN")
-LABEL_COLUMNS = ("VolumeName", *CTRATE_LABELS)
 CSV_FILES = {  # note the inconsistent prefixes of the real download (§2.10)
     "train": ("metadata/train_metadata.csv", "radiology_text_reports/train_reports.csv",
               "multi_abnormality_labels/train_predicted_labels.csv"),
