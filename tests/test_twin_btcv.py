@@ -163,7 +163,7 @@ def test_determinism_and_seed_dependence(twin, tmp_path):
     assert again == manifest
     for rel in manifest["files"]:
         assert (tmp_path / "again" / rel).read_bytes() == (root / rel).read_bytes(), rel  # gzip mtime 0
-    other = write_btcv_twin(tmp_path / "other", n_train=2, n_test=0, seed=SEED + 1, layout="simcrop")
+    write_btcv_twin(tmp_path / "other", n_train=2, n_test=0, seed=SEED + 1, layout="simcrop")
     a = _load(tmp_path / "other/imagesTr/btcv_001.nii.gz")[1]
     assert not np.array_equal(a, _load(root / "imagesTr/btcv_001.nii.gz")[1])
     assert not (tmp_path / "other/RawData").exists() and btcv_twin_is_complete(tmp_path / "other", layout="simcrop")
