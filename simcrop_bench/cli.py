@@ -289,14 +289,29 @@ def data_prepare(
     source: Path = typer.Option(..., "--from", help="Root of the official (as downloaded) layout."),
     out: Path = typer.Option(..., "--out", "-o", help="Root of the SimCroP layout that tasks read."),
     layout: str = typer.Option("official", "--layout", "-l", help="Layout of --from."),
+    version: Optional[str] = typer.Option(None, "--version", help="CT-RATE: v2 (*_fixed, default) or v1 (rescaled once)."),
+    spacing: Optional[str] = typer.Option(None, "--spacing", help="CT-RATE: resample to this spacing, e.g. 1.5,1.5,3."),
+    split_files: Optional[Path] = typer.Option(None, "--split-files", help="Split files to place beside the volumes."),
 ):
     """Convert a downloaded layout into the one tasks read (resumable: finished cases are skipped)."""
+    import inspect
+
     from .data.datasets import get_layout, resolve
 
     entry = get_layout(dataset, layout)
     if entry.prepare is None:
         raise UserError(f"no converter from the {layout} layout of {dataset} yet")
-    summary = resolve(entry.prepare)(source, out)
+    convert = resolve(entry.prepare)
+    options = {"version": version, "split_files": split_files,
+               "spacing": tuple(float(v) for v in spacing.split(",")) if spacing else None}
+    accepted = inspect.signature(convert).parameters
+    if dataset == "btcv" and split_files is not None:
+        options["split_file"] = options.pop("split_files") / "dataset.json" if split_files.is_dir() else split_files
+    given = {k: v for k, v in options.items() if v is not None}
+    for key in given:
+        if key not in accepted:
+            raise UserError(f"--{key.replace('_', '-')} does not apply to {dataset}")
+    summary = convert(source, out, **given)
     typer.echo(f"{dataset}: {summary.get('converted', 0)} converted, {summary.get('skipped', 0)} already done "
                f"→ {out}")
 

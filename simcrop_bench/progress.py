@@ -42,3 +42,13 @@ def progress() -> Iterator[Progress]:
     )
     with bar:
         yield bar
+
+
+def track(items, description: str):
+    """Iterate ``items`` behind a progress bar (for a loop that owns the display)."""
+    items = list(items)
+    with progress() as bar:
+        task = bar.add_task(description, total=len(items), status="")
+        for item in items:
+            yield item
+            bar.advance(task)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..atomic import atomic_path, write_json
 from ..errors import DataError
+from ..progress import track
 from .btcv import LABEL_NAMES, SPLIT_FILE, VALIDATION_NUMBERS, official_paths, simcrop_paths
 
 _NUMBER = re.compile(r"img(\d{4})\.nii\.gz$")
@@ -60,7 +61,7 @@ def convert_btcv_official_to_simcrop(src_root: Path, dst_root: Path, *, split_fi
             raise DataError(f"{src_root / src['label']}: missing label for {src_root / src['image']}")
         pairs += [(src_root / src[k], dst_root / dst[k]) for k in ("image", "label")]
     pairs += [(src_root / official_paths(n, False)["image"], dst_root / simcrop_paths(n, False)["image"]) for n in unlabelled]
-    copied = sum(_copy(src, dst) for src, dst in pairs)
+    copied = sum(_copy(src, dst) for src, dst in track(pairs, "BTCV → MONAI layout"))
     if split_file is not None:
         if not Path(split_file).is_file():
             raise DataError(f"{split_file}: split file not found")

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import DataError
+from ..progress import track
 from .ccccii import CLASSES, ccccii_intensity_stats, read_ccccii_slices, resized_path
 from .nifti import array_sha256, write_nifti_gz
 from .prepare_ctrate import PREPARE_MANIFEST, copy_marker, load_prepare_manifest, save_prepare_manifest, source_stamp
@@ -108,7 +109,7 @@ def convert_ccccii_slices_to_simcrop(src_root: Path, dst_root: Path, *, split_fi
     synthetic = copy_marker(src_root, dst_root, "simcrop_bench.data.prepare_ccccii.convert_ccccii_slices_to_simcrop")
     converted = 0
     try:
-        for cls, patient_id, scan_id in scans:
+        for cls, patient_id, scan_id in track(scans, "CC-CCII → images_resized"):
             output = resized_path(dst_root, scan_id)
             stamp = _folder_stamp(src_root / cls / patient_id / scan_id)
             previous = manifest["cases"].get(scan_id)

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..atomic import atomic_path, write_json
 from ..errors import DataError
+from ..progress import track
 from .ctrate import (VERSIONS, official_volume_path, parse_volume_name, read_ctrate_official_volume,
                      read_metadata_row, simcrop_volume_path)
 from .nifti import array_sha256, lps_nifti_affine, write_nifti_gz
@@ -160,7 +161,7 @@ def convert_ctrate_official_to_simcrop(src_root: Path, dst_root: Path, *, versio
     synthetic = copy_marker(src_root, dst_root, "simcrop_bench.data.prepare_ctrate.convert_ctrate_official_to_simcrop")
     converted = 0
     try:
-        for name in names:
+        for name in track(names, "CT-RATE → preprocessed"):
             source = official_volume_path(src_root, name, version)
             output = simcrop_volume_path(dst_root, name)
             stamp = source_stamp(source)

@@ -22,6 +22,7 @@ import numpy as np
 from nibabel.affines import voxel_sizes
 
 from ..errors import DataError
+from ..progress import track
 from .nifti import array_sha256, write_nifti_gz
 from .prepare_ctrate import (PREPARE_MANIFEST, copy_marker, load_prepare_manifest, resample_hu, save_prepare_manifest,
                              source_stamp)
@@ -89,7 +90,7 @@ def convert_radchestct_npz_to_simcrop(src_root: Path, dst_root: Path, *, transpo
     synthetic = copy_marker(src_root, dst_root, "simcrop_bench.data.prepare_radchestct.convert_radchestct_npz_to_simcrop")
     converted = 0
     try:
-        for source in volumes:
+        for source in track(volumes, "RadChestCT → NIfTI"):
             note_acc = source.name[: -len(".npz")]
             output = dst_root / "images" / f"{note_acc}.nii.gz"
             stamp = source_stamp(source)
