@@ -410,3 +410,35 @@ def load_encoder_weights(
     model.load_state_dict(selected, strict=False)
     report.loaded = sorted(name for name in selected if name in weights)
     return report
+
+
+def read_checkpoint(path: str | PathLike) -> Any:
+    """``torch.load`` with ``weights_only=True``; a one-line CheckpointError naming the file otherwise."""
+    return _read_checkpoint(Path(path))
+
+
+def infer_encoder_config(state_dict: Mapping[str, Any], *, num_heads: int | None = None) -> EncoderConfig:
+    """The encoder architecture a checkpoint was saved from, read off its tensor shapes.
+
+    Heads cannot be read from shapes (the qkv matrix is 3D × D for any count): ``num_heads``
+    defaults to D / 64, the ViT convention (12 for ViT-B). The input size comes from the
+    ``pos_embed`` rows, assuming a grid with equal token counts per axis (14³ for 224×224×112).
+    """
+    weights = checkpoint_filter_fn(state_dict)
+    try:
+        proj = weights["patch_embed.proj.weight"]
+    except KeyError:
+        raise ValueError("no patch_embed.proj.weight: not an encoder checkpoint") from None
+    dim, in_chans, patch = proj.shape[0], proj.shape[1], tuple(int(p) for p in proj.shape[2:])
+    depth = len({name.split(".")[1] for name in weights if name.startswith("blocks.")})
+    fc1 = weights.get("blocks.0.mlp.fc1.weight")
+    img_size = EncoderConfig().img_size
+    if "pos_embed" in weights:
+        side = round((weights["pos_embed"].shape[1] - 1) ** (1 / 3))
+        if side**3 == weights["pos_embed"].shape[1] - 1:
+            img_size = tuple(side * p for p in patch)
+    return EncoderConfig(
+        img_size=img_size, patch_size=patch, in_chans=in_chans, embed_dim=dim, depth=depth,
+        num_heads=num_heads or max(1, dim // 64), mlp_ratio=(fc1.shape[0] / dim) if fc1 is not None else 4.0,
+        qkv_bias="blocks.0.attn.qkv.bias" in weights,
+    )
