@@ -145,3 +145,33 @@ def _split(split: str) -> str:
     if key is None:
         raise DataError(f"unknown CT-RATE split {split!r} (expected train or valid)")
     return key
+
+
+def pretraining_samples(root: str | Path, *, volumes: list[str] | None = None) -> list[dict[str, str]]:
+    """CT-RATE pretraining samples (``simcrop-method.md`` §5.1, §6): every training volume of the
+    SimCroP store that has a report, as ``{"image", "volume_name", "patient_id", "findings", "impression"}``.
+
+    Only the ``train`` split is ever used: validation volumes are the downstream test set.
+    ``volumes`` restricts the list (e.g. to SimCroP's ``train_list.csv``); a listed volume without a
+    file or a report is a :class:`DataError` naming it.
+    """
+    root = Path(root)
+    reports = read_reports(root, "train")
+    names = sorted(reports) if volumes is None else list(volumes)
+    samples = []
+    for name in names:
+        path = simcrop_volume_path(root, name)
+        if volumes is None and not path.is_file():
+            continue  # reports cover the whole release; the local store may hold a subset
+        if not path.is_file():
+            raise DataError(f"{path}: listed for pretraining but not found")
+        if name not in reports:
+            raise DataError(f"{root / REPORTS_CSV['train']}: no report for {name}")
+        split, pid, _, _ = parse_volume_name(name)
+        if split != "train":
+            raise DataError(f"{name}: only training volumes may be used for pretraining (validation is the test set)")
+        samples.append({"image": str(path), "volume_name": name, "patient_id": f"{split}_{pid}",
+                        "findings": reports[name]["Findings_EN"], "impression": reports[name]["Impressions_EN"]})
+    if not samples:
+        raise DataError(f"{root}: no training volumes with reports in train_preprocessed/")
+    return samples

@@ -172,13 +172,14 @@ def write_ctrate_twin(root: Path, *, n_cases: int = 8, shape=(64, 64, 32), spaci
                                      report.findings_text or NOT_GIVEN, report.impression_text or NOT_GIVEN])
             table["labels"].append([name, *labels])
             volumes.append({"volume": name, "split": plan.split, "case_index": plan.case_index, "labels": labels})
-    if official:
-        for split, (meta_csv, report_csv, label_csv) in CSV_FILES.items():
-            for rel, columns, key in ((meta_csv, METADATA_COLUMNS, "metadata"), (report_csv, REPORT_COLUMNS, "reports"),
-                                      (label_csv, LABEL_COLUMNS, "labels")):
-                text = _csv_text(columns, rows[split][key])
-                write_text(root / rel, text)
-                files[rel] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    for split, (meta_csv, report_csv, label_csv) in CSV_FILES.items():
+        # Reports and labels sit beside either layout (pretraining and the task read them); the metadata
+        # CSV only matters for the v1 volumes of the official tree.
+        tables = [(report_csv, REPORT_COLUMNS, "reports"), (label_csv, LABEL_COLUMNS, "labels")]
+        for rel, columns, key in ([(meta_csv, METADATA_COLUMNS, "metadata")] if official else []) + tables:
+            text = _csv_text(columns, rows[split][key])
+            write_text(root / rel, text)
+            files[rel] = hashlib.sha256(text.encode("utf-8")).hexdigest()
     write_text(root / MARKER, _marker_text(seed, n_cases, shape, spacing, layout))
     manifest = {"synthetic": True, "generator_version": GENERATOR_VERSION, "dataset": "CT-RATE", "layout": layout,
                 "seed": seed, "n_cases": n_cases, "shape": list(shape), "spacing": list(spacing),
