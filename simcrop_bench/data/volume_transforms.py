@@ -1,0 +1,94 @@
+"""MONAI transform chains for whole-volume inputs: SimCroP pretraining (``simcrop-method.md`` §5.3)
+and linear probing (``protocol.md`` §6.2), which share all steps but the probe's Gaussian noise.
+
+The reference reads the voxel array without its affine, so stores must already be RAS at the
+intended spacing; :class:`AssertRASd` checks that instead of silently relying on it (§5.2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from monai import transforms as mt
+from monai.transforms import MapTransform
+
+from ..errors import DataError
+
+HU_WINDOW = (-1000.0, 1000.0)
+
+
+class AssertRASd(MapTransform):
+    """Refuse a loaded volume whose affine is not RAS (or, if given, not at ``spacing``)."""
+
+    def __init__(self, keys, spacing: tuple[float, float, float] | None = None):
+        super().__init__(keys)
+        self.spacing = spacing
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        for key in self.key_iterator(data):
+            affine = np.asarray(data[key].affine)
+            source = data[key].meta.get("filename_or_obj", key)
+            codes = "".join(nib.aff2axcodes(affine))
+            if codes != "RAS":
+                raise DataError(f"{source}: stored with axis codes {codes}, expected RAS (run `data prepare`)")
+            if self.spacing is not None:
+                zooms = tuple(round(float(z), 3) for z in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
+                if not np.allclose(zooms, self.spacing, atol=1e-3):
+                    raise DataError(f"{source}: spacing {zooms} mm, expected {tuple(self.spacing)}")
+        return data
+
+
+def _load(transpose_dhw: bool, spacing) -> list:
+    steps: list = [
+        mt.LoadImaged(keys="image", image_only=True),
+        mt.EnsureChannelFirstd(keys="image", channel_dim="no_channel"),
+    ]
+    if transpose_dhw:  # CC-CCII images_resized are stored (D, H, W)
+        steps.append(mt.Transposed(keys="image", indices=(0, 2, 3, 1)))
+    else:
+        steps.append(AssertRASd(keys="image", spacing=spacing))
+    lo, hi = HU_WINDOW
+    steps.append(mt.ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=-1.0, b_max=1.0, clip=True))
+    return steps
+
+
+def training_transforms(
+    roi: tuple[int, int, int], *, gaussian_noise: bool, transpose_dhw: bool = False,
+    spacing: tuple[float, float, float] | None = None,
+) -> mt.Compose:
+    """Load → window → random 80–100 % crop → crop to ≤ roi → reflect-pad to roi → flips → shift (→ noise)."""
+    steps = _load(transpose_dhw, spacing) + [
+        mt.RandScaleCropd(keys="image", roi_scale=0.8, max_roi_scale=1.0, random_center=True, random_size=True),
+        mt.RandSpatialCropd(keys="image", roi_size=roi, random_center=True, random_size=False),
+        mt.SpatialPadd(keys="image", spatial_size=roi, mode="reflect"),
+        *[mt.RandFlipd(keys="image", prob=0.2, spatial_axis=axis) for axis in range(3)],
+        mt.RandShiftIntensityd(keys="image", offsets=0.1, prob=0.1),
+    ]
+    if gaussian_noise:  # probe only (protocol.md §6.2 step 8): std drawn from [0, 0.1]
+        steps.append(mt.RandGaussianNoised(keys="image", prob=0.2, mean=0.0, std=0.1, sample_std=True))
+    return mt.Compose(steps)
+
+
+def evaluation_transforms(
+    roi: tuple[int, int, int], *, transpose_dhw: bool = False, spacing: tuple[float, float, float] | None = None
+) -> mt.Compose:
+    """Load → window → centre crop to ≤ roi → reflect-pad to roi."""
+    return mt.Compose(_load(transpose_dhw, spacing) + [
+        mt.CenterSpatialCropd(keys="image", roi_size=roi),
+        mt.SpatialPadd(keys="image", spatial_size=roi, mode="reflect"),
+    ])
+
+
+def apply_chain(chain: mt.Compose, item: dict[str, Any]) -> dict[str, Any]:
+    """Run ``chain`` on ``item``; MONAI wraps errors in RuntimeError, so unwrap ours (and name the file)."""
+    try:
+        return chain(item)
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, DataError):
+                raise cause from None
+            cause = cause.__cause__
+        raise DataError(f"{item.get('image')}: cannot be loaded ({type(exc).__name__}: {exc})") from exc
