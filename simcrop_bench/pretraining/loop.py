@@ -1,0 +1,291 @@
+"""The generic pretraining loop shared by every method (``simcrop-method.md`` §5.4).
+
+A method supplies ``model_factory()`` → a module whose ``forward(batch)`` returns
+``{"loss": total, "<component>": value, ...}`` (0-dim tensors) and a map-style
+dataset; :func:`pretrain` trains it with the §5.4 recipe:
+
+* AdamW β = (0.9, 0.95), decay only on ≥ 2-D parameters (:mod:`.optim`);
+* lr per iteration at ``epoch + it / iters_per_epoch``, set at the start of each
+  accumulation window only (MAE's ``adjust_learning_rate`` placement);
+* gradient accumulation over ``accum_steps`` micro-batches, DDP ``no_sync`` inside a
+  window; micro-batches at the end of an epoch that cannot fill a window are not
+  loaded (MAE zeroes their gradients at the next epoch; the update is the same);
+* fp16 autocast + GradScaler (CUDA only), bf16 autocast, or fp32;
+* seed = ``cfg.seed + rank``; the data order is a seeded DistributedSampler (:mod:`.sampling`);
+* ``metrics.jsonl`` + TensorBoard (:mod:`.scalars`), rich progress on rank 0;
+* atomic ``checkpoint.pt`` every ``checkpoint_every`` steps, at the end and on
+  SIGTERM / SIGUSR1; restarting in the same ``workdir`` resumes exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+
+from simcrop_bench.atomic import write_json
+from simcrop_bench.progress import log, progress
+from simcrop_bench.pretraining import distributed as dist_utils
+from simcrop_bench.pretraining.optim import adamw, lr_at, set_lr
+from simcrop_bench.pretraining.preemption import stop_on_signals
+from simcrop_bench.pretraining.rng import SeededItems, capture_rng_state, restore_rng_state, seed_everything
+from simcrop_bench.pretraining.sampling import ResumableEpochSampler
+from simcrop_bench.pretraining.scalars import ScalarLog
+from simcrop_bench.pretraining.training_checkpoint import (
+    CHECKPOINT_NAME,
+    check_resumable,
+    load_training_checkpoint,
+    save_training_checkpoint,
+)
+
+# Test hook: SIGKILL this process (rank 0) right after optimizer step N is finished
+# (logged and, if due, checkpointed) — simulates a hard kill for the resume test.
+SIGKILL_AT_STEP_ENV = "SIMCROP_BENCH_TEST_SIGKILL_AT_STEP"
+
+
+@dataclass
+class PretrainConfig:
+    """Recipe of one pretraining run; defaults are the §5.4 values (per process)."""
+
+    epochs: int = 200
+    batch_size: int = 14  # per process
+    accum_steps: int = 8
+    lr: float = 1.5e-4  # peak, absolute (no batch-size scaling)
+    min_lr: float = 0.0
+    warmup_epochs: float = 20.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp16"  # fp16 needs CUDA
+    checkpoint_every: int = 500  # optimizer steps; 0: only at the end and on a stop signal
+    snapshot_epochs: tuple[int, ...] = ()  # also keep checkpoint-epochNNNN.pt after these epochs
+    seed: int = 42  # + rank
+    num_workers: int = 0
+    find_unused_parameters: bool = False  # DDP, for models with conditionally used branches
+
+
+def spec_snapshot_epochs(epochs: int = 200) -> tuple[int, ...]:
+    """§5.4 keeps epochs 0, 40, 60, 80, every 10 from 100, and the last."""
+    kept = {0, 40, 60, 80, *range(100, epochs, 10), epochs - 1}
+    return tuple(sorted(e for e in kept if 0 <= e < epochs))
+
+
+@dataclass
+class PretrainResult:
+    model: nn.Module  # unwrapped (no DDP), on ``device``
+    step: int
+    epoch: int
+    checkpoint: Path
+    preempted: bool  # stopped by SIGTERM / SIGUSR1 after saving; rerun to resume
+    wall_s: float  # over all resumed segments
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _check_config(cfg: PretrainConfig, device: torch.device) -> None:
+    if cfg.precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be fp32, bf16 or fp16, not {cfg.precision!r}")
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 (GradScaler) needs a CUDA device; use bf16 or fp32 on CPU")
+    if cfg.accum_steps < 1 or cfg.batch_size < 1:
+        raise ValueError("batch_size and accum_steps must be ≥ 1")
+
+
+def _loss_terms(output: Any) -> dict[str, torch.Tensor]:
+    if not isinstance(output, dict) or "loss" not in output:
+        raise TypeError("the model's forward must return a dict with a 'loss' entry")
+    return {k: v for k, v in output.items() if isinstance(v, torch.Tensor) and v.ndim == 0}
+
+
+def pretrain(
+    model_factory: Callable[[], nn.Module],
+    dataset: Dataset,
+    cfg: PretrainConfig,
+    workdir: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    log_every: int = 50,
+) -> PretrainResult:
+    """Train ``model_factory()`` on ``dataset`` with ``cfg``; resume from ``workdir`` if possible.
+
+    Call it in every process of an initialised process group (or without one). Rank 0
+    writes ``checkpoint.pt``, ``metrics.jsonl``, ``tensorboard/`` and ``pretrain_info.json``.
+    """
+    started = time.monotonic()
+    workdir, device = Path(workdir), torch.device(device)
+    _check_config(cfg, device)
+    rank, world = dist_utils.rank(), dist_utils.world_size()
+    if rank == 0:
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    seed_everything(cfg.seed + rank)  # §5.4: seed + process rank
+    model = model_factory().to(device)
+    optimizer = adamw(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
+
+    sampler = ResumableEpochSampler(dataset, num_replicas=world, rank=rank, seed=cfg.seed)
+    items = SeededItems(dataset, cfg.seed)
+    iters_per_epoch = sampler.full_length() // cfg.batch_size  # micro-batches per rank
+    steps_per_epoch = iters_per_epoch // cfg.accum_steps
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"{len(dataset)} samples over {world} process(es) give {iters_per_epoch} micro-batches of "
+            f"{cfg.batch_size}, fewer than accum_steps={cfg.accum_steps}"
+        )
+    usable_iters = steps_per_epoch * cfg.accum_steps
+    total_steps = steps_per_epoch * cfg.epochs
+
+    # ---- resume
+    step = epoch = batches_done = 0
+    previous_wall = 0.0
+    checkpoint_path = workdir / CHECKPOINT_NAME
+    resumed = checkpoint_path.exists()
+    if resumed:
+        saved = load_training_checkpoint(checkpoint_path)
+        check_resumable(saved, asdict(cfg), world)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if saved["scaler"] is not None:
+            scaler.load_state_dict(saved["scaler"])
+        step, epoch, batches_done = saved["step"], saved["epoch"], saved["batches_done"]
+        previous_wall = saved.get("wall_s", 0.0)
+        restore_rng_state(saved["rng"][rank])  # last: model construction above consumed RNG
+        if rank == 0:
+            log(f"resuming {workdir} at step {step} (epoch {epoch}, micro-batch {batches_done})")
+    saved_step = step if resumed else -1
+
+    train_model: nn.Module = model
+    if world > 1:
+        device_ids = [device.index if device.index is not None else torch.cuda.current_device()] \
+            if device.type == "cuda" else None
+        train_model = DistributedDataParallel(
+            model, device_ids=device_ids, find_unused_parameters=cfg.find_unused_parameters
+        )
+
+    def state(position_epoch: int, position_batches: int) -> dict[str, Any]:
+        rngs = dist_utils.gather_to_all(capture_rng_state())  # collective: every rank calls
+        return {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "step": step, "epoch": position_epoch, "batches_done": position_batches,
+            "sampler_epoch": sampler.epoch, "rng": rngs, "config": asdict(cfg),
+            "world_size": world, "wall_s": previous_wall + time.monotonic() - started,
+        }
+
+    def save(position_epoch: int, position_batches: int, *extra_paths: Path) -> None:
+        nonlocal saved_step
+        snapshot = state(position_epoch, position_batches)
+        if rank == 0:
+            for path in (checkpoint_path, *extra_paths):
+                save_training_checkpoint(path, snapshot)
+        saved_step = step
+        dist_utils.barrier()
+
+    scalars = ScalarLog(workdir, resume_step=step if resumed else None) if rank == 0 else None
+    kill_at = int(os.environ.get(SIGKILL_AT_STEP_ENV, "0"))
+    preempted = False
+    display = progress() if rank == 0 else contextlib.nullcontext()
+    try:
+        with stop_on_signals() as stop, display as bar:
+            task = bar.add_task("pretrain", total=total_steps, completed=step, status="") if bar else None
+            while epoch < cfg.epochs and not preempted:
+                sampler.set_epoch(epoch, skip=batches_done * cfg.batch_size, stop=usable_iters * cfg.batch_size)
+                items.set_epoch(epoch)
+                loader = DataLoader(
+                    items, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                    drop_last=True, pin_memory=device.type == "cuda",
+                    # Own generator: creating the iterator must not consume the global RNG,
+                    # otherwise a resumed epoch would shift the model's random streams.
+                    generator=torch.Generator().manual_seed(cfg.seed + 1000 * epoch + rank),
+                )
+                it = batches_done
+                sums: dict[str, torch.Tensor] = {}
+                lr = 0.0
+                for batch in loader:
+                    window_pos = it % cfg.accum_steps
+                    if window_pos == 0:  # §5.4: schedule applied at accumulation boundaries only
+                        fractional_epoch = epoch + it / iters_per_epoch
+                        lr = lr_at(fractional_epoch, peak=cfg.lr, warmup_epochs=cfg.warmup_epochs,
+                                   total_epochs=cfg.epochs, min_lr=cfg.min_lr)
+                        set_lr(optimizer, lr)
+                    last_in_window = window_pos == cfg.accum_steps - 1
+                    sync = contextlib.nullcontext() if world == 1 or last_in_window else train_model.no_sync()
+                    with sync:
+                        with _autocast(cfg.precision, device):
+                            terms = _loss_terms(train_model(_to_device(batch, device)))
+                        scaler.scale(terms["loss"] / cfg.accum_steps).backward()
+                    for name, value in terms.items():
+                        sums[name] = sums.get(name, 0.0) + value.detach().float()
+                    it += 1
+                    if not last_in_window:
+                        continue
+
+                    scaler.step(optimizer)
+                    scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
+                    step += 1
+                    names = sorted(sums)
+                    means = dist_utils.mean_across_ranks(torch.stack([sums[n] for n in names]) / cfg.accum_steps)
+                    losses = dict(zip(names, means.tolist()))
+                    sums = {}
+                    if scalars is not None:
+                        scalars.write(step, fractional_epoch, lr, losses)
+                        bar.update(task, advance=1, status=f"loss {losses['loss']:.4f} lr {lr:.2e}")
+                        if log_every and step % log_every == 0:
+                            log(f"step {step}/{total_steps} epoch {epoch} lr {lr:.3e} "
+                                + " ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+                    stopping = dist_utils.any_rank(stop.raised, device)
+                    if stopping or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+                        save(epoch, it) if it < usable_iters else save(epoch + 1, 0)
+                    if kill_at and step == kill_at and rank == 0:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    if stopping:
+                        preempted = True
+                        if rank == 0:
+                            log(f"stop signal {stop.signal}: checkpoint at step {step}, exiting")
+                        break
+                if preempted:
+                    break
+                if epoch in cfg.snapshot_epochs:
+                    save(epoch + 1, 0, workdir / f"checkpoint-epoch{epoch:04d}.pt")
+                epoch, batches_done = epoch + 1, 0
+            if not preempted and saved_step != step:
+                save(epoch, 0)
+    finally:
+        if scalars is not None:
+            scalars.close()
+
+    wall_s = previous_wall + time.monotonic() - started
+    if rank == 0 and not preempted:
+        write_json(workdir / "pretrain_info.json", {
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "world_size": world, "precision": cfg.precision, "steps": step, "epochs": epoch,
+            "wall_s_all_segments": wall_s,
+            "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        })
+    return PretrainResult(model=model, step=step, epoch=epoch, checkpoint=checkpoint_path,
+                          preempted=preempted, wall_s=wall_s)

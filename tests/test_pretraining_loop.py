@@ -1,0 +1,228 @@
+"""The generic pretraining loop: schedule, no-decay rule, accumulation, exact resume, DDP.
+
+A tiny masked-reconstruction MLP on an in-memory dataset stands in for a method's
+model; its masks come from the global torch RNG (so resume must restore it) unless
+``stochastic=False`` (needed where runs with different rank counts are compared).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from simcrop_bench.pretraining.distributed import launch_local
+from simcrop_bench.pretraining.loop import SIGKILL_AT_STEP_ENV, PretrainConfig, pretrain, spec_snapshot_epochs
+from simcrop_bench.pretraining.optim import lr_at, param_groups
+from simcrop_bench.pretraining.scalars import read_metrics
+from simcrop_bench.pretraining.training_checkpoint import load_training_checkpoint
+
+REPO = Path(__file__).resolve().parent.parent
+DIM = 8
+
+
+class NoisyVectors(Dataset):
+    """64 fixed vectors; each draw adds noise from the global RNG (an 'augmentation')."""
+
+    def __init__(self, n: int = 64) -> None:
+        self.data = torch.linspace(-1, 1, n * DIM).reshape(n, DIM).sin()
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.data[index] + 0.05 * torch.randn(DIM)
+
+
+class TinyMasked(nn.Module):
+    """Masked reconstruction: encoder → LayerNorm → decoder; loss = mse + 0.1·latent."""
+
+    def __init__(self, stochastic: bool = True, signal_at_call: int = 0) -> None:
+        super().__init__()
+        self.stochastic = stochastic
+        self.signal_at_call = signal_at_call
+        self.calls = 0
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, DIM))
+        self.encoder = nn.Linear(DIM, 16)
+        self.norm = nn.LayerNorm(16)
+        self.decoder = nn.Linear(16, DIM)
+        self.frozen_table = nn.Parameter(torch.ones(4, DIM), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.calls += 1
+        if self.signal_at_call and self.calls == self.signal_at_call:
+            os.kill(os.getpid(), signal.SIGUSR1)  # a preemption notice mid-window
+        if self.stochastic:  # same masked count per sample, random positions
+            mask = torch.rand(x.shape).argsort(dim=1) < DIM // 2
+        else:
+            mask = (torch.arange(DIM) % 2 == 0).expand_as(x)
+        inp = torch.where(mask, self.mask_token[0], x)
+        latent = self.norm(torch.tanh(self.encoder(inp)))
+        rec = self.decoder(latent)
+        mse = ((rec - x) ** 2)[mask].mean()
+        reg = 0.1 * latent.abs().mean()
+        return {"loss": mse + reg, "mse": mse, "reg": reg}
+
+
+BASE = PretrainConfig(
+    epochs=2, batch_size=4, accum_steps=2, lr=1e-2, warmup_epochs=1, weight_decay=0.05,
+    precision="fp32", checkpoint_every=5, seed=7,
+)
+
+
+def train(workdir: str, stochastic: bool = True, signal_at_call: int = 0, **overrides) -> object:
+    """One run of the tiny model (module-level: also called in a subprocess and spawned ranks)."""
+    torch.set_num_threads(1)  # identical float reductions in every process
+    cfg = replace(BASE, **overrides)
+    return pretrain(lambda: TinyMasked(stochastic, signal_at_call), NoisyVectors(), cfg, workdir, log_every=0)
+
+
+def losses(workdir: Path) -> list[dict]:
+    return read_metrics(workdir)
+
+
+# --------------------------------------------------------------------------- optim
+
+
+def test_lr_schedule_hand_computed_points():
+    kw = dict(peak=1.5e-4, warmup_epochs=20, total_epochs=200)
+    assert lr_at(0, **kw) == 0.0
+    assert lr_at(10, **kw) == pytest.approx(7.5e-5)
+    assert lr_at(19.5, **kw) == pytest.approx(1.5e-4 * 19.5 / 20)
+    assert lr_at(20, **kw) == pytest.approx(1.5e-4)
+    assert lr_at(65, **kw) == pytest.approx(0.75e-4 * (1 + math.cos(math.pi / 4)))
+    assert lr_at(110, **kw) == pytest.approx(0.75e-4)
+    assert lr_at(200, **kw) == pytest.approx(0.0, abs=1e-15)
+    assert lr_at(110, **kw, min_lr=1e-5) == pytest.approx(1e-5 + 0.5 * (1.5e-4 - 1e-5))
+
+
+def test_no_decay_rule():
+    model = TinyMasked()
+    model.cls_token = nn.Parameter(torch.zeros(1, 1, DIM))
+    model.conv = nn.Conv3d(1, 2, 3)
+    decay, no_decay = param_groups(model, 0.05)
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.05, 0.0)
+    assert set(decay["names"]) == {"mask_token", "cls_token", "encoder.weight", "decoder.weight", "conv.weight"}
+    assert set(no_decay["names"]) == {"encoder.bias", "norm.weight", "norm.bias", "decoder.bias", "conv.bias"}
+
+
+def test_no_decay_rule_on_vit3d():
+    from simcrop_bench.models.config import EncoderConfig
+    from simcrop_bench.models.vit3d import ViT3D
+
+    vit = ViT3D(EncoderConfig(img_size=(16, 16, 8), patch_size=(8, 8, 4), embed_dim=16, depth=1, num_heads=2))
+    decay, no_decay = param_groups(vit, 0.05)
+    names = decay["names"] + no_decay["names"]
+    assert "pos_embed" not in names  # frozen: excluded
+    assert "cls_token" in decay["names"] and "patch_embed.proj.weight" in decay["names"]
+    assert "blocks.0.norm1.weight" in no_decay["names"] and "patch_embed.proj.bias" in no_decay["names"]
+    assert len(names) == sum(p.requires_grad for p in vit.parameters())
+
+
+# --------------------------------------------------------------------------- loop
+
+
+def test_spec_snapshot_epochs():
+    assert spec_snapshot_epochs(200) == (0, 40, 60, 80, *range(100, 200, 10), 199)
+
+
+def test_lr_set_at_window_start_per_fractional_epoch(tmp_path):
+    result = train(str(tmp_path), epochs=2, warmup_epochs=1, snapshot_epochs=(0,))
+    records = losses(tmp_path)
+    iters_per_epoch = 64 // 4  # micro-batches per epoch
+    assert [r["step"] for r in records] == list(range(1, 17)) and result.step == 16
+    for r in records:
+        k = (r["step"] - 1) % 8  # window index within the epoch
+        epoch = (r["step"] - 1) // 8
+        e = epoch + 2 * k / iters_per_epoch
+        assert r["epoch"] == pytest.approx(e)
+        assert r["lr"] == pytest.approx(lr_at(e, peak=1e-2, warmup_epochs=1, total_epochs=2))
+    assert {"loss", "mse", "reg"} <= set(records[0])
+    assert (tmp_path / "tensorboard").is_dir() or (tmp_path / "scalars.csv").exists()
+    snapshot = load_training_checkpoint(tmp_path / "checkpoint-epoch0000.pt")
+    assert (snapshot["step"], snapshot["epoch"], snapshot["batches_done"]) == (8, 1, 0)
+
+
+def test_accumulation_matches_double_batch(tmp_path):
+    a = train(str(tmp_path / "accum"), stochastic=False, batch_size=4, accum_steps=2)
+    b = train(str(tmp_path / "big"), stochastic=False, batch_size=8, accum_steps=1)
+    ra, rb = losses(tmp_path / "accum"), losses(tmp_path / "big")
+    assert len(ra) == len(rb) == 16
+    for x, y in zip(ra, rb):
+        assert x["lr"] == pytest.approx(y["lr"], rel=1e-12)
+        assert x["loss"] == pytest.approx(y["loss"], abs=1e-5)
+    for (name, p), q in zip(a.model.named_parameters(), b.model.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5, msg=name)
+
+
+def test_fp16_on_cpu_is_refused_and_bf16_runs(tmp_path):
+    with pytest.raises(ValueError, match="fp16"):
+        train(str(tmp_path / "fp16"), precision="fp16")
+    train(str(tmp_path / "bf16"), precision="bf16", epochs=1)
+    assert all(math.isfinite(r["loss"]) for r in losses(tmp_path / "bf16"))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_sigkill_then_resume_is_exact(tmp_path, num_workers):
+    train(str(tmp_path / "a"), num_workers=num_workers)  # 16 steps, checkpoints at 5, 10, 15, 16
+    run_b = tmp_path / "b"
+    code = "import sys; from tests.test_pretraining_loop import train; train(sys.argv[1], num_workers=int(sys.argv[2]))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(run_b), str(num_workers)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, SIGKILL_AT_STEP_ENV: "6"},  # killed after step 6; last checkpoint: step 5
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    saved = load_training_checkpoint(run_b / "checkpoint.pt")
+    assert (saved["step"], saved["epoch"], saved["batches_done"]) == (5, 0, 10)
+    assert [r["step"] for r in losses(run_b)] == list(range(1, 7))  # step 6 logged, then killed
+
+    result = train(str(run_b), num_workers=num_workers)  # resume in this process
+    ra, rb = losses(tmp_path / "a"), losses(run_b)
+    assert [r["step"] for r in rb] == list(range(1, 17))  # the orphan step-6 line was replaced
+    for x, y in zip(ra, rb):
+        for key in ("lr", "loss", "mse", "reg"):
+            assert y[key] == pytest.approx(x[key], abs=1e-6), (x["step"], key)
+    final_a = load_training_checkpoint(tmp_path / "a" / "checkpoint.pt")["model"]
+    for name, tensor in result.model.state_dict().items():
+        torch.testing.assert_close(tensor, final_a[name], atol=1e-6, rtol=0, msg=name)
+
+
+def test_stop_signal_checkpoints_and_resume_is_exact(tmp_path):
+    train(str(tmp_path / "a"), checkpoint_every=0)
+    stopped = train(str(tmp_path / "b"), checkpoint_every=0, signal_at_call=7)  # SIGUSR1 in step 4
+    assert stopped.preempted and stopped.step == 4
+    assert load_training_checkpoint(tmp_path / "b" / "checkpoint.pt")["step"] == 4
+    resumed = train(str(tmp_path / "b"), checkpoint_every=0)
+    assert not resumed.preempted and resumed.step == 16
+    ra, rb = losses(tmp_path / "a"), losses(tmp_path / "b")
+    assert [r["loss"] for r in rb] == pytest.approx([r["loss"] for r in ra], abs=1e-6)
+
+
+def test_resume_refuses_changed_batch_size(tmp_path):
+    train(str(tmp_path), epochs=1)
+    with pytest.raises(ValueError, match="batch_size"):
+        train(str(tmp_path), epochs=1, batch_size=2)
+
+
+def test_two_process_gloo_equals_one_process_double_batch(tmp_path):
+    launch_local(train, 2, str(tmp_path / "ddp"), False)  # batch 4 per process, accum 2
+    train(str(tmp_path / "single"), stochastic=False, batch_size=8)
+    rd, rs = losses(tmp_path / "ddp"), losses(tmp_path / "single")
+    assert len(rd) == len(rs) == 8  # 2 epochs × 4 steps of 16 samples
+    for x, y in zip(rd, rs):
+        assert x["lr"] == pytest.approx(y["lr"], rel=1e-12)
+        for key in ("loss", "mse", "reg"):
+            assert x[key] == pytest.approx(y[key], abs=1e-5), (x["step"], key)
+    saved = load_training_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
+    assert saved["world_size"] == 2 and len(saved["rng"]) == 2
+    assert not any(k.startswith("module.") for k in saved["model"])
