@@ -1,0 +1,11 @@
+"""SimCroP pretraining: model, objectives and text handling (``simcrop-method.md``).
+
+Modules: :mod:`.config` (settings and §9 switches, torch-free), :mod:`.text` (frozen text encoder, text rules),
+:mod:`.masking` (image and report masking), :mod:`.losses` (MIM, MLM, alignment), :mod:`.heads`,
+:mod:`.fusion` (fusion layer and report decoder) and :mod:`.model` (``SimCroPModel``). Importing this package
+stays torch-free; import the submodules for the model.
+"""
+
+from .config import SWITCH_FIELDS, SimCroPConfig
+
+__all__ = ["SWITCH_FIELDS", "SimCroPConfig"]
