@@ -1,19 +1,21 @@
 """Store of pretrained encoders: one per (method, method config, pretraining data).
 
 ``<results>/checkpoints/<method>/<pretrain hash>/`` holds ``encoder.pth`` (released
-SimCroP format) and ``meta.json``; the folder is staged and renamed, so a present
-folder is a complete pretraining and is reused instead of trained again.
+SimCroP format) and ``meta.json``. Pretraining works in ``.<hash>.partial/`` (where the
+loop's ``checkpoint.pt`` lets a killed run resume) and is renamed into place when done,
+so a present folder is a complete pretraining and is reused instead of trained again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from .api import Method, PretrainContext
-from .atomic import staged_dir, write_json
+from .atomic import write_json
 from .config import stable_hash
 from .data.roots import DataRoot
 from .progress import log
@@ -52,24 +54,28 @@ def resolve_encoder(
         meta = json.loads((folder / META_FILE).read_text())
         log(f"reusing pretrained {method.name} encoder {folder}")
         return folder / ENCODER_FILE, meta
-    log(f"pretraining {method.name} (no checkpoint for config {key} yet)")
-    with staged_dir(folder) as work:
-        ctx = PretrainContext(
-            workdir=work,
-            seed=PRETRAIN_SEED,
-            device=device,
-            data_roots={name: root.path for name, root in data_roots.items()},
-        )
-        produced = Path(method.pretrain(ctx))
-        if produced != work / ENCODER_FILE:
-            produced.replace(work / ENCODER_FILE)
-        meta = {
-            "method": method.name,
-            "pretrain_hash": key,
-            "sha256": file_sha256(work / ENCODER_FILE),
-            "data": fingerprints,
-            "synthetic": any(root.synthetic for root in data_roots.values()),
-            "seed": PRETRAIN_SEED,
-        }
-        write_json(work / META_FILE, meta)
+    # A stable work folder (not a fresh temporary one) so that a killed pretraining resumes from its
+    # last checkpoint; it is renamed into place only when complete.
+    work = folder.with_name(f".{folder.name}.partial")
+    log(f"pretraining {method.name} (no checkpoint for config {key} yet; work folder {work})")
+    work.mkdir(parents=True, exist_ok=True)
+    ctx = PretrainContext(
+        workdir=work,
+        seed=PRETRAIN_SEED,
+        device=device,
+        data_roots={name: root.path for name, root in data_roots.items()},
+    )
+    produced = Path(method.pretrain(ctx))
+    if produced != work / ENCODER_FILE:
+        produced.replace(work / ENCODER_FILE)
+    meta = {
+        "method": method.name,
+        "pretrain_hash": key,
+        "sha256": file_sha256(work / ENCODER_FILE),
+        "data": fingerprints,
+        "synthetic": any(root.synthetic for root in data_roots.values()),
+        "seed": PRETRAIN_SEED,
+    }
+    write_json(work / META_FILE, meta)  # written last: its presence marks a complete pretraining
+    os.replace(work, folder)
     return folder / ENCODER_FILE, meta

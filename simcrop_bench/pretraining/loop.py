@@ -25,7 +25,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from simcrop_bench.atomic import write_json
 from simcrop_bench.progress import log, progress
 from simcrop_bench.pretraining import distributed as dist_utils
+from simcrop_bench.pretraining.config import PretrainConfig
 from simcrop_bench.pretraining.optim import adamw, lr_at, set_lr
 from simcrop_bench.pretraining.preemption import stop_on_signals
 from simcrop_bench.pretraining.rng import SeededItems, capture_rng_state, restore_rng_state, seed_everything
@@ -50,26 +51,6 @@ from simcrop_bench.pretraining.training_checkpoint import (
 # Test hook: SIGKILL this process (rank 0) right after optimizer step N is finished
 # (logged and, if due, checkpointed) — simulates a hard kill for the resume test.
 SIGKILL_AT_STEP_ENV = "SIMCROP_BENCH_TEST_SIGKILL_AT_STEP"
-
-
-@dataclass
-class PretrainConfig:
-    """Recipe of one pretraining run; defaults are the §5.4 values (per process)."""
-
-    epochs: int = 200
-    batch_size: int = 14  # per process
-    accum_steps: int = 8
-    lr: float = 1.5e-4  # peak, absolute (no batch-size scaling)
-    min_lr: float = 0.0
-    warmup_epochs: float = 20.0
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp16"  # fp16 needs CUDA
-    checkpoint_every: int = 500  # optimizer steps; 0: only at the end and on a stop signal
-    snapshot_epochs: tuple[int, ...] = ()  # also keep checkpoint-epochNNNN.pt after these epochs
-    seed: int = 42  # + rank
-    num_workers: int = 0
-    find_unused_parameters: bool = False  # DDP, for models with conditionally used branches
 
 
 def spec_snapshot_epochs(epochs: int = 200) -> tuple[int, ...]:
