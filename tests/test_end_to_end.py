@@ -219,3 +219,20 @@ def test_official_layout_prepared_runs_like_the_simcrop_twin(twin, tmp_path):
         dice[name] = record["per_class"]["dice"]
     # the same cases in two layouts: the same numbers
     assert dice["prepared"] == pytest.approx(dice["simcrop"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_simcrop_pretrains_on_the_ctrate_twin_and_fine_tunes(twin, tmp_path):
+    results = tmp_path / "results"
+    done = run_cli("run", "-m", "simcrop", "-t", "lung_seg", "--data-root", str(twin), "--results", str(results),
+                   "--device", "cpu", "--set", "method.train.epochs=1", "--set", "method.simcrop.max_text_len=128",
+                   *FAST)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(records_under(results)[0].read_text())
+    assert record["method"] == "simcrop" and record["method_kind"] == "vision-language"
+    checkpoint = record["checkpoint"]
+    assert checkpoint["sha256"] and checkpoint["synthetic"] is True and "ctrate" in checkpoint["data"]
+    assert record["details"]["encoder_load"]["loaded"]  # the pretrained blocks reached the UNETR
+    folder = Path(checkpoint["path"]).parent
+    steps = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert steps and {"loss", "loss_mim", "loss_mlm", "loss_align"} <= set(steps[-1])
