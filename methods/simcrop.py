@@ -22,7 +22,8 @@ from simcrop_bench.simcrop.config import SimCroPConfig
 @dataclass
 class SimCroPMethodConfig(MethodConfig):
     simcrop: SimCroPConfig = field(default_factory=SimCroPConfig)
-    train: PretrainConfig = field(default_factory=PretrainConfig)
+    train: PretrainConfig = field(default_factory=PretrainConfig)  # batch_size is per process
+    processes: int = 1  # data-parallel processes (CPU, gloo); the effective batch is processes × batch × accum
 
 
 @register_method("simcrop")
@@ -53,36 +54,25 @@ class SimCroP(Method):
     }
 
     def pretrain(self, ctx):
-        from simcrop_bench.data.ctrate import pretraining_samples
+        import torch
+
         from simcrop_bench.errors import ConfigError
         from simcrop_bench.models.vit3d import export_released
-        from simcrop_bench.pretraining.loop import pretrain
-        from simcrop_bench.simcrop.data import PretrainingDataset
-        from simcrop_bench.simcrop.model import SimCroPModel
-        from simcrop_bench.simcrop.text import load_text_encoder
-
-        import torch
+        from simcrop_bench.simcrop.train import pretrain_simcrop
 
         cfg, train = self.config, self.config.train
         if train.precision == "fp16" and not ctx.device.startswith("cuda"):
             raise ConfigError("method.train.precision=fp16 needs a CUDA device; on CPU set it to fp32 or bf16")
+        if cfg.processes > 1 and ctx.device != "cpu":
+            raise ConfigError("method.processes > 1 is implemented for CPU (gloo) runs; GPU jobs come with SLURM (#7)")
+        recipe = PretrainConfig(**{**vars(train), "seed": ctx.seed})
+        model, summary = pretrain_simcrop(cfg.encoder, cfg.simcrop, recipe, ctx.data_roots["ctrate"], ctx.workdir,
+                                          ctx.device, cfg.processes)
         simcrop = cfg.simcrop.resolved()
-        text_encoder, tokenizer = load_text_encoder(simcrop.text_encoder_path)
-        dataset = PretrainingDataset(
-            pretraining_samples(ctx.data_roots["ctrate"]), tokenizer, roi=cfg.encoder.img_size,
-            max_len=simcrop.max_text_len, mask_prob=simcrop.mlm_mask_prob,
-            mask_padding=simcrop.mlm_mask_padding, join=simcrop.report_join,
-        )
-
-        def build():
-            return SimCroPModel(cfg.encoder, simcrop, text_encoder=text_encoder, tokenizer=tokenizer)
-
-        result = pretrain(build, dataset, PretrainConfig(**{**vars(train), "seed": ctx.seed}), ctx.workdir,
-                          device=ctx.device, log_every=5)
         metadata = {"method": self.name, "switches": simcrop.switches(), "pos_embed_variant": cfg.encoder.pos_embed,
                     "input": {"orientation": "RAS", "hu_window": [-1000, 1000], "scaled_to": [-1, 1],
                               "img_size": list(cfg.encoder.img_size), "patch_size": list(cfg.encoder.patch_size)},
-                    "epochs": result.epoch, "steps": result.step, "seed": ctx.seed}
+                    "seed": ctx.seed, **summary}
         path = ctx.workdir / "encoder.pth"
-        torch.save(export_released(result.model, metadata), path)
+        torch.save(export_released(model, metadata), path)
         return path

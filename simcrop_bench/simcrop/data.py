@@ -20,12 +20,13 @@ from .text import SpecialIds, report_text, tokenize
 
 class PretrainingDataset(Dataset):
     def __init__(self, samples: list[dict[str, str]], tokenizer: Any, *, roi: tuple[int, int, int],
-                 max_len: int, mask_prob: float, mask_padding: bool, join: str):
+                 num_tokens: int, max_len: int, mask_prob: float, mask_padding: bool, join: str):
         self.samples = samples
         self.tokenizer = tokenizer
         self.special = SpecialIds.from_tokenizer(tokenizer)
         self.transforms = training_transforms(roi, gaussian_noise=False)  # §5.3: no noise in pretraining
         self.max_len, self.mask_prob, self.mask_padding, self.join = max_len, mask_prob, mask_padding, join
+        self.num_tokens = num_tokens
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -49,4 +50,6 @@ class PretrainingDataset(Dataset):
             "report_ids": report_ids[0],
             "report_masked_ids": masked[0],
             "report_attention_mask": report_mask[0],
+            # the image-token masking noise, drawn per sample (same masks for any rank or batch size)
+            "mim_noise": torch.rand(self.num_tokens),
         }

@@ -23,11 +23,18 @@ def num_kept(num_tokens: int, mask_ratio: float) -> int:
     return int(num_tokens * (1 - mask_ratio))
 
 
-def random_patch_masking(tokens: Tensor, mask_ratio: float, generator: torch.Generator | None = None) -> PatchMasking:
-    """MAE masking per sample: argsort of uniform noise, keep the first ``int(N·(1−r))`` (§3.1)."""
+def random_patch_masking(
+    tokens: Tensor, mask_ratio: float, generator: torch.Generator | None = None, noise: Tensor | None = None
+) -> PatchMasking:
+    """MAE masking per sample: argsort of uniform noise, keep the first ``int(N·(1−r))`` (§3.1).
+
+    ``noise`` (B, N) may come with the batch, drawn per sample by the data loader, so that the
+    masks do not depend on the process rank or the batch composition.
+    """
     batch, n, dim = tokens.shape
     keep = num_kept(n, mask_ratio)
-    noise = torch.rand(batch, n, device=tokens.device, generator=generator)
+    if noise is None:
+        noise = torch.rand(batch, n, device=tokens.device, generator=generator)
     ids_shuffle = torch.argsort(noise, dim=1)
     ids_restore = torch.argsort(ids_shuffle, dim=1)
     ids_keep = ids_shuffle[:, :keep]

@@ -115,11 +115,12 @@ class SimCroPModel(ViT3D):
 
     # ------------------------------------------------------------------ pieces
 
-    def encode_masked(self, image: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Any]:
+    def encode_masked(self, image: Tensor, generator: torch.Generator | None = None,
+                      noise: Tensor | None = None) -> tuple[Tensor, Any]:
         """§2.1 pretraining pass: positions added, masking (§3.1), cls prepended, blocks, ``norm``."""
         if tuple(image.shape[2:]) != tuple(self.cfg.img_size):
             raise ValueError(f"pretraining input must be {tuple(self.cfg.img_size)}, got {tuple(image.shape[2:])}")
-        masking = random_patch_masking(self.embed_patches(image), self.simcrop_cfg.mask_ratio, generator)
+        masking = random_patch_masking(self.embed_patches(image), self.simcrop_cfg.mask_ratio, generator, noise)
         latent, _ = self.run_blocks(self.prepend_cls(masking.visible))
         return self.norm(latent), masking
 
@@ -176,7 +177,7 @@ class SimCroPModel(ViT3D):
         """
         cfg = self.simcrop_cfg
         image = batch["image"]
-        latent, masking = self.encode_masked(image, generator)
+        latent, masking = self.encode_masked(image, generator, batch.get("mim_noise"))
         patch_tokens = latent[:, 1:]
         report_mask = batch["report_attention_mask"]
         masked_ids = batch.get("report_masked_ids")
