@@ -8,7 +8,6 @@ so a present folder is a complete pretraining and is reused instead of trained a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,20 +16,13 @@ from typing import Any
 from .api import Method, PretrainContext
 from .atomic import write_json
 from .config import stable_hash
+from .hashing import file_sha256
 from .data.roots import DataRoot
 from .progress import log
 
 PRETRAIN_SEED = 42  # simcrop-method.md §5.4: seed 42 (+ process rank)
 ENCODER_FILE = "encoder.pth"
 META_FILE = "meta.json"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pretrain_key(method: str, method_config: dict[str, Any], data: dict[str, str]) -> str:

