@@ -76,3 +76,31 @@ class SimCroP(Method):
         path = ctx.workdir / "encoder.pth"
         torch.save(export_released(model, metadata), path)
         return path
+
+
+# Ablations of simcrop-method.md §7 as registered variants: each changes only what it names.
+
+
+@register_method("simcrop-noalign")
+class SimCroPNoAlignment(SimCroP):
+    """SimCroP ablation without similarity-driven alignment (MIM + MLM with fusion)."""
+
+    variant_overrides = {"simcrop.alignment": "off"}
+
+
+@register_method("simcrop-nofusion")
+class SimCroPNoFusion(SimCroP):
+    """SimCroP ablation without fusion: no word–patch cross-attention, no GAP token (text-only MLM)."""
+
+    variant_overrides = {"simcrop.fusion": "none"}
+
+
+def _topk_variant(k: int) -> type:
+    variant = type(f"SimCroPTop{k}", (SimCroP,), {
+        "__doc__": f"SimCroP ablation with K = {k} patches per sentence (simcrop uses 32).",
+        "variant_overrides": {"simcrop.topk": k},
+    })
+    return register_method(f"simcrop-k{k}")(variant)
+
+
+SimCroPTop8, SimCroPTop16, SimCroPTop64 = (_topk_variant(k) for k in (8, 16, 64))

@@ -81,10 +81,11 @@ class Method(Registered):
     pretrains: ClassVar[bool] = True  # False: no checkpoint, the task initialises the encoder
     pretrain_datasets: ClassVar[tuple[str, ...]] = ()
     reference: ClassVar[str] = ""
+    variant_overrides: ClassVar[dict[str, Any]] = {}  # registered variants (ablations): applied in every profile
 
     @classmethod
     def profile_overrides(cls, profile: str) -> dict[str, Any]:
-        return {**ENCODER_PROFILES.get(profile, {}), **cls.profiles.get(profile, {})}
+        return {**ENCODER_PROFILES.get(profile, {}), **cls.profiles.get(profile, {}), **cls.variant_overrides}
 
     def pretrain(self, ctx: PretrainContext) -> Path | None:
         raise NotImplementedError

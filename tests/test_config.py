@@ -71,3 +71,15 @@ def test_hash_is_stable_and_identifies_the_run():
     tree = a.to_dict()
     assert tree["method"]["name"] == "scratch" and tree["task"]["roi_size"] == [64, 64, 32]
     assert stable_hash(tree) == a.config_hash
+
+
+def test_simcrop_ablations_are_registered_variants():
+    base = plan_run(RunRequest(method="simcrop", task="lung_seg")).config
+    noalign = plan_run(RunRequest(method="simcrop-noalign", task="lung_seg")).config
+    nofusion = plan_run(RunRequest(method="simcrop-nofusion", task="lung_seg", profile="paper")).config
+    k16 = plan_run(RunRequest(method="simcrop-k16", task="lung_seg")).config
+    assert base.method.simcrop.alignment == "on" and noalign.method.simcrop.alignment == "off"
+    assert nofusion.method.simcrop.fusion == "none" and nofusion.method.encoder.embed_dim == 768
+    assert k16.method.simcrop.topk == 16 and base.method.simcrop.topk == 4  # the demo profile's K
+    assert noalign.method.train == base.method.train  # everything else unchanged
+    assert len({base.cell_hash, noalign.cell_hash, k16.cell_hash}) == 3
