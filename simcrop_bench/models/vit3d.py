@@ -103,6 +103,18 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
+def init_linear_and_norm(module: nn.Module) -> None:
+    """§2.1 initialisation of every Linear (xavier-uniform, zero bias) and LayerNorm (1, 0) in ``module``."""
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            nn.init.xavier_uniform_(sub.weight)
+            if sub.bias is not None:
+                nn.init.zeros_(sub.bias)
+        elif isinstance(sub, nn.LayerNorm):
+            nn.init.ones_(sub.weight)
+            nn.init.zeros_(sub.bias)
+
+
 class ViT3D(nn.Module):
     """3D ViT encoder with a learned cls token and a fixed sin-cos position table.
 
@@ -135,14 +147,7 @@ class ViT3D(nn.Module):
         with torch.no_grad():
             nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
         nn.init.normal_(self.cls_token, std=0.02)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_linear_and_norm(self)
 
     # ---- position tables
 

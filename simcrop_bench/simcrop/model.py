@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from simcrop_bench.models.config import EncoderConfig
 from simcrop_bench.models.pos_embed import sincos_pos_embed
-from simcrop_bench.models.vit3d import Block, ViT3D
+from simcrop_bench.models.vit3d import Block, ViT3D, init_linear_and_norm
 
 from .config import SimCroPConfig
 from .fusion import ReportDecoder, text_decoder_config
@@ -33,18 +33,6 @@ from .masking import mask_report_ids, random_patch_masking
 from .text import FrozenTextEncoder, SpecialIds, load_text_encoder
 
 VISION_LN_EPS = 1e-6
-
-
-def init_linear_and_norm(module: nn.Module) -> None:
-    """§2.1 initialisation for every new module: xavier-uniform Linear, zero bias, LayerNorm (1, 0)."""
-    for sub in module.modules():
-        if isinstance(sub, nn.Linear):
-            nn.init.xavier_uniform_(sub.weight)
-            if sub.bias is not None:
-                nn.init.zeros_(sub.bias)
-        elif isinstance(sub, nn.LayerNorm):
-            nn.init.ones_(sub.weight)
-            nn.init.zeros_(sub.bias)
 
 
 class SimCroPModel(ViT3D):
