@@ -25,7 +25,8 @@ from ..errors import DataError
 from ..progress import track
 from .ccccii import CLASSES, ccccii_intensity_stats, read_ccccii_slices, resized_path
 from .nifti import array_sha256, write_nifti_gz
-from .prepare_ctrate import PREPARE_MANIFEST, copy_marker, load_prepare_manifest, save_prepare_manifest, source_stamp
+from .prepare_manifest import (PREPARE_MANIFEST, copy_marker, load_prepare_manifest, save_prepare_manifest,
+                               source_stamp, up_to_date)
 
 SPLIT_NAMES = ("train_list.csv", "train_list_10.csv", "train_list_1.csv", "val_list.csv", "test_list.csv")
 SPLIT_HEADER = "img_list,label"
@@ -112,8 +113,7 @@ def convert_ccccii_slices_to_simcrop(src_root: Path, dst_root: Path, *, split_fi
         for cls, patient_id, scan_id in track(scans, "CC-CCII → images_resized"):
             output = resized_path(dst_root, scan_id)
             stamp = _folder_stamp(src_root / cls / patient_id / scan_id)
-            previous = manifest["cases"].get(scan_id)
-            if previous and previous.get("source") == stamp and output.is_file():
+            if up_to_date(manifest, scan_id, stamp, output):
                 continue
             ras = read_ccccii_slices(src_root, cls, patient_id, scan_id)  # uint8 (H, W, D) = RAS (x, y, z)
             stored = np.ascontiguousarray(ras.transpose(2, 0, 1))  # (D, H, W)

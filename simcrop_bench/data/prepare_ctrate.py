@@ -15,69 +15,22 @@ source stamp (size, mtime) and settings; a rerun skips volumes whose stamp, sett
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 from typing import Sequence
 
 import nibabel as nib
 import numpy as np
 
-from ..atomic import atomic_path, write_json
 from ..errors import DataError
 from ..progress import track
 from .ctrate import (VERSIONS, official_volume_path, parse_volume_name, read_ctrate_official_volume,
                      read_metadata_row, simcrop_volume_path)
 from .nifti import array_sha256, lps_nifti_affine, write_nifti_gz
+from .prepare_manifest import (PREPARE_MANIFEST, copy_marker, load_prepare_manifest, save_prepare_manifest,
+                               source_stamp, up_to_date)
 
-PREPARE_MANIFEST = "prepare_manifest.json"
-PREPARE_VERSION = 1  # bump when the outputs for the same sources and settings change
-MARKER = "SYNTHETIC.md"
 SPLITS = ("train", "valid")
 INTENSITY = "int16 HU, not clipped (v1: RescaleSlope * stored + RescaleIntercept applied once; v2: as stored)"
-
-
-# ---------------------------------------------------------------- resumable-run bookkeeping (shared by converters)
-
-
-def source_stamp(path: Path) -> dict:
-    """Cheap change detector for large sources: size and modification time (hashing 50k volumes is too slow)."""
-    try:
-        st = Path(path).stat()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def load_prepare_manifest(dst_root: Path, settings: dict) -> dict:
-    """The previous run's manifest if it was written with the same version and settings, else a fresh one."""
-    path = Path(dst_root) / PREPARE_MANIFEST
-    fresh = {"version": PREPARE_VERSION, "settings": settings, "cases": {}}
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return fresh
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable ({exc}); delete it to convert everything again".splitlines()[0]) from None
-    same = manifest.get("version") == PREPARE_VERSION and manifest.get("settings") == json.loads(json.dumps(settings))
-    return manifest if same and isinstance(manifest.get("cases"), dict) else fresh
-
-
-def save_prepare_manifest(dst_root: Path, manifest: dict) -> None:
-    write_json(Path(dst_root) / PREPARE_MANIFEST, {**manifest, "cases": dict(sorted(manifest["cases"].items()))})
-
-
-def copy_marker(src_root: Path, dst_root: Path, converter: str) -> bool:
-    """Carry ``SYNTHETIC.md`` over (a converted twin is still synthetic); True when the source is synthetic."""
-    marker = Path(src_root) / MARKER
-    if not marker.is_file():
-        return False
-    if Path(src_root).resolve() != Path(dst_root).resolve():
-        with atomic_path(Path(dst_root) / MARKER) as tmp:
-            shutil.copyfile(marker, tmp)
-            with tmp.open("a", encoding="utf-8") as handle:
-                handle.write(f"\nConverted to the SimCroP layout by `{converter}`.\n")
-    return True
 
 
 # ---------------------------------------------------------------- geometry
@@ -165,8 +118,7 @@ def convert_ctrate_official_to_simcrop(src_root: Path, dst_root: Path, *, versio
             source = official_volume_path(src_root, name, version)
             output = simcrop_volume_path(dst_root, name)
             stamp = source_stamp(source)
-            previous = manifest["cases"].get(name)
-            if previous and previous.get("source") == stamp and output.is_file():
+            if up_to_date(manifest, name, stamp, output):
                 continue
             hu, affine = _read_source(src_root, name, version)
             ras, ras_aff = to_ras(hu, affine)

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path, write_json, write_text
+from ..atomic import atomic_path, write_text
 from ..errors import DataError
 from ..progress import log, progress
 from .metaimage import MetaImage, data_file_path, mhd_to_nifti_affine, read_mhd, read_mhd_header
 from .nifti import array_sha256, write_nifti_gz
+from .prepare_manifest import PREPARE_MANIFEST, save_prepare_manifest
 
-PREPARE_MANIFEST = "prepare_manifest.json"
 PREPARE_VERSION = 1  # bump when the outputs for the same sources change
 SEG_LUNGS = "seg-lungs-LUNA16"
 SPLIT_FILES = ("dataset_10.json", "dataset_100.json")
@@ -104,12 +104,12 @@ def convert_official_to_simcrop(
                 converted += did_convert
                 skipped += not did_convert
                 if did_convert:  # record progress at once, so an interrupted run resumes here
-                    _save_manifest(dst_root, manifest)
+                    save_prepare_manifest(dst_root, manifest)
                 bar.update(task, advance=1, status=jobs[job].uid[-12:])
         except BaseException:
             for job in jobs:
                 job.cancel()
-            _save_manifest(dst_root, manifest)
+            save_prepare_manifest(dst_root, manifest)
             raise
 
     uids = {scan.uid for scan in scans}
@@ -124,7 +124,7 @@ def convert_official_to_simcrop(
         manifest["split_files"][name] = hashlib.sha256(data).hexdigest()
     if missing:
         log(f"warning: {len(missing)} series listed in the split files are not in {src_root} (e.g. {sorted(missing)[0]})")
-    _save_manifest(dst_root, manifest)
+    save_prepare_manifest(dst_root, manifest)
     return {
         "src_root": str(src_root), "dst_root": str(dst_root), "synthetic": synthetic,
         "cases": len(scans), "converted": converted, "skipped": skipped,
@@ -241,7 +241,3 @@ def _load_manifest(dst_root: Path) -> dict:
     if manifest.get("version") != PREPARE_VERSION or not isinstance(manifest.get("cases"), dict):
         return {"version": PREPARE_VERSION, "cases": {}}  # older converter: redo every case
     return manifest
-
-
-def _save_manifest(dst_root: Path, manifest: dict) -> None:
-    write_json(dst_root / PREPARE_MANIFEST, {**manifest, "cases": dict(sorted(manifest["cases"].items()))})

@@ -24,8 +24,9 @@ from nibabel.affines import voxel_sizes
 from ..errors import DataError
 from ..progress import track
 from .nifti import array_sha256, write_nifti_gz
-from .prepare_ctrate import (PREPARE_MANIFEST, copy_marker, load_prepare_manifest, resample_hu, save_prepare_manifest,
-                             source_stamp)
+from .prepare_ctrate import resample_hu
+from .prepare_manifest import (PREPARE_MANIFEST, copy_marker, load_prepare_manifest, save_prepare_manifest,
+                               source_stamp, up_to_date)
 from .radchestct import npz_to_ras, read_radchestct_npz
 
 SOURCE_SPACING_MM = (0.8, 0.8, 0.8)  # datasets.md §3.3 (reported)
@@ -94,8 +95,7 @@ def convert_radchestct_npz_to_simcrop(src_root: Path, dst_root: Path, *, transpo
             note_acc = source.name[: -len(".npz")]
             output = dst_root / "images" / f"{note_acc}.nii.gz"
             stamp = source_stamp(source)
-            previous = manifest["cases"].get(note_acc)
-            if previous and previous.get("source") == stamp and output.is_file():
+            if up_to_date(manifest, note_acc, stamp, output):
                 continue
             ct = read_radchestct_npz(source)
             if not np.issubdtype(ct.dtype, np.integer) or (ct.size and (ct.min() < -32768 or ct.max() > 32767)):
