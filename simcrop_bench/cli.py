@@ -213,13 +213,13 @@ def data_info():
     from rich.table import Table
 
     from .data.datasets import DATASETS
-    from .data.roots import _configured_root
+    from .data.roots import configured_root
 
     table = Table(title="datasets")
     for column in ("dataset", "tasks", "layout", "synthetic twin", "configured root"):
         table.add_column(column)
     for info in DATASETS.values():
-        configured = _configured_root(info.name)
+        configured = configured_root(info.name)
         root = f"{configured[0]} ({configured[1]})" if configured else "- (synthetic twin)"
         for i, (name, layout) in enumerate(info.layouts.items()):
             table.add_row(

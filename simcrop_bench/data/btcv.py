@@ -16,11 +16,9 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from ..splits import carve_validation_groups
-from .decathlon import read_split_json
-from .luna16 import SegSplits
+from .decathlon import SegSplits, case_id, read_split_json
 
 SPLIT_FILE = "dataset.json"
-NIFTI_SUFFIX = ".nii.gz"
 PROTOCOLS = ("legacy", "heldout")
 TRAIN_NUMBERS = (*range(1, 11), *range(21, 41))  # img0001–0010, img0021–0040
 VALIDATION_NUMBERS = tuple(range(35, 41))  # btcv_035–040 in dataset.json
@@ -49,8 +47,7 @@ def simcrop_paths(number: int, labelled: bool) -> dict[str, str]:
 
 def btcv_case_id(path: str) -> str:
     """Case id of an ``imagesTr/btcv_0NN.nii.gz`` path: ``btcv_0NN``."""
-    name = Path(path).name
-    return name[: -len(NIFTI_SUFFIX)] if name.endswith(NIFTI_SUFFIX) else name
+    return case_id(path)
 
 
 def btcv_seg_splits(root: Path, protocol: str, *, val_carve: int = 0, seed: int = 42) -> SegSplits:

@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
+
+NIFTI_SUFFIX = ".nii.gz"
+
+
+def case_id(path: str) -> str:
+    """Case id of a listed volume: its file name without ``.nii.gz`` (stripped by suffix: ids may hold dots)."""
+    name = Path(path).name
+    return name[: -len(NIFTI_SUFFIX)] if name.endswith(NIFTI_SUFFIX) else name
+
+
+@dataclass
+class SegSplits:
+    """Training, selection and test cases of a segmentation task under one protocol."""
+
+    training: list[dict[str, str]]
+    validation: list[dict[str, str]]
+    testing: list[dict[str, str]]
+    selection_on_test: bool
+    notes: list[str]
+
+    def sizes(self) -> dict[str, int]:
+        return {"training": len(self.training), "validation": len(self.validation), "testing": len(self.testing)}
 
 
 def read_split_json(root: Path, name: str, keys: tuple[str, ...]) -> dict[str, list[dict[str, str]]]:

@@ -8,33 +8,18 @@ instead, so that no test case influences model selection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
 from ..splits import carve_validation_groups
-from .decathlon import read_split_json
+from .decathlon import SegSplits, case_id, read_split_json
 
 SEG_SPLIT_FILES = {10: "dataset_10.json", 100: "dataset_100.json"}
-NIFTI_SUFFIX = ".nii.gz"
 
 
 def series_uid(path: str) -> str:
     """Series UID of an ``images/<uid>.nii.gz`` path (UIDs contain dots: strip by suffix)."""
-    name = Path(path).name
-    return name[: -len(NIFTI_SUFFIX)] if name.endswith(NIFTI_SUFFIX) else name
-
-
-@dataclass
-class SegSplits:
-    training: list[dict[str, str]]
-    validation: list[dict[str, str]]
-    testing: list[dict[str, str]]
-    selection_on_test: bool
-    notes: list[str]
-
-    def sizes(self) -> dict[str, int]:
-        return {"training": len(self.training), "validation": len(self.validation), "testing": len(self.testing)}
+    return case_id(path)
 
 
 def lung_seg_splits(

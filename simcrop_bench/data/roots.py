@@ -37,7 +37,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SIMCROP_BENCH_CACHE", Path.home() / ".cache" / "simcrop-bench")).expanduser()
 
 
-def _configured_root(dataset: str) -> tuple[Path, str] | None:
+def configured_root(dataset: str) -> tuple[Path, str] | None:
     env = os.environ.get(f"SIMCROP_BENCH_DATA_{dataset.upper()}")
     if env:
         return Path(env).expanduser(), f"env SIMCROP_BENCH_DATA_{dataset.upper()}"
@@ -59,7 +59,7 @@ def resolve_data_root(dataset: str, explicit: str | os.PathLike | None = None) -
     if explicit is not None:
         chosen: tuple[Path, str] | None = (Path(explicit).expanduser(), "cli")
     else:
-        chosen = _configured_root(dataset)
+        chosen = configured_root(dataset)
     if chosen is not None:
         path, source = chosen
         if not path.is_dir():

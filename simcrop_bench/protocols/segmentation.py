@@ -26,7 +26,7 @@ from monai.losses import DiceCELoss
 from monai.utils import set_determinism
 
 from ..api import TaskContext, TaskResult
-from ..data.luna16 import SegSplits, series_uid
+from ..data.decathlon import SegSplits, case_id
 from ..data.nifti import write_nifti_gz
 from ..errors import DataError
 from ..metrics import case_score, dice_per_class
@@ -127,7 +127,7 @@ def preprocess_cases(
         if values.min() < 0 or values.max() >= num_classes or not torch.all(values == values.round()):
             raise DataError(f"{item['label']}: label values {values.tolist()[:8]} outside 0..{num_classes - 1}")
         case["label"] = label.round().to(torch.uint8)
-        case["case_id"] = series_uid(item["image"])
+        case["case_id"] = case_id(item["image"])
         out.append(case)
     return out
 
