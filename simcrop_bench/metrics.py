@@ -1,6 +1,12 @@
-"""Metrics on saved predictions (``protocol.md`` §8). Numpy only: usable without torch."""
+"""Metrics on saved predictions (``protocol.md`` §8).
+
+Numpy (scikit-learn imported lazily, for F1 only): usable without torch, e.g. by the leaderboard.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,3 +36,207 @@ def case_score(dice: np.ndarray, include_background: bool) -> float:
     """NaN-ignoring mean over classes (background excluded for test scores)."""
     values = dice if include_background else dice[1:]
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+# ---------------------------------------------------------------- classification (protocol.md §8)
+
+# Multi-label F1 binarises sigmoid probabilities with ``p > 0.5`` (§8 "threshold 0.5"); only a logit of
+# exactly 0 sits on the boundary.
+F1_THRESHOLD = 0.5
+CLASSIFICATION_KINDS = ("multilabel", "binary", "multiclass")
+
+
+def _as_binary_labels(y_true: np.ndarray, what: str = "y_true") -> np.ndarray:
+    """Labels as int64 0/1; anything else is a caller error, not a value to guess about."""
+    labels = np.asarray(y_true)
+    if labels.size and not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"{what} must hold only 0/1 labels, found values {np.unique(labels)[:5].tolist()}")
+    return labels.astype(np.int64)
+
+
+class WeightedAuroc:
+    """Per-class AUROC of many row weightings of one fixed set of rows (§8 AUROC, §9 bootstrap).
+
+    AUROC is the Mann–Whitney statistic: the fraction of (positive, negative) pairs where the positive
+    scores higher, ties counting one half — exactly scikit-learn's ``roc_auc_score`` (average-rank ties).
+    Giving row ``i`` an integer weight ``w_i`` is the same as repeating it ``w_i`` times, so a bootstrap
+    resample is a weight vector (the draw count of the row's group) and no row is ever copied. Scores
+    are sorted once per class here; each call is then a cumulative sum over the sorted rows, in exact
+    integer arithmetic up to the final division.
+    """
+
+    def __init__(self, y_true: np.ndarray, scores: np.ndarray):
+        labels = _as_binary_labels(y_true)
+        scores = np.asarray(scores, dtype=np.float64)
+        if labels.ndim == 1:
+            labels = labels[:, None]
+        if scores.ndim == 1:
+            scores = scores[:, None]
+        if labels.shape != scores.shape or labels.ndim != 2:
+            raise ValueError(f"labels {labels.shape} and scores {scores.shape} must both be (N,) or (N, C)")
+        if not np.isfinite(scores).all():
+            raise ValueError("scores must be finite (AUROC is undefined for NaN/inf scores)")
+        self.n_rows, self.n_classes = labels.shape
+        self._classes = []
+        for c in range(self.n_classes):
+            order = np.argsort(scores[:, c], kind="stable")
+            sorted_scores = scores[order, c]
+            is_positive = labels[order, c].astype(bool)
+            # Tie blocks: runs of equal scores. Ties are rare with float probabilities, so the block
+            # reduction is only paid for when there are any.
+            block_starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+            tie_blocks = block_starts if len(block_starts) < self.n_rows else None
+            self._classes.append((order, is_positive, tie_blocks))
+
+    def __call__(self, weights: np.ndarray | None = None) -> np.ndarray:
+        """``(B, C)`` AUROC for ``weights`` ``(B, N)`` of non-negative integers (``None``: every row once).
+
+        NaN where a weighting leaves a class with no positive or no negative row (§8: undefined, never 0.5).
+        """
+        if weights is None:
+            weights = np.ones((1, self.n_rows), dtype=np.int64)
+        weights = np.asarray(weights)
+        if weights.ndim != 2 or weights.shape[1] != self.n_rows:
+            raise ValueError(f"weights must be (B, {self.n_rows}), got {weights.shape}")
+        weights = weights.astype(np.int64, copy=False)
+        auroc = np.empty((weights.shape[0], self.n_classes), dtype=np.float64)
+        for c, (order, is_positive, tie_blocks) in enumerate(self._classes):
+            sorted_weights = weights[:, order]
+            positive = np.where(is_positive, sorted_weights, 0)
+            negative = sorted_weights - positive
+            if tie_blocks is not None:
+                positive = np.add.reduceat(positive, tie_blocks, axis=1)
+                negative = np.add.reduceat(negative, tie_blocks, axis=1)
+            negatives_below = np.cumsum(negative, axis=1) - negative
+            # Twice the Mann–Whitney U: 2·(pairs won) + (pairs tied); integers, so exact.
+            twice_u = 2 * np.einsum("bi,bi->b", positive, negatives_below)
+            if tie_blocks is not None:
+                twice_u += np.einsum("bi,bi->b", positive, negative)
+            n_positive = positive.sum(axis=1)
+            n_negative = negative.sum(axis=1)
+            pairs = n_positive * n_negative
+            with np.errstate(invalid="ignore", divide="ignore"):
+                auroc[:, c] = np.where(pairs > 0, twice_u / (2.0 * pairs), np.nan)
+        return auroc
+
+
+def auroc_per_class(y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """AUROC of every column, ``(C,)`` (``(1,)`` for 1-D input); §8 AUROC (per class).
+
+    Equals scikit-learn's ``roc_auc_score`` column by column; NaN where a column has a single label
+    value in this set (§8: undefined; exclude from macro means, never 0.5).
+    """
+    return WeightedAuroc(y_true, scores)()[0]
+
+
+def nan_macro_mean(values: np.ndarray) -> float:
+    """Unweighted mean over the defined (non-NaN) entries; NaN when none is defined."""
+    values = np.asarray(values, dtype=np.float64)
+    defined = values[~np.isnan(values)]
+    return float(defined.mean()) if defined.size else float("nan")
+
+
+@dataclass
+class ClassificationScores:
+    """Scalars for the result record, per-class values for reports, and everything else worth keeping."""
+
+    metrics: dict[str, float]
+    per_class: dict[str, dict[str, float]]
+    details: dict = field(default_factory=dict)
+
+
+def classification_scores(
+    kind: str,
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    label_names: Sequence[str],
+    *,
+    columns: Sequence[int] | None = None,
+) -> ClassificationScores:
+    """Metrics of §8 for one classification task's saved predictions.
+
+    * ``multilabel`` — ``y_true`` (N, C) 0/1, ``scores`` sigmoid probabilities (N, C): ``auc`` (macro
+      AUROC over the classes defined in this set; excluded names in ``details["auc_excluded"]``),
+      ``f1_micro`` and ``f1_macro`` at ``p > 0.5``.
+    * ``binary`` — ``y_true`` (N,) or (N, 1), ``scores`` the single logit's sigmoid: ``auc``.
+    * ``multiclass`` — ``y_true`` (N,) class ids, ``scores`` softmax probabilities (N, K): ``accuracy``
+      (argmax == label), ``auc_ovr`` (mean one-vs-rest AUROC over defined classes, secondary),
+      ``f1_macro`` (argmax); ``details["confusion_matrix"]`` with rows = truth, columns = prediction.
+
+    ``columns`` (multilabel only) restricts everything to those label columns, e.g. RadChestCT's
+    secondary 15-column macro AUROC without the duplicated column 3 (§2.2); ``label_names`` stays the
+    full list.
+    """
+    if kind not in CLASSIFICATION_KINDS:
+        raise ValueError(f"kind must be one of {CLASSIFICATION_KINDS}, got {kind!r}")
+    label_names = list(label_names)
+    scores = np.asarray(scores, dtype=np.float64)
+    if columns is not None:
+        if kind != "multilabel":
+            raise ValueError("columns= applies to multilabel tasks only")
+        columns = list(columns)
+        y_true = np.asarray(y_true)[:, columns]
+        scores = scores[:, columns]
+        label_names = [label_names[c] for c in columns]
+
+    if kind == "multiclass":
+        return _multiclass_scores(np.asarray(y_true), scores, label_names)
+
+    labels = _as_binary_labels(y_true)
+    if kind == "binary":
+        labels, scores = labels.reshape(-1, 1), scores.reshape(-1, 1)
+    if labels.ndim != 2 or labels.shape != scores.shape:
+        raise ValueError(f"{kind}: y_true {labels.shape} and scores {scores.shape} must have the same (N, C) shape")
+    if len(label_names) != labels.shape[1]:
+        raise ValueError(f"{len(label_names)} label names for {labels.shape[1]} columns")
+
+    per_class_auc = auroc_per_class(labels, scores)
+    excluded = [name for name, auc in zip(label_names, per_class_auc) if np.isnan(auc)]
+    metrics = {"auc": nan_macro_mean(per_class_auc)}
+    if kind == "multilabel":
+        from sklearn.metrics import f1_score
+
+        predicted = (scores > F1_THRESHOLD).astype(np.int64)
+        # zero_division=0 is scikit-learn's default value, minus the warning.
+        metrics["f1_micro"] = float(f1_score(labels, predicted, average="micro", zero_division=0))
+        metrics["f1_macro"] = float(f1_score(labels, predicted, average="macro", zero_division=0))
+    per_class = {
+        name: {"auc": float(auc), "positives": int(labels[:, c].sum())}
+        for c, (name, auc) in enumerate(zip(label_names, per_class_auc))
+    }
+    details = {"auc_excluded": excluded, "n_rows": int(labels.shape[0])}
+    if columns is not None:
+        details["columns"] = columns
+    return ClassificationScores(metrics=metrics, per_class=per_class, details=details)
+
+
+def _multiclass_scores(y_true: np.ndarray, probabilities: np.ndarray, label_names: list[str]) -> ClassificationScores:
+    from sklearn.metrics import f1_score
+
+    if probabilities.ndim != 2 or y_true.shape != (probabilities.shape[0],):
+        raise ValueError(f"multiclass: y_true must be (N,) and scores (N, K); got {y_true.shape}, {probabilities.shape}")
+    n_classes = probabilities.shape[1]
+    if len(label_names) != n_classes:
+        raise ValueError(f"{len(label_names)} label names for {n_classes} classes")
+    if not np.issubdtype(y_true.dtype, np.integer) or y_true.min(initial=0) < 0 or y_true.max(initial=0) >= n_classes:
+        raise ValueError(f"multiclass: y_true must hold integer class ids in 0..{n_classes - 1}")
+    predicted = probabilities.argmax(axis=1)
+    confusion = np.bincount(y_true * n_classes + predicted, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    one_vs_rest = np.eye(n_classes, dtype=np.int64)[y_true]
+    per_class_auc = auroc_per_class(one_vs_rest, probabilities)
+    metrics = {
+        "accuracy": float((predicted == y_true).mean()),
+        "auc_ovr": nan_macro_mean(per_class_auc),
+        # scikit-learn's default label set (classes seen in truth or prediction), as the reference logs it.
+        "f1_macro": float(f1_score(y_true, predicted, average="macro", zero_division=0)),
+    }
+    per_class = {
+        name: {"auc_ovr": float(auc), "n": int(confusion[k].sum())}
+        for k, (name, auc) in enumerate(zip(label_names, per_class_auc))
+    }
+    details = {
+        "confusion_matrix": confusion.tolist(),
+        "auc_ovr_excluded": [name for name, auc in zip(label_names, per_class_auc) if np.isnan(auc)],
+        "n_rows": int(y_true.shape[0]),
+    }
+    return ClassificationScores(metrics=metrics, per_class=per_class, details=details)
