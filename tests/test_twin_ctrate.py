@@ -172,3 +172,30 @@ def test_missing_file_and_column_raise_dataerror(twin, tmp_path):
     bad.write_text("VolumeName,Cardiomegaly\ntrain_90001_a_1.nii.gz,0\n")
     with pytest.raises(DataError, match="train_predicted_labels.csv"):
         read_labels(tmp_path, "train")
+
+
+def test_classification_split_csvs(twin):
+    """ctrate_cls files in the grammar of protocol.md §11.2: train volumes, val = test = valid volumes."""
+    from simcrop_bench.data.split_files import SPLIT_FILES, read_split_csv
+
+    root, manifest = twin
+    header = ",".join(SPLIT_FILES["ctrate_cls"].header) + "\n"
+    names = ("train_list.csv", "train_list_10.csv", "train_list_1.csv", "val_list.csv", "test_list.csv")
+    texts = {n: (root / n).read_text() for n in names}
+    assert all(t.startswith(header) for t in texts.values())
+    assert all(texts[n].endswith("\n") for n in names[:3]) and not texts["test_list.csv"].endswith("\n")
+    assert texts["val_list.csv"] == texts["test_list.csv"]
+    tables = {n: read_split_csv(root / n, "ctrate_cls") for n in names}
+    labels = {v["volume"]: v["labels"] for v in manifest["volumes"]}
+    by_split = {s: sorted(v["volume"] for v in manifest["volumes"] if v["split"] == s) for s in ("train", "valid")}
+    assert sorted(tables["train_list.csv"].ids) == by_split["train"]
+    assert sorted(tables["test_list.csv"].ids) == by_split["valid"]
+    for table in tables.values():
+        assert [labels[i] for i in table.ids] == table.labels.tolist()
+    train = tables["train_list.csv"].ids
+    perm = np.random.RandomState(42).permutation(len(train))
+    for name in ("train_list_10.csv", "train_list_1.csv"):
+        n = len(tables[name])
+        assert n == max(1, round((0.1 if "10" in name else 0.01) * len(train)))
+        assert tables[name].ids == tuple(train[i] for i in perm[:n])
+    assert manifest["splits"] == {n: len(t) for n, t in tables.items()}

@@ -19,7 +19,9 @@ from simcrop_bench.data.synthetic.luna16 import (
     luna16_twin_is_complete,
     write_luna16_twin,
 )
-from simcrop_bench.data.synthetic.phantom import DATASET_CODES, ChestCase, VoxelGrid, render_case, sample_chest_case
+from simcrop_bench.data.synthetic.phantom import (
+    DATASET_CODES, GENERATOR_VERSION, ChestCase, VoxelGrid, render_case, sample_chest_case,
+)
 from simcrop_bench.errors import DataError
 
 N_CASES = 8  # -> 3 test, 5 training, 2 in the 10 % list, 2 validation
@@ -48,7 +50,7 @@ def _load(root, rel):
 def test_layout_and_decathlon_json(twin):
     root, manifest = twin
     assert (root / MARKER).is_file() and "SYNTHETIC" in (root / MARKER).read_text()
-    assert manifest["synthetic"] is True and manifest["generator_version"] == "1" and manifest["seed"] == SEED
+    assert manifest["synthetic"] is True and manifest["generator_version"] == GENERATOR_VERSION and manifest["seed"] == SEED
     docs = {f: json.loads((root / f).read_text()) for f in ("dataset_10.json", "dataset_100.json")}
     for doc in docs.values():
         assert list(doc) == JSON_KEYS
@@ -202,3 +204,35 @@ def test_refuses_to_write_into_a_real_looking_root(tmp_path):
     (tmp_path / "images").mkdir()
     with pytest.raises(DataError):
         write_luna16_twin(tmp_path, n_cases=2)
+
+
+def test_classification_split_csvs(twin):
+    """luna16_cls files (protocol.md §11.2): the lung_seg scans, label 1 iff an annotated (>= 3 mm) nodule."""
+    from simcrop_bench.data.split_files import read_split_csv
+    from simcrop_bench.splits import fraction_subset
+
+    root, manifest = twin
+    tables = {n: read_split_csv(root / n, "luna16_cls") for n in ("train_list.csv", "train_list_10.csv",
+                                                                  "val_list.csv", "test_list.csv")}
+    for name in tables:
+        text = (root / name).read_text()
+        assert text.startswith("image_id,label\n") and text.endswith("\n") and "\n\n" not in text
+    assert (root / "val_list.csv").read_bytes() == (root / "test_list.csv").read_bytes()
+    full = json.loads((root / "dataset_100.json").read_text())
+    uid = lambda i: i[: -len(".nii.gz")]  # noqa: E731
+    train = [uid(i) for i in tables["train_list.csv"].ids]
+    assert sorted(train) == sorted(_uids(full["training"]))
+    assert [uid(i) for i in tables["test_list.csv"].ids] == _uids(full["testing"])
+    perm = np.random.RandomState(42).permutation(len(train))
+    ten = [uid(i) for i in tables["train_list_10.csv"].ids]
+    assert len(ten) == 2 and ten == [train[i] for i in perm[:2]]
+    assert len(fraction_subset(len(train), 0.10)) <= 2
+    labels = {c["uid"]: int(any(n["diameter_mm"] >= 3 for n in c["nodules"])) for c in manifest["cases"]}
+    for table in tables.values():
+        assert table.labels[:, 0].tolist() == [labels[uid(i)] for i in table.ids]
+    assert luna16_twin_is_complete(root)
+    (root / "train_list.csv").rename(root / "moved.csv")
+    try:
+        assert not luna16_twin_is_complete(root)  # an older twin without the lists is regenerated
+    finally:
+        (root / "moved.csv").rename(root / "train_list.csv")

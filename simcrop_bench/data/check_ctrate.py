@@ -6,7 +6,8 @@ must have a volume in each volume tree present (v1 ``train/`` and/or v2 ``train_
 a metadata row. Report/label consistency is a note, not a problem: the labels are silver labels from a text
 classifier, so our rule-based labeller disagrees on real data too; the summary counts the disagreements.
 SimCroP: every volume under ``*_preprocessed`` sits where the reference string concatenation looks for it (no
-underscore before the scan letter) and holds HU.
+underscore before the scan letter) and holds HU; split CSVs in the root (``train_list.csv`` …, protocol.md §11.2)
+follow the grammar and list only volumes that exist.
 """
 
 from __future__ import annotations
@@ -211,4 +212,9 @@ def check_ctrate_simcrop(root: Path) -> CheckReport:
                 continue
             report.counts["volumes"] += 1
             _check_hu(path, volume.array, report)
+    from .check_classification import check_listed_volumes_exist, check_split_csvs
+
+    stored = {p.name for store in stores for p in store.rglob("*.nii.gz")}  # misplaced ones are reported above
+    check_listed_volumes_exist(root, check_split_csvs(root, "ctrate_cls", report), simcrop_volume_path, report,
+                               reported=lambda path: path.name in stored)
     return report

@@ -1,4 +1,5 @@
-"""``data check`` for LUNA16 in the SimCroP layout (``images/``, ``masks_processed/``, split JSONs)."""
+"""``data check`` for LUNA16 in the SimCroP layout (``images/``, ``masks_processed/``, split JSONs, and the
+``luna16_cls`` split CSVs when the root holds them)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,37 @@ SPLIT_KEYS = ("training", "validation", "testing")
 
 
 def check_luna16_simcrop(root: Path) -> CheckReport:
-    return check_decathlon(
+    from .check_classification import check_listed_volumes_exist, check_split_csvs
+
+    report = check_decathlon(
         root, "luna16", tuple(SEG_SPLIT_FILES.values()), SPLIT_KEYS, LUNG_LABELS, ("images", "masks_processed")
     )
+    tables = check_split_csvs(root, "luna16_cls", report)
+    # Images the JSONs list were checked above; a classification-only scan only needs to exist.
+    listed = _json_images(root)
+    check_listed_volumes_exist(root, tables, lambda r, i: r / "images" / i, report,
+                               reported=lambda path: path.resolve() in listed)
+    if tables:  # scans only the classification lists name (one on real data, §3) are not "extra" files
+        ids = {i for t in tables.values() for i in t.ids}
+        report.problems[:] = [p for p in report.problems
+                              if not (p.message == "not listed in any split file" and Path(p.file).name in ids)]
+    return report
+
+
+def _json_images(root: Path) -> set[Path]:
+    import json
+
+    images: set[Path] = set()
+    for name in SEG_SPLIT_FILES.values():
+        try:
+            doc = json.loads((root / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # reported by check_decathlon
+        for key in SPLIT_KEYS:
+            entries = doc.get(key) if isinstance(doc, dict) else None
+            images |= {(root / e["image"]).resolve() for e in entries or []
+                       if isinstance(e, dict) and isinstance(e.get("image"), str)}
+    return images
 
 
 RAW_MASK_VALUES = (0, 3, 4, 5)

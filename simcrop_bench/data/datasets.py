@@ -56,8 +56,10 @@ DATASETS: dict[str, Dataset] = {
             prepare="simcrop_bench.data.prepare_ctrate:convert_ctrate_official_to_simcrop",
         ),
         "simcrop": Layout(
-            "{train,valid}_preprocessed/<split>_<pid>/<split>_<pid><scan>/<VolumeName>",
-            writer=f"{_CT}:write_ctrate_twin", writer_kwargs={"layout": "simcrop"}, complete=_MANIFEST_COMPLETE,
+            "{train,valid}_preprocessed/<split>_<pid>/<split>_<pid><scan>/<VolumeName> + 18-label split CSVs "
+            "(train_list{,_10,_1}.csv, val_list.csv, test_list.csv)",
+            writer=f"{_CT}:write_ctrate_twin", writer_kwargs={"layout": "simcrop"},
+            complete="simcrop_bench.data.datasets:classification_twin_complete",
             checker="simcrop_bench.data.check_ctrate:check_ctrate_simcrop",
         ),
     }),
@@ -100,7 +102,7 @@ DATASETS: dict[str, Dataset] = {
             prepare="simcrop_bench.data.prepare_luna16:convert_official_to_simcrop",
         ),
         "simcrop": Layout(
-            "images/<uid>.nii.gz, masks_processed/<uid>.nii.gz, dataset_{10,100}.json",
+            "images/<uid>.nii.gz, masks_processed/<uid>.nii.gz, dataset_{10,100}.json + image_id,label split CSVs",
             writer=f"{_LUNA}:write_luna16_twin",
             checker="simcrop_bench.data.check_luna16:check_luna16_simcrop",
             complete=f"{_LUNA}:luna16_twin_is_complete",
@@ -151,15 +153,29 @@ def synthesize(dataset: str, layout: str, root, *, cases: int | None = None, see
 
 
 def manifest_complete(root) -> bool:
-    """A twin is complete when its manifest (written last) exists and every file it lists does."""
+    """A twin is complete when its manifest (written last) is of the current generator version and every
+    file it lists exists."""
     import json
     from pathlib import Path
+
+    from .synthetic.phantom import GENERATOR_VERSION
 
     manifest = Path(root) / "synthetic_meta" / "manifest.json"
     if not manifest.is_file():
         return False
     try:
-        files = json.loads(manifest.read_text()).get("files", {})
+        doc = json.loads(manifest.read_text())
     except json.JSONDecodeError:
         return False
-    return all((Path(root) / rel).is_file() for rel in files)
+    files = doc.get("files", {})
+    return doc.get("generator_version") == GENERATOR_VERSION and all((Path(root) / rel).is_file() for rel in files)
+
+
+CLASSIFICATION_SPLIT_CSVS = ("train_list.csv", "train_list_10.csv", "val_list.csv", "test_list.csv")
+
+
+def classification_twin_complete(root) -> bool:
+    """:func:`manifest_complete` plus the classification split CSVs a linear-probe task reads from the root."""
+    from pathlib import Path
+
+    return manifest_complete(root) and all((Path(root) / name).is_file() for name in CLASSIFICATION_SPLIT_CSVS)

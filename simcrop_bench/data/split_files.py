@@ -385,13 +385,13 @@ def _check_classification(spec: TaskSplitFiles, tables: dict[str, SplitTable], w
     checks: dict = {}
     for role, fraction in FRACTIONS.items():
         if role in tables:
-            _check_nesting(train, tables[role], fraction)
+            check_fraction_list(train, tables[role], fraction)
             checks[f"{role}_matches_recipe"] = True  # a mismatch has raised
     checks["val_equals_test"] = tables["val"].same_rows(tables["test"])
     if checks["val_equals_test"] != spec.val_equals_test:
         warnings.append(f"{spec.task}: val_list.csv {'equals' if checks['val_equals_test'] else 'differs from'} "
                         f"test_list.csv, unlike the published files")
-    checks["duplicated_columns"] = _duplicated_columns(spec, tables, warnings)
+    checks["duplicated_columns"] = duplicated_columns(spec, tables, warnings)
     checks["id_patterns_ok"] = _check_id_patterns(spec, tables, warnings)
     checks["id_overlap_train_test"] = len(set(train.ids) & set(tables["test"].ids))
     if spec.task == "ctrate_cls":  # patient ids are only available for CT-RATE (§5.3 leakage audit)
@@ -404,9 +404,13 @@ def _check_classification(spec: TaskSplitFiles, tables: dict[str, SplitTable], w
     return checks
 
 
-def _check_nesting(train: SplitTable, subset: SplitTable, fraction: float) -> None:
-    """A fraction list must equal ``train.iloc[fraction_subset(N, f)]`` in order (§4); else DataError."""
-    expected = train.subset(fraction_subset(len(train), fraction))
+def check_fraction_list(train: SplitTable, subset: SplitTable, fraction: float, *, exact_size: bool = True) -> None:
+    """A fraction list must equal ``train.iloc[fraction_subset(N, f)]`` in order (§4); else DataError.
+
+    ``exact_size=False`` also accepts a longer prefix of the §4 permutation (synthetic twins keep at
+    least one row where ``round(f·N)`` is 0).
+    """
+    expected = train.subset(fraction_subset(len(train), fraction, min_rows=0 if exact_size else len(subset)))
     recipe = f"the §4 recipe (RandomState(42) permutation, {fraction:.0%} of {len(train)} rows of {train.path.name})"
     if len(subset) != len(expected):
         raise DataError(f"{subset.path}: {len(subset)} rows, but {recipe} gives {len(expected)}")
@@ -417,7 +421,7 @@ def _check_nesting(train: SplitTable, subset: SplitTable, fraction: float) -> No
                             f"('{expected.ids[i]}'), which {recipe} puts here")
 
 
-def _duplicated_columns(spec: TaskSplitFiles, tables: dict[str, SplitTable], warnings: list[str]) -> list[dict]:
+def duplicated_columns(spec: TaskSplitFiles, tables: dict[str, SplitTable], warnings: list[str]) -> list[dict]:
     """Label columns identical in every row of every file (protocol.md §2.2, hazard H5)."""
     stacked = np.concatenate([t.labels for t in tables.values()], axis=0)
     names = spec.header[1:]

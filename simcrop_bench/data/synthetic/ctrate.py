@@ -4,7 +4,8 @@ Official tree: ``{train,valid}/<split>_<pid>/<split>_<pid>_<scan>/<VolumeName>``
 HU − RescaleIntercept, slope 1, default 1 mm header spacing: the true spacing is only in the metadata CSV) and
 ``{train,valid}_fixed/…`` with v2 semantics (int16 HU, correct LPS-stored header), plus the metadata, report and
 label CSVs. SimCroP tree: ``{train,valid}_preprocessed/<split>_<pid>/<split>_<pid><scan>/<VolumeName>`` (no
-underscore before the scan letter), int16 HU stored RAS (the classification reader ignores the affine).
+underscore before the scan letter), int16 HU stored RAS (the classification reader ignores the affine), plus
+SimCroP's split files ``train_list{,_10,_1}.csv``, ``val_list.csv`` = ``test_list.csv`` in the root.
 
 One patient = one phantom body (case index ``100 · patient``); each scan is its own case (index ``100 · patient +
 scan``) with its own findings, report and noise; reconstructions of a scan share findings, report and labels and
@@ -24,8 +25,10 @@ import numpy as np
 
 from ...atomic import write_json, write_text
 from ...errors import DataError
+from ...splits import covering_row_order, fraction_size, fraction_subset, label_coverage
 from ..nifti import array_sha256, lps_nifti_affine, write_nifti_gz
 from ..ctrate import LABEL_COLUMNS, METADATA_COLUMNS, REPORT_COLUMNS
+from ..split_files import CSV_NAMES, SPLIT_FILES
 from .findings import Finding, ctrate_labels, sample_findings
 from .lesions import acquire, render_clean
 from .phantom import DATASET_CODES, GENERATOR_VERSION, ChestCase, VoxelGrid, case_rngs, sample_chest_case
@@ -66,14 +69,17 @@ class ScanPlan:
 
 
 def plan_ctrate_twin(n_cases: int, seed: int) -> list[ScanPlan]:
-    """Patients → scans → reconstructions; a pure function of (n_cases, seed)."""
+    """Patients → scans → reconstructions; a pure function of (n_cases, seed).
+
+    A quarter of the patients (at least one) are ``valid``; which ones is chosen from the scans'
+    labels (:func:`_choose_valid_patients`) so that the test list of the twin holds both values of
+    most labels. Train and valid patients are numbered in patient order from 90001 and 95001.
+    """
     if n_cases < 2:
         raise ValueError(f"n_cases must be at least 2 (one train and one valid patient), got {n_cases}")
     n_valid = max(1, round(n_cases / 4))
-    plans: list[ScanPlan] = []
+    drafts: list[ScanPlan] = []
     for p in range(n_cases):
-        split = "train" if p < n_cases - n_valid else "valid"
-        pid = TRAIN_PID0 + p if split == "train" else VALID_PID0 + p - (n_cases - n_valid)
         rng = np.random.default_rng(np.random.SeedSequence([seed, DATASET_CODES["ctrate"], 100 * p, PLAN_STREAM]))
         for s in range(int(rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15]))):
             n_recon = int(rng.choice([1, 2], p=[0.45, 0.55]))
@@ -81,13 +87,39 @@ def plan_ctrate_twin(n_cases: int, seed: int) -> list[ScanPlan]:
                                                      p=_recon_id_weights()))
             recons = tuple(ReconPlan(i, ("smooth", "sharp")[k % 2], round(float(rng.uniform(10, 30)), 2),
                                      -8192 if rng.random() < 0.15 else -1024) for k, i in enumerate(ids))
-            plans.append(ScanPlan(split, pid, p, "abc"[s], 100 * p + s, recons))
+            drafts.append(ScanPlan("train", 0, p, "abc"[s], 100 * p + s, recons))
+    valid = _choose_valid_patients(drafts, n_cases, n_valid, seed)
+    numbers = {"train": iter(range(TRAIN_PID0, TRAIN_PID0 + n_cases)),
+               "valid": iter(range(VALID_PID0, VALID_PID0 + n_cases))}
+    pids = {p: next(numbers["valid" if p in valid else "train"]) for p in range(n_cases)}  # in patient order
+    plans = [dataclasses.replace(d, split="valid" if d.patient_index in valid else "train", pid=pids[d.patient_index])
+             for d in drafts]
     first = plans[0]  # guarantee the hazards the readers must survive: a two-digit id, a -8192 intercept
     if not any(r.recon >= 10 for sp in plans for r in sp.recons):
         plans[0] = dataclasses.replace(first, recons=(ReconPlan(1, "smooth", 12.0, -1024), ReconPlan(10, "sharp", 25.0, -8192)))
     elif not any(r.intercept == -8192 for sp in plans for r in sp.recons):
         plans[0] = dataclasses.replace(first, recons=(dataclasses.replace(first.recons[0], intercept=-8192), *first.recons[1:]))
     return plans
+
+
+def _choose_valid_patients(drafts: list[ScanPlan], n_cases: int, n_valid: int, seed: int) -> set[int]:
+    """Greedy choice of the valid (= test) patients: maximise the number of labels with both values in the
+    smaller of train and test, then in both together; ties go to later patients. Labels depend on the
+    patient index only, so the choice never changes images, reports or labels."""
+    volume_labels: dict[int, list[list[int]]] = {p: [] for p in range(n_cases)}
+    for d in drafts:
+        volume_labels[d.patient_index] += [ctrate_labels(scan_case(d, seed)[1])] * len(d.recons)
+
+    def score(valid: list[int]) -> tuple[int, int]:
+        test = [row for p in valid for row in volume_labels[p]]
+        train = [row for p in range(n_cases) if p not in valid for row in volume_labels[p]]
+        both_test, both_train = label_coverage(np.array(test))[0], label_coverage(np.array(train))[0]
+        return min(both_test, both_train), both_test + both_train
+
+    chosen: list[int] = []
+    for _ in range(n_valid):
+        chosen.append(max((p for p in range(n_cases) if p not in chosen), key=lambda p: (score(chosen + [p]), p)))
+    return set(chosen)
 
 
 def _recon_id_weights() -> np.ndarray:
@@ -180,12 +212,38 @@ def write_ctrate_twin(root: Path, *, n_cases: int = 8, shape=(64, 64, 32), spaci
             text = _csv_text(columns, rows[split][key])
             write_text(root / rel, text)
             files[rel] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    split_sizes = {}
+    if simcrop:  # SimCroP's classification split files (protocol.md §11.2) sit in the root of the store
+        for name, text in ctrate_split_csvs(rows["train"]["labels"], rows["valid"]["labels"]).items():
+            write_text(root / name, text)
+            files[name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            split_sizes[name] = len(text.splitlines()) - 1  # data rows
     write_text(root / MARKER, _marker_text(seed, n_cases, shape, spacing, layout))
     manifest = {"synthetic": True, "generator_version": GENERATOR_VERSION, "dataset": "CT-RATE", "layout": layout,
                 "seed": seed, "n_cases": n_cases, "shape": list(shape), "spacing": list(spacing),
+                "splits": split_sizes,
                 "volumes": volumes, "files": dict(sorted(files.items()))}
     write_json(root / MANIFEST, manifest)
     return manifest
+
+
+def ctrate_split_csvs(train_rows: list[list], valid_rows: list[list]) -> dict[str, str]:
+    """``train_list{,_10,_1}.csv``, ``val_list.csv`` = ``test_list.csv`` from ``[VolumeName, *18 labels]`` rows.
+
+    Train = the train volumes, ordered so that the §4 fraction prefixes (at least one row each) hold both
+    values of as many labels as possible; val = test = the valid volumes, without a newline after the last
+    row like the published CT-Rate files (protocol.md §3, §4, §11.2).
+    """
+    header = ",".join(SPLIT_FILES["ctrate_cls"].header)
+    lines = [",".join(map(str, row)) for row in train_rows]
+    order = covering_row_order(np.array([row[1:] for row in train_rows]), fraction_size(len(lines), 0.10, min_rows=1))
+    train = [lines[i] for i in order]
+    out = {CSV_NAMES["train"]: "\n".join([header, *train]) + "\n"}
+    for role, fraction in (("train_10", 0.10), ("train_1", 0.01)):
+        rows = [train[i] for i in fraction_subset(len(train), fraction, min_rows=1)]
+        out[CSV_NAMES[role]] = "\n".join([header, *rows]) + "\n"
+    test = "\n".join([header, *(",".join(map(str, row)) for row in valid_rows)])
+    return {**out, CSV_NAMES["val"]: test, CSV_NAMES["test"]: test}
 
 
 def _csv_text(columns, rows) -> str:

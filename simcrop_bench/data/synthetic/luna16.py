@@ -28,7 +28,9 @@ import numpy as np
 
 from ...atomic import write_json, write_text
 from ...errors import DataError, UserError
+from ...splits import covering_row_order, fraction_subset
 from ..metaimage import write_mhd
+from ..split_files import CSV_NAMES, SPLIT_FILES
 from ..nifti import array_sha256, lps_nifti_affine, write_nifti_gz
 from .phantom import (
     DATASET_CODES, GENERATOR_VERSION, LABEL_LEFT_LUNG, LABEL_RIGHT_LUNG, ChestCase, RenderedCase, VoxelGrid, case_rngs,
@@ -42,11 +44,14 @@ MARKER = "SYNTHETIC.md"
 # Nominal field-of-view centre in phantom mm (carina = origin): covers lung apices to the upper abdomen.
 FOV_CENTER_MM = (0.0, -5.0, -45.0)
 SPLIT_SEED = 42  # sklearn/pandas random_state of the real split files
-SPLIT_FILES = ("dataset_10.json", "dataset_100.json")
+SEG_SPLIT_FILES = ("dataset_10.json", "dataset_100.json")
+CLS_SPLIT_FILES = tuple(CSV_NAMES[r] for r in ("train", "train_10", "val", "test"))  # luna16_cls, protocol.md §11.2
+ANNOTATED_MIN_MM = 3.0  # LUNA16's reference standard lists nodules >= 3 mm (datasets.md §5.1)
+TEN_PERCENT_MIN_ROWS = 2  # the tiny twins' 10 % lists keep at least two scans
 # Paths whose presence without a marker means "real data lives here".
-SIMCROP_PATHS = ("images", "masks_processed", *SPLIT_FILES)
+SIMCROP_PATHS = ("images", "masks_processed", *SEG_SPLIT_FILES)
 SEG_LUNGS = "seg-lungs-LUNA16"
-OFFICIAL_PATHS = ("CSVFILES", SEG_LUNGS, "subset0", *SPLIT_FILES)
+OFFICIAL_PATHS = ("CSVFILES", SEG_LUNGS, "subset0", *SEG_SPLIT_FILES)
 MAX_SUBSETS = 10  # subset0 … subset9 in the real download
 
 
@@ -65,10 +70,15 @@ def luna16_seg_splits(uids: list[str]) -> dict[str, list[str]]:
     perm = np.random.RandomState(SPLIT_SEED).permutation(n)
     testing = [uids[i] for i in perm[:n_test]]
     training = [uids[i] for i in perm[n_test:]]
-    n_ten = min(len(training), max(2, round(0.1 * len(training))))
-    training_10 = [training[i] for i in np.random.RandomState(SPLIT_SEED).permutation(len(training))[:n_ten]]
+    training_10 = [training[i] for i in fraction_subset(len(training), 0.10, SPLIT_SEED, min_rows=TEN_PERCENT_MIN_ROWS)]
     n_val = min(n_test, max(2, round(26 / 267 * n_test)))  # 26 of 267 in the real files
     return {"training_100": training, "training_10": training_10, "validation": testing[:n_val], "testing": testing}
+
+
+def annotated_nodules(rendered: RenderedCase) -> list[dict]:
+    """The nodules ``CSVFILES/annotations.csv`` lists: those of at least 3 mm (the reference standard's limit).
+    ``luna16_cls`` labels a scan 1 iff it has one (protocol.md §2.4)."""
+    return [n for n in rendered.nodules if n["diameter_mm"] >= ANNOTATED_MIN_MM]
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,11 @@ def write_luna16_twin(
         cases.append({"uid": uid, "case_index": t.index, "lps_offset_mm": list(t.grid.origin), "nodules": out.nodules})
 
     splits = _write_split_files(root, [t.uid for t in twins], files)
+    labels = {t.uid: int(bool(annotated_nodules(t.rendered))) for t in twins}
+    for name, text in luna16_cls_csvs(splits, labels).items():
+        write_text(root / name, text)
+        files[name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        splits[name] = text.splitlines()[1:]
     manifest = {
         "synthetic": True, "generator_version": GENERATOR_VERSION, "dataset": "LUNA16",
         "seed": seed, "n_cases": n_cases, "shape": list(shape), "spacing": list(spacing),
@@ -184,7 +199,7 @@ def write_luna16_official(
             data = f"{folder}/{uid}.{'zraw' if compressed else 'raw'}"
             files[data] = hashlib.sha256((root / data).read_bytes()).hexdigest()
         files[f"synthetic_meta/{uid}.json"] = _write_json_hashed(root / f"synthetic_meta/{uid}.json", _case_meta(t))
-        nodules = [n for n in out.nodules if n["diameter_mm"] >= 3.0]  # the reference standard's size limit
+        nodules = annotated_nodules(out)
         annotations += [[uid, n["coordX"], n["coordY"], n["coordZ"], n["diameter_mm"]] for n in nodules]
         rows = _candidates(t, nodules)
         candidates += rows
@@ -274,6 +289,8 @@ def luna16_twin_is_complete(
     for key, value in wanted.items():
         if value is not None and manifest.get(key) != (list(value) if isinstance(value, (tuple, list)) else value):
             return False
+    if layout == "simcrop" and not set(CLS_SPLIT_FILES) <= set(manifest.get("files", {})):
+        return False
     return (Path(root) / MARKER).is_file() and all((Path(root) / rel).is_file() for rel in manifest.get("files", {}))
 
 
@@ -314,13 +331,35 @@ def _case_meta(t: TwinCase) -> dict:
         "synthetic": True, "generator_version": GENERATOR_VERSION, "uid": t.uid,
         "grid": {"shape": list(t.grid.shape), "spacing_mm": list(t.grid.spacing), "lps_offset_mm": list(t.grid.origin)},
         "case": t.case.to_dict(),
-        "derived": {"luna16": {"label": int(bool(annotations)), "annotations": annotations}},
+        "derived": {"luna16": {"label": int(bool(annotated_nodules(t.rendered))), "annotations": annotations}},
     }
+
+
+def luna16_cls_csvs(splits: dict[str, list[str]], labels: dict[str, int]) -> dict[str, str]:
+    """``luna16_cls`` split files (``image_id,label``, protocol.md §11.2) on the scans of the lung_seg split.
+
+    Train = the 100 % segmentation training scans, test = val = its test scans (val ≡ test as published).
+    The 10 % list is the §4 prefix (at least two scans); when the segmentation 10 % scans all carry one
+    label, the train rows are reordered (:func:`covering_row_order`) so that the prefix sees both labels,
+    and the two 10 % lists then differ.
+    """
+    header = ",".join(SPLIT_FILES["luna16_cls"].header)
+    training = splits["training_100"]
+    n_ten = len(splits["training_10"])
+    train = [training[i] for i in covering_row_order(np.array([[labels[u]] for u in training]), n_ten, SPLIT_SEED)]
+
+    def text(uids: list[str]) -> str:
+        return "".join(f"{line}\n" for line in [header, *(f"{u}.nii.gz,{labels[u]}" for u in uids)])
+
+    test = text(splits["testing"])
+    ten = [train[i] for i in fraction_subset(len(train), 0.10, SPLIT_SEED, min_rows=TEN_PERCENT_MIN_ROWS)]
+    return {CSV_NAMES["train"]: text(train), CSV_NAMES["train_10"]: text(ten), CSV_NAMES["val"]: test,
+            CSV_NAMES["test"]: test}
 
 
 def _write_split_files(root: Path, uids: list[str], files: dict[str, str]) -> dict[str, list[str]]:
     splits = luna16_seg_splits(uids)
-    for name, training in zip(SPLIT_FILES, (splits["training_10"], splits["training_100"])):
+    for name, training in zip(SEG_SPLIT_FILES, (splits["training_10"], splits["training_100"])):
         doc = _decathlon_json(training, splits["validation"], splits["testing"], n_train_full=len(splits["training_100"]))
         files[name] = _write_json_hashed(root / name, doc)
     return splits

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: CT-RATE valid patients chosen by label coverage; classification split CSVs
 # Dataset codes enter every case seed; never renumber, only append.
 DATASET_CODES = {"ctrate": 1, "radchestct": 2, "ccccii": 3, "luna16": 4, "btcv": 5}
 # Child streams per case, spawned in this order; append only, so existing streams never change.
