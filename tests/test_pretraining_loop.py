@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from simcrop_bench.errors import ConfigError
 from simcrop_bench.pretraining.distributed import launch_local
 from simcrop_bench.pretraining.loop import SIGKILL_AT_STEP_ENV, PretrainConfig, pretrain, spec_snapshot_epochs
 from simcrop_bench.pretraining.optim import lr_at, param_groups
@@ -43,11 +44,28 @@ class NoisyVectors(Dataset):
         return self.data[index] + 0.05 * torch.randn(DIM)
 
 
+class PinnedTable(nn.Module):
+    """A frozen module rebuilt from 'files' (here: a formula) that declares its identity, like a text encoder."""
+
+    def __init__(self, version: int = 1) -> None:
+        super().__init__()
+        self.version = version
+        self.weight = nn.Parameter(torch.linspace(-0.5, 0.5, DIM * DIM).reshape(DIM, DIM) * version,
+                                   requires_grad=False)
+
+    def frozen_identity(self) -> dict:
+        return {"name": "table", "path": f"/somewhere/{os.getpid()}", "sha256": {"table": f"v{self.version}"}}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight
+
+
 class TinyMasked(nn.Module):
     """Masked reconstruction: encoder → LayerNorm → decoder; loss = mse + 0.1·latent."""
 
-    def __init__(self, stochastic: bool = True, signal_at_call: int = 0) -> None:
+    def __init__(self, stochastic: bool = True, signal_at_call: int = 0, pinned_version: int = 1) -> None:
         super().__init__()
+        self.pinned = PinnedTable(pinned_version)
         self.stochastic = stochastic
         self.signal_at_call = signal_at_call
         self.calls = 0
@@ -65,7 +83,7 @@ class TinyMasked(nn.Module):
             mask = torch.rand(x.shape).argsort(dim=1) < DIM // 2
         else:
             mask = (torch.arange(DIM) % 2 == 0).expand_as(x)
-        inp = torch.where(mask, self.mask_token[0], x)
+        inp = torch.where(mask, self.mask_token[0], x + 0.1 * self.pinned(x))
         latent = self.norm(torch.tanh(self.encoder(inp)))
         rec = self.decoder(latent)
         mse = ((rec - x) ** 2)[mask].mean()
@@ -79,11 +97,13 @@ BASE = PretrainConfig(
 )
 
 
-def train(workdir: str, stochastic: bool = True, signal_at_call: int = 0, **overrides) -> object:
+def train(workdir: str, stochastic: bool = True, signal_at_call: int = 0, pinned_version: int = 1,
+          **overrides) -> object:
     """One run of the tiny model (module-level: also called in a subprocess and spawned ranks)."""
     torch.set_num_threads(1)  # identical float reductions in every process
     cfg = replace(BASE, **overrides)
-    return pretrain(lambda: TinyMasked(stochastic, signal_at_call), NoisyVectors(), cfg, workdir, log_every=0)
+    return pretrain(lambda: TinyMasked(stochastic, signal_at_call, pinned_version), NoisyVectors(), cfg, workdir,
+                    log_every=0)
 
 
 def losses(workdir: Path) -> list[dict]:
@@ -184,6 +204,9 @@ def test_sigkill_then_resume_is_exact(tmp_path, num_workers):
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     saved = load_training_checkpoint(run_b / "checkpoint.pt")
     assert (saved["step"], saved["epoch"], saved["batches_done"]) == (5, 0, 10)
+    # the frozen, reloadable module is stored as its identity, not as weights
+    assert not any(k.startswith("pinned.") for k in saved["model"]) and "frozen_table" in saved["model"]
+    assert saved["frozen_modules"]["pinned"]["sha256"] == {"table": "v1"}
     assert [r["step"] for r in losses(run_b)] == list(range(1, 7))  # step 6 logged, then killed
 
     result = train(str(run_b), num_workers=num_workers)  # resume in this process
@@ -193,8 +216,10 @@ def test_sigkill_then_resume_is_exact(tmp_path, num_workers):
         for key in ("lr", "loss", "mse", "reg"):
             assert y[key] == pytest.approx(x[key], abs=1e-6), (x["step"], key)
     final_a = load_training_checkpoint(tmp_path / "a" / "checkpoint.pt")["model"]
-    for name, tensor in result.model.state_dict().items():
-        torch.testing.assert_close(tensor, final_a[name], atol=1e-6, rtol=0, msg=name)
+    resumed = result.model.state_dict()
+    assert set(resumed) - set(final_a) == {"pinned.weight"}  # rebuilt by the factory
+    for name, tensor in final_a.items():
+        torch.testing.assert_close(resumed[name], tensor, atol=1e-6, rtol=0, msg=name)
 
 
 def test_stop_signal_checkpoints_and_resume_is_exact(tmp_path):
@@ -206,6 +231,14 @@ def test_stop_signal_checkpoints_and_resume_is_exact(tmp_path):
     assert not resumed.preempted and resumed.step == 16
     ra, rb = losses(tmp_path / "a"), losses(tmp_path / "b")
     assert [r["loss"] for r in rb] == pytest.approx([r["loss"] for r in ra], abs=1e-6)
+
+
+def test_resume_refuses_a_different_frozen_module(tmp_path):
+    train(str(tmp_path), epochs=1)
+    with pytest.raises(ConfigError, match=r"frozen module 'pinned' .*sha256\.table: checkpoint 'v1', now 'v2'") as err:
+        train(str(tmp_path), epochs=2, pinned_version=2)
+    assert "\n" not in str(err.value)
+    train(str(tmp_path), epochs=2)  # same identity at another path: resumes
 
 
 def test_resume_refuses_changed_batch_size(tmp_path):

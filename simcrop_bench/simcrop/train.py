@@ -2,6 +2,25 @@
 
 Kept in an importable module (not in ``methods/simcrop.py``) because spawned workers must be able to
 import the function they run.
+
+Multi-process equivalence. Every *data-side* random draw is per sample (``pretraining.rng.SeededItems``):
+the crop/flip augmentation, the 75 % report masking and the image-token masking noise (``mim_noise``).
+So N processes with batch b see the same samples, masks and targets as one process with batch N·b, and
+with no dropout anywhere the loss curves agree to float-reduction order (1e-4 over a few steps on CPU/gloo;
+tested in the clean variant with ``text_decoder_dropout = 0``). *Dropout* is not per sample: its masks come
+from each rank's global torch stream (seed 42 + rank, §5.4), so runs with different process counts draw
+different masks and agree only in distribution, never step for step. That concerns
+
+* the report decoder: hidden and attention-probability dropout ``text_decoder_dropout`` (0.1) in the fusion
+  layer (including ``cross_self_attention``'s SDPA ``dropout_p``) and in its BERT layers — both variants;
+* the frozen text encoder in the faithful variant (§9 F9: dropout left on, hidden 0.1 for MiniLM / 0.25 for
+  CXR-BERT, attention 0.1) — on both the findings and the masked-report calls.
+
+Per-sample seeded dropout is not implemented because it is not cheap: every dropout site (about 4 per BERT
+layer, inside ``transformers`` modules) would have to be replaced by one drawing its mask from a generator
+seeded per (sample, step, site), the attention-probability dropout then needs eager attention instead of the
+fused SDPA kernels (materialising B·heads·L² probabilities at L = 512), and B separate generator draws per
+site per step on the GPU. The same holds for the reference, whose DDP runs also draw dropout per rank.
 """
 
 from __future__ import annotations
@@ -14,12 +33,28 @@ import torch
 from ..data.ctrate import pretraining_samples
 from ..models.config import EncoderConfig
 from ..pretraining.config import PretrainConfig
+from ..pretraining import distributed as dist_utils
 from ..pretraining.distributed import launch_local
 from ..pretraining.loop import pretrain
+from ..pretraining.training_checkpoint import CHECKPOINT_NAME, load_model_state, load_training_checkpoint
+from ..progress import log
 from .config import SimCroPConfig
 from .data import PretrainingDataset
+from .init import load_mae_init
 from .model import SimCroPModel
-from .text import load_text_encoder
+from .text import load_text_encoder, text_encoder_identity
+
+
+def build_model(encoder: EncoderConfig, simcrop: SimCroPConfig, text_encoder: torch.nn.Module, tokenizer: Any,
+                identity: dict[str, Any] | None, *, special_ids: Any = None, announce: bool = False) -> SimCroPModel:
+    """The model of §2 with the §2.1 initialisation (``simcrop.init_encoder``) applied."""
+    model = SimCroPModel(encoder, simcrop, text_encoder=text_encoder, tokenizer=tokenizer,
+                         special_ids=special_ids, text_encoder_identity=identity)
+    if simcrop.init_encoder:
+        loaded = load_mae_init(model, simcrop.init_encoder)
+        if announce:
+            log(f"init_encoder {loaded['summary']}")
+    return model
 
 
 def run_pretraining(encoder: EncoderConfig, simcrop: SimCroPConfig, train: PretrainConfig, ctrate_root: Path,
@@ -27,6 +62,7 @@ def run_pretraining(encoder: EncoderConfig, simcrop: SimCroPConfig, train: Pretr
     """Train in this process (or in this rank of an initialised group); returns the loop's result."""
     simcrop = simcrop.resolved()
     text_encoder, tokenizer = load_text_encoder(simcrop.text_encoder_path)
+    identity = text_encoder_identity(simcrop.text_encoder_path)  # checkpoints store this, not the weights
     dataset = PretrainingDataset(
         pretraining_samples(ctrate_root), tokenizer, roi=encoder.img_size,
         num_tokens=int(torch.tensor(encoder.grid()).prod()), max_len=simcrop.max_text_len,
@@ -34,7 +70,8 @@ def run_pretraining(encoder: EncoderConfig, simcrop: SimCroPConfig, train: Pretr
     )
 
     def build() -> SimCroPModel:
-        return SimCroPModel(encoder, simcrop, text_encoder=text_encoder, tokenizer=tokenizer)
+        # on resume the checkpoint then overwrites the initialisation, except the frozen text encoder
+        return build_model(encoder, simcrop, text_encoder, tokenizer, identity, announce=dist_utils.rank() == 0)
 
     return pretrain(build, dataset, train, workdir, device=device, log_every=5)
 
@@ -50,11 +87,11 @@ def pretrain_simcrop(encoder: EncoderConfig, simcrop: SimCroPConfig, train: Pret
         result = run_pretraining(encoder, simcrop, train, ctrate_root, workdir, device)
         return result.model, {"steps": result.step, "epochs": result.epoch, "processes": 1}
     launch_local(_rank_worker, processes, encoder, simcrop, train, ctrate_root, workdir, device)
-    # The workers are gone; the final checkpoint holds the trained weights.
-    from ..pretraining.training_checkpoint import CHECKPOINT_NAME, load_training_checkpoint
-
+    # The workers are gone; the final checkpoint holds the trained weights (the text encoder: its identity).
     saved = load_training_checkpoint(workdir / CHECKPOINT_NAME)
-    text_encoder, tokenizer = load_text_encoder(simcrop.resolved().text_encoder_path)
-    model = SimCroPModel(encoder, simcrop.resolved(), text_encoder=text_encoder, tokenizer=tokenizer)
-    model.load_state_dict(saved["model"])
+    path = simcrop.resolved().text_encoder_path
+    text_encoder, tokenizer = load_text_encoder(path)
+    model = SimCroPModel(encoder, simcrop.resolved(), text_encoder=text_encoder, tokenizer=tokenizer,
+                         text_encoder_identity=text_encoder_identity(path))
+    load_model_state(model, saved)
     return model, {"steps": saved["step"], "epochs": saved["epoch"], "processes": processes}
