@@ -6,12 +6,15 @@ on the shared 3D ViT, pretrained on CT-RATE training volumes and reports
 (``simcrop-method.md``). Faithful to the reference by default; ``--set method.simcrop.variant=clean``
 switches every quirk of §9 to its clean form. Differs from the publication in the text encoder
 by default (the offline MiniLM instead of CXR-BERT; point ``method.simcrop.text_encoder_path``
-at a local CXR-BERT directory to match it).
+at a local CXR-BERT directory to match it) and in the initialisation (§2.1: random unless
+``method.simcrop.init_encoder`` names a local ImageNet-MAE ViT checkpoint such as ``mae_pretrain_vit_base.pth``,
+whose ``blocks.*``/``norm.*`` are loaded; its 2-D patch embedding is skipped, as in the reference).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from simcrop_bench.api import Method, MethodConfig
 from simcrop_bench.pretraining.config import PretrainConfig
@@ -73,9 +76,21 @@ class SimCroP(Method):
                     "input": {"orientation": "RAS", "hu_window": [-1000, 1000], "scaled_to": [-1, 1],
                               "img_size": list(cfg.encoder.img_size), "patch_size": list(cfg.encoder.patch_size)},
                     "seed": ctx.seed, **summary}
+        if simcrop.init_encoder:
+            from simcrop_bench.hashing import file_sha256
+
+            metadata["init_encoder"] = {"path": simcrop.init_encoder, "sha256": file_sha256(Path(simcrop.init_encoder))}
         path = ctx.workdir / "encoder.pth"
         torch.save(export_released(model, metadata), path)
         return path
+
+    def build_pretraining(self, ctx):
+        """Model factory and dataset exactly as pretraining builds them (for ``check-method``)."""
+        from simcrop_bench.api import PretrainingParts
+        from simcrop_bench.simcrop.train import pretraining_parts
+
+        build, dataset = pretraining_parts(self.config.encoder, self.config.simcrop, ctx.data_roots["ctrate"])
+        return PretrainingParts(build, dataset)
 
 
 # Ablations of simcrop-method.md §7 as registered variants: each changes only what it names.

@@ -64,6 +64,20 @@ class PretrainContext:
     progress: Callable[..., Any] | None = None
 
 
+@dataclass
+class PretrainingParts:
+    """What a method trains (the optional :meth:`Method.build_pretraining` hook).
+
+    ``model_factory()`` builds a module whose ``forward(batch)`` returns ``{"loss": 0-dim tensor, ...}``
+    and that is, or contains, the shared ``ViT3D`` encoder; ``dataset`` is the map-style dataset whose
+    items the default collate stacks into that batch. Exactly what
+    :func:`simcrop_bench.pretraining.loop.pretrain` takes.
+    """
+
+    model_factory: Callable[[], Any]
+    dataset: Any
+
+
 class Method(Registered):
     """A pretraining method.
 
@@ -73,7 +87,8 @@ class Method(Registered):
         format (``{"model": state_dict}``, timm key names) into ``ctx.workdir`` and return
         its path. Methods without pretraining set ``pretrains = False`` and the task
         initialises the encoder at random with the run's seed;
-      * ``pretrain_datasets`` — datasets whose roots ``pretrain`` needs.
+      * ``pretrain_datasets`` — datasets whose roots ``pretrain`` needs;
+      * ``build_pretraining(ctx)`` — optional: model factory + dataset, for ``check-method``.
     """
 
     kind: ClassVar[str] = "baseline"  # baseline | self-supervised | vision-language
@@ -87,8 +102,25 @@ class Method(Registered):
     def profile_overrides(cls, profile: str) -> dict[str, Any]:
         return {**ENCODER_PROFILES.get(profile, {}), **cls.profiles.get(profile, {}), **cls.variant_overrides}
 
+    @classmethod
+    def configure(cls, config: Any) -> None:
+        """Complete the config before ``--set`` overrides apply (e.g. read an encoder off a checkpoint)."""
+
+    def provided_encoder(self) -> tuple[Path, dict[str, Any]] | None:
+        """A ready encoder checkpoint and its metadata, for methods that evaluate without pretraining."""
+        return None
+
     def pretrain(self, ctx: PretrainContext) -> Path | None:
         raise NotImplementedError
+
+    def build_pretraining(self, ctx: PretrainContext) -> PretrainingParts | None:
+        """Optional hook: the model factory and dataset that ``pretrain`` trains.
+
+        ``simcrop-bench check-method`` pushes one batch of ``dataset`` through the model to check the
+        loss (a finite 0-dim tensor), the gradients into the encoder and the encoder's output shape
+        before any long run. ``None`` (the default): only the exported checkpoint is checked.
+        """
+        return None
 
 
 @dataclass
@@ -115,6 +147,8 @@ class TaskResult:
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
     per_case: list[dict[str, Any]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)  # selection epoch, split sizes, ...
+    intervals: dict[str, dict[str, Any]] = field(default_factory=dict)  # metric → bootstrap interval (protocol.md §9)
+    variant: str = ""  # protocol variant label (e.g. "lp-cached"); empty: the published recipe
 
 
 class Task(Registered):

@@ -71,10 +71,29 @@ def _short_origin(origin: str) -> str:
         return origin
 
 
+@app.command("check-method")
+def check_method_command(
+    name: str = typer.Argument(..., help="Registered method name (with --plugin for your own file)."),
+    plugin: Optional[List[str]] = PLUGIN_OPTION,
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a method field, e.g. method.mae.mask_ratio=0.6 (repeatable)."),
+    profile: str = typer.Option("demo", "--profile", "-p", help="Profile whose method settings to start from."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+):
+    """Check a method against the contract in seconds (tiny encoder, tiny twin): one line per finding, exit 1 on a violation."""
+    from .check_method import check_method
+
+    report = check_method(name, plugins=plugin or [], overrides=set_ or [], profile=profile, device=device)
+    for line in report.lines():
+        typer.echo(line)
+    if report.violations:
+        raise typer.Exit(1)
+
+
 @app.command()
 def run(
-    method: str = typer.Option(..., "--method", "-m", help="Registered method name (see `list methods`)."),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="Registered method name (see `list methods`); external with --weights."),
     task: str = typer.Option(..., "--task", "-t", help="Registered task name (see `list tasks`)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Evaluate this encoder checkpoint (released SimCroP format) without pretraining."),
     fraction: Optional[int] = typer.Option(None, "--fraction", "-f", help="Training fraction in percent (default: the largest)."),
     seed: Optional[List[int]] = typer.Option(None, "--seed", "-s", help="Seed; repeat for several runs (default 42)."),
     profile: str = typer.Option("demo", "--profile", "-p", help="demo (small, CPU-friendly) or paper (published sizes)."),
@@ -94,9 +113,13 @@ def run(
     from .executors import get_executor
     from .runner import RunRequest, plan_run, run_job
 
+    from .errors import ConfigError
+
+    if method is None and weights is None:
+        raise ConfigError("run needs --method NAME (see `list methods`) or --weights PATH")
     requests = [
         RunRequest(
-            method=method, task=task, fraction=fraction, seed=s, profile=profile, protocol=protocol,
+            method=method or "external", task=task, weights=str(weights) if weights else None, fraction=fraction, seed=s, profile=profile, protocol=protocol,
             overrides=list(set_ or []), data_root=str(data_root) if data_root else None,
             results=str(results), force=force, plugins=list(plugin or []), device=device,
         )

@@ -76,7 +76,8 @@ def _import_file(path: Path) -> None:
         raise RegistryError(f"{path}: cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    _current_source = str(path)
+    # A method file may load another (a variant of a method in its own file): restore the outer source.
+    outer, _current_source = _current_source, str(path)
     try:
         spec.loader.exec_module(module)
     except RegistryError:
@@ -85,7 +86,7 @@ def _import_file(path: Path) -> None:
         sys.modules.pop(module_name, None)
         raise RegistryError(f"{path}: failed to import: {type(exc).__name__}: {exc}") from exc
     finally:
-        _current_source = "<python>"
+        _current_source = outer
 
 
 def _import_module(name: str) -> None:
@@ -93,7 +94,7 @@ def _import_module(name: str) -> None:
     if name in _loaded_sources:
         return
     _loaded_sources.add(name)
-    _current_source = name
+    outer, _current_source = _current_source, name
     try:
         importlib.import_module(name)
     except ModuleNotFoundError as exc:
@@ -103,7 +104,7 @@ def _import_module(name: str) -> None:
     except Exception as exc:
         raise RegistryError(f"plugin '{name}': failed to import: {type(exc).__name__}: {exc}") from exc
     finally:
-        _current_source = "<python>"
+        _current_source = outer
 
 
 def load_plugin(spec: str) -> None:

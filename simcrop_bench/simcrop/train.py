@@ -57,9 +57,9 @@ def build_model(encoder: EncoderConfig, simcrop: SimCroPConfig, text_encoder: to
     return model
 
 
-def run_pretraining(encoder: EncoderConfig, simcrop: SimCroPConfig, train: PretrainConfig, ctrate_root: Path,
-                    workdir: Path, device: str) -> Any:
-    """Train in this process (or in this rank of an initialised group); returns the loop's result."""
+def pretraining_parts(encoder: EncoderConfig, simcrop: SimCroPConfig, ctrate_root: Path, *,
+                      announce: bool = False) -> tuple[Any, PretrainingDataset]:
+    """The model factory and the dataset the loop trains (also what ``check-method`` pushes a batch through)."""
     simcrop = simcrop.resolved()
     text_encoder, tokenizer = load_text_encoder(simcrop.text_encoder_path)
     identity = text_encoder_identity(simcrop.text_encoder_path)  # checkpoints store this, not the weights
@@ -71,8 +71,15 @@ def run_pretraining(encoder: EncoderConfig, simcrop: SimCroPConfig, train: Pretr
 
     def build() -> SimCroPModel:
         # on resume the checkpoint then overwrites the initialisation, except the frozen text encoder
-        return build_model(encoder, simcrop, text_encoder, tokenizer, identity, announce=dist_utils.rank() == 0)
+        return build_model(encoder, simcrop, text_encoder, tokenizer, identity, announce=announce)
 
+    return build, dataset
+
+
+def run_pretraining(encoder: EncoderConfig, simcrop: SimCroPConfig, train: PretrainConfig, ctrate_root: Path,
+                    workdir: Path, device: str) -> Any:
+    """Train in this process (or in this rank of an initialised group); returns the loop's result."""
+    build, dataset = pretraining_parts(encoder, simcrop, ctrate_root, announce=dist_utils.rank() == 0)
     return pretrain(build, dataset, train, workdir, device=device, log_every=5)
 
 
