@@ -38,6 +38,9 @@ def resolve_encoder(
     device: str,
 ) -> tuple[Path | None, dict[str, Any] | None]:
     """The method's pretrained encoder: reused when the store has it, pretrained otherwise."""
+    provided = method.provided_encoder()
+    if provided is not None:
+        return provided
     if not method.pretrains:
         return None, None
     key = pretrain_key(method.name, method_config, fingerprints)

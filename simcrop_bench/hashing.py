@@ -1,4 +1,4 @@
-"""Content hashes of files (checkpoints, pinned model files)."""
+"""Identities of files: content hashes (checkpoints, pinned model files) and cheap source signatures."""
 
 from __future__ import annotations
 
@@ -13,3 +13,10 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def source_signature(path: str | Path) -> str:
+    """Path, size and modification time: changes whenever the file is replaced or edited, and
+    costs a ``stat`` instead of re-reading the volume (hashing hundreds of CT volumes per run would not)."""
+    stat = Path(path).stat()
+    return f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"

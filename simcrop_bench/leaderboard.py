@@ -49,9 +49,22 @@ CELL_KEYS = [
 ]
 FRAME_COLUMNS = [
     "task", "method", "fraction", "seed", "profile", "protocol", "synthetic",
-    "cell_hash", "metric", "value", "higher_is_better", "run_id",
+    "cell_hash", "metric", "value", "ci_low", "ci_high", "higher_is_better", "run_id",
 ]
-AGGREGATE_COLUMNS = [*CELL_KEYS, "mean", "std", "n_seeds", "seeds"]
+AGGREGATE_COLUMNS = [*CELL_KEYS, "mean", "std", "n_seeds", "seeds", "ci_low", "ci_high"]
+
+
+def protocol_label(record: dict) -> str:
+    """``heldout``, or ``heldout+lp-cached`` for a labelled variant: variants are never shown as the recipe."""
+    variant = record.get("variant") or ""
+    return f"{record['protocol']}+{variant}" if variant else record["protocol"]
+
+
+def _interval(record: dict) -> tuple[float, float]:
+    """The primary metric's bootstrap interval (protocol.md §9), NaN when the record has none."""
+    ci = (record.get("intervals") or {}).get(record["primary_metric"]) or {}
+    low, high = ci.get("low"), ci.get("high")
+    return (float(low), float(high)) if isinstance(low, (int, float)) and isinstance(high, (int, float)) else (math.nan, math.nan)
 
 
 # --------------------------------------------------------------------------- loading
@@ -134,10 +147,11 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
     rows = [
         {
             "task": r["task"], "method": r["method"], "fraction": r["fraction"],
-            "seed": r["seed"], "profile": r["profile"], "protocol": r["protocol"],
+            "seed": r["seed"], "profile": r["profile"], "protocol": protocol_label(r),
             "synthetic": bool(r["synthetic"]), "cell_hash": r["cell_hash"],
             "metric": r["primary_metric"],
             "value": float(r["metrics"][r["primary_metric"]]),
+            "ci_low": _interval(r)[0], "ci_high": _interval(r)[1],
             "higher_is_better": bool(r["higher_is_better"]), "run_id": r["run_id"],
         }
         for r in records
@@ -166,6 +180,9 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
             "std": values.std(ddof=1, skipna=False),
             "n_seeds": len(group),
             "seeds": sorted(int(s) for s in group["seed"]),
+            # One seed: its patient-level bootstrap interval; several: the spread over seeds is shown instead.
+            "ci_low": float(group["ci_low"].iloc[0]) if len(group) == 1 else math.nan,
+            "ci_high": float(group["ci_high"].iloc[0]) if len(group) == 1 else math.nan,
         })
     agg = pd.DataFrame(rows, columns=AGGREGATE_COLUMNS)
     if agg.empty:
@@ -195,7 +212,10 @@ def leaderboard(
         if wanted is None:
             continue
         allowed = [wanted] if isinstance(wanted, str) else list(wanted)
-        frame = frame[frame[column].isin(allowed)]
+        values = frame[column]
+        if column == "protocol":  # "heldout" also selects its labelled variants ("heldout+lp-cached")
+            values = values.where(values.isin(allowed), values.str.split("+").str[0])
+        frame = frame[values.isin(allowed)]
     return aggregate(frame)
 
 
@@ -227,6 +247,15 @@ def format_mean_std(mean: float, std: float, digits: int | None = None,
     return f"{mean:.{digits}f} {pm} {std:.{digits}f}"
 
 
+def format_value(row: Any, pm: str = "±") -> str:
+    """Mean ± std over seeds with n; a single seed shows its bootstrap interval instead."""
+    text = format_mean_std(row.mean, row.std, pm=pm)
+    if row.n_seeds == 1 and math.isfinite(row.ci_low) and math.isfinite(row.ci_high):
+        digits = auto_digits(row.mean)
+        text += f" [{row.ci_low:.{digits}f}, {row.ci_high:.{digits}f}]"
+    return f"{text} (n={row.n_seeds})"
+
+
 def format_fraction(fraction: float) -> str:
     """``10`` -> ``"10%"``; ``0.5`` -> ``"0.5%"``."""
     return f"{float(fraction):g}%"
@@ -243,7 +272,7 @@ def _display_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     rows = []
     for row in df.itertuples(index=False):
         arrow = "↑" if row.higher_is_better else "↓"
-        value = f"{format_mean_std(row.mean, row.std)} (n={row.n_seeds})"
+        value = format_value(row)
         rows.append([row.task, format_fraction(row.fraction), row.method,
                      f"{row.metric} {arrow}", value, data_label(row.synthetic),
                      row.profile, row.protocol, row.cell_hash])
@@ -321,10 +350,9 @@ def to_latex(df: pd.DataFrame) -> str:
              r"\midrule"]
     for row in df.itertuples(index=False):
         arrow = r"$\uparrow$" if row.higher_is_better else r"$\downarrow$"
-        value = format_mean_std(row.mean, row.std, pm=r"$\pm$")
         cells = [escape_latex(row.task), escape_latex(format_fraction(row.fraction)),
                  escape_latex(row.method), f"{escape_latex(row.metric)} {arrow}",
-                 f"{value} (n={row.n_seeds})", data_label(row.synthetic),
+                 format_value(row, pm=r"$\pm$"), data_label(row.synthetic),
                  escape_latex(row.profile), escape_latex(row.protocol),
                  escape_latex(row.cell_hash)]
         lines.append(" & ".join(cells) + r" \\")

@@ -35,6 +35,7 @@ class RunRequest:
     force: bool = False
     plugins: list[str] = field(default_factory=list)
     device: str = "auto"
+    weights: str | None = None  # an encoder checkpoint to evaluate (method "external")
 
 
 @dataclass
@@ -67,6 +68,11 @@ def resolve_config(req: RunRequest, method_cls: type, task_cls: type) -> Resolve
     task_cfg = task_cls.Config()
     apply_overrides(method_cfg, method_cls.profile_overrides(req.profile), section="method")
     apply_overrides(task_cfg, task_cls.profile_overrides(req.profile, fraction), section="task")
+    if req.weights is not None:
+        if not hasattr(method_cfg, "weights"):
+            raise ConfigError(f"--weights: method {method_cls.name} trains its own encoder; use --method external")
+        method_cfg.weights = str(Path(req.weights).expanduser().resolve())
+    method_cls.configure(method_cfg)
     targets = {"method": method_cfg, "task": task_cfg, "run": run}
     for section, key, value in parse_set(req.overrides):
         if section == "run" and key in ("profile", "fraction", "seed", "protocol"):
@@ -171,10 +177,12 @@ def execute(plan: RunPlan) -> dict[str, Any]:
             "seed": cfg.run.seed,
             "profile": cfg.run.profile,
             "protocol": cfg.run.protocol,
+            "variant": result.variant,  # non-empty: a labelled deviation from the published recipe
             "synthetic": task_root.synthetic or bool(checkpoint_meta and checkpoint_meta.get("synthetic")),
             "primary_metric": plan.task_cls.metric,
             "higher_is_better": plan.task_cls.higher_is_better,
             "metrics": result.metrics,
+            "intervals": result.intervals,
             "per_class": result.per_class,
             "details": result.details,
             "config": cfg.to_dict(),

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from simcrop_bench.errors import UserError
@@ -140,9 +141,38 @@ def test_records_frame_columns() -> None:
 
     assert list(frame.columns) == [
         "task", "method", "fraction", "seed", "profile", "protocol", "synthetic",
-        "cell_hash", "metric", "value", "higher_is_better", "run_id"]
+        "cell_hash", "metric", "value", "ci_low", "ci_high", "higher_is_better", "run_id"]
     row = frame.iloc[0]
     assert (row["metric"], row["value"], row["seed"]) == ("dice", 0.5, 7)
+    assert np.isnan(row["ci_low"]) and np.isnan(row["ci_high"])  # the record has no interval
+
+
+def test_variant_is_part_of_the_protocol_label_and_filter(tmp_path: Path) -> None:
+    paper = make_record(task="ctrate_cls", metric="auc", cell_hash="aaa")
+    cached = {**make_record(task="ctrate_cls", metric="auc", cell_hash="bbb", value=0.6), "variant": "lp-cached"}
+    cached["run_id"] += "-cached"
+    for record in (paper, cached):
+        write_record(tmp_path, record)
+    board = leaderboard(tmp_path)
+    assert sorted(board["protocol"]) == ["heldout", "heldout+lp-cached"]
+    assert len(leaderboard(tmp_path, protocol="heldout")) == 2  # the base protocol selects its variants
+    assert list(leaderboard(tmp_path, protocol="heldout+lp-cached")["mean"]) == [0.6]
+
+
+def test_single_seed_shows_its_bootstrap_interval_several_seeds_do_not(tmp_path: Path) -> None:
+    one = {**make_record(seed=1, value=0.8, cell_hash="one"),
+           "intervals": {"dice": {"low": 0.71, "high": 0.86, "unit": "group"}}}
+    write_record(tmp_path, one)
+    for seed in (1, 2):
+        rec = {**make_record(seed=seed, value=0.7 + seed / 10, method="other", cell_hash="two"),
+               "intervals": {"dice": {"low": 0.1, "high": 0.9}}}
+        write_record(tmp_path, rec)
+    board = leaderboard(tmp_path)
+    single = board[board["method"] == "scratch"].iloc[0]
+    assert (single["ci_low"], single["ci_high"]) == (0.71, 0.86)
+    assert np.isnan(board[board["method"] == "other"].iloc[0]["ci_high"])
+    text = to_markdown(board)
+    assert "0.800 [0.710, 0.860] (n=1)" in text and "0.850 ± 0.071 (n=2)" in text
 
 
 def test_aggregate_mean_std_over_three_seeds(tmp_path: Path) -> None:

@@ -40,14 +40,14 @@ class AssertRASd(MapTransform):
         return data
 
 
-def _load(transpose_dhw: bool, spacing) -> list:
+def _load(transpose_dhw: bool, spacing, assert_ras: bool = True) -> list:
     steps: list = [
         mt.LoadImaged(keys="image", image_only=True),
         mt.EnsureChannelFirstd(keys="image", channel_dim="no_channel"),
     ]
     if transpose_dhw:  # CC-CCII images_resized are stored (D, H, W)
         steps.append(mt.Transposed(keys="image", indices=(0, 2, 3, 1)))
-    else:
+    elif assert_ras:
         steps.append(AssertRASd(keys="image", spacing=spacing))
     lo, hi = HU_WINDOW
     steps.append(mt.ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=-1.0, b_max=1.0, clip=True))
@@ -56,10 +56,14 @@ def _load(transpose_dhw: bool, spacing) -> list:
 
 def training_transforms(
     roi: tuple[int, int, int], *, gaussian_noise: bool, transpose_dhw: bool = False,
-    spacing: tuple[float, float, float] | None = None,
+    spacing: tuple[float, float, float] | None = None, assert_ras: bool = True,
 ) -> mt.Compose:
-    """Load → window → random 80–100 % crop → crop to ≤ roi → reflect-pad to roi → flips → shift (→ noise)."""
-    steps = _load(transpose_dhw, spacing) + [
+    """Load → window → random 80–100 % crop → crop to ≤ roi → reflect-pad to roi → flips → shift (→ noise).
+
+    ``assert_ras=False`` takes the stored array as it is, as the reference does for layouts that are not
+    stored RAS (LUNA16's ``images/`` keep their MetaImage LPS affines).
+    """
+    steps = _load(transpose_dhw, spacing, assert_ras) + [
         mt.RandScaleCropd(keys="image", roi_scale=0.8, max_roi_scale=1.0, random_center=True, random_size=True),
         mt.RandSpatialCropd(keys="image", roi_size=roi, random_center=True, random_size=False),
         mt.SpatialPadd(keys="image", spatial_size=roi, mode="reflect"),
@@ -72,10 +76,11 @@ def training_transforms(
 
 
 def evaluation_transforms(
-    roi: tuple[int, int, int], *, transpose_dhw: bool = False, spacing: tuple[float, float, float] | None = None
+    roi: tuple[int, int, int], *, transpose_dhw: bool = False, spacing: tuple[float, float, float] | None = None,
+    assert_ras: bool = True,
 ) -> mt.Compose:
     """Load → window → centre crop to ≤ roi → reflect-pad to roi."""
-    return mt.Compose(_load(transpose_dhw, spacing) + [
+    return mt.Compose(_load(transpose_dhw, spacing, assert_ras) + [
         mt.CenterSpatialCropd(keys="image", roi_size=roi),
         mt.SpatialPadd(keys="image", spatial_size=roi, mode="reflect"),
     ])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
@@ -295,6 +296,8 @@ def export_released(model: nn.Module, metadata: Mapping[str, Any] | None = None)
     exported: dict[str, Any] = {"model": encoder}
     if metadata is not None:
         exported["simcrop_bench"] = dict(metadata)
+        if isinstance(getattr(model, "cfg", None), EncoderConfig):  # heads cannot be read off shapes
+            exported["simcrop_bench"].setdefault("encoder", dataclasses.asdict(model.cfg))
     return exported
 
 

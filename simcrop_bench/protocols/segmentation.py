@@ -29,10 +29,12 @@ from ..api import TaskContext, TaskResult
 from ..data.decathlon import SegSplits, case_id
 from ..data.nifti import write_nifti_gz
 from ..errors import DataError
+from ..hashing import source_signature
 from ..metrics import case_score, dice_per_class
 from ..models.unetr import UNETR, load_pretrained_encoder
 from ..models.vit3d import ViT3D
 from ..progress import log, progress
+from ..statistics import bootstrap_interval
 from .segmentation_config import SegmentationConfig
 
 KEYS = ("image", "label")
@@ -91,13 +93,6 @@ def _unreadable(item: dict[str, str]) -> str | None:
         except Exception as exc:  # nibabel raises many types for corrupt files
             return f"{item[key]}: not a readable NIfTI volume ({type(exc).__name__}: {exc})"
     return None
-
-
-def source_signature(path: str) -> str:
-    """Path, size and modification time: changes whenever the file is replaced or edited, and
-    costs a ``stat`` instead of re-reading the volume (hashing hundreds of CT volumes per run would not)."""
-    stat = Path(path).stat()
-    return f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def preprocess_cases(
@@ -282,8 +277,13 @@ def run_segmentation(
     metrics = {"dice": float(np.nanmean(scores))}
     if best_state is not None:
         metrics["selection_dice"] = float(best_score)
+    intervals = {}
+    if cfg.bootstrap_resamples:  # one case = one patient (LUNA16 series, BTCV case)
+        intervals["dice"] = bootstrap_interval("mean", None, scores, [case["case_id"] for case in test],
+                                               n_resamples=cfg.bootstrap_resamples, seed=cfg.bootstrap_seed)
     return TaskResult(
         metrics=metrics,
+        intervals=intervals,
         per_class={"dice": per_class},
         per_case=per_case,
         details={

@@ -28,6 +28,8 @@ class SegmentationConfig:
     val_fraction: float = 0.10  # heldout protocol: share of training groups held out
     select_on_validation: bool = True  # False: keep the final epoch (heldout BTCV)
     save_predictions: bool = True
+    bootstrap_resamples: int = 1000  # case-level bootstrap of the test Dice (protocol.md §9); 0 disables it
+    bootstrap_seed: int = 0
     save_checkpoint: bool = False
     num_workers: int = 0
 

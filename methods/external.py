@@ -1,0 +1,70 @@
+"""``external``: evaluate an existing encoder checkpoint without pretraining.
+
+``simcrop-bench run --weights PATH --task ctrate_cls`` loads any checkpoint in the released SimCroP
+format (``{"model": state_dict}``, timm key names; ``simcrop-method.md`` §10) — the authors' released
+weights, or an encoder exported by another tool. The encoder architecture is read from the checkpoint
+(its shapes, and the stored config when the file was exported by simcrop-bench; heads default to
+D / 64 otherwise — set ``--set method.encoder.num_heads=N`` if that is wrong). The file's SHA-256 is
+part of the config, so two checkpoints never share a leaderboard cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from simcrop_bench.api import Method, MethodConfig
+from simcrop_bench.registry import register_method
+
+
+@dataclass
+class ExternalConfig(MethodConfig):
+    weights: str = ""  # set by --weights
+    weights_sha256: str = ""  # filled in from the file: identifies the checkpoint in records and cells
+
+
+@register_method("external")
+class External(Method):
+    """An existing encoder checkpoint (released SimCroP format), given with --weights PATH."""
+
+    kind = "external"
+    Config = ExternalConfig
+    pretrains = False
+
+    @classmethod
+    def profile_overrides(cls, profile: str) -> dict:
+        return {}  # the architecture comes from the checkpoint, in every profile
+
+    @classmethod
+    def configure(cls, config: ExternalConfig) -> None:
+        import dataclasses
+
+        from simcrop_bench.errors import ConfigError
+        from simcrop_bench.hashing import file_sha256
+        from simcrop_bench.models.config import EncoderConfig
+        from simcrop_bench.models.vit3d import infer_encoder_config, read_checkpoint
+
+        if not config.weights:
+            raise ConfigError("method external needs --weights PATH (an encoder checkpoint in the released format)")
+        path = Path(config.weights)
+        if not path.is_file():
+            raise ConfigError(f"--weights {path}: no such file")
+        raw = read_checkpoint(path)  # weights_only: a foreign pickle cannot run code
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: not a checkpoint dictionary")
+        try:
+            inferred = infer_encoder_config(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        stored = (raw.get("simcrop_bench") or {}).get("encoder") if isinstance(raw.get("simcrop_bench"), dict) else None
+        if stored:
+            fields = {f.name for f in dataclasses.fields(EncoderConfig)}
+            known = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in fields}
+            inferred = dataclasses.replace(inferred, **known)
+        config.encoder = inferred
+        config.weights_sha256 = file_sha256(path)
+
+    def provided_encoder(self):
+        path = Path(self.config.weights)
+        return path, {"method": "external", "source": str(path), "sha256": self.config.weights_sha256,
+                      "synthetic": False}

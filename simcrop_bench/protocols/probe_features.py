@@ -1,0 +1,104 @@
+"""Volumes → pooled encoder features, with an on-disk cache (``protocol.md`` §6.6).
+
+Evaluation features (eval mode, deterministic centre crop) do not change while the head trains,
+so they are extracted once. On disk they are keyed by everything that determines them: the
+encoder's weights (checkpoint SHA-256, or the seed of a random initialisation), its
+architecture, the deterministic transform chain with its parameters, and each source file's
+signature — a change in any of them is a cache miss, never a stale hit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..atomic import atomic_path
+from ..config import stable_hash
+from ..data.volume_transforms import HU_WINDOW, apply_chain, evaluation_transforms, training_transforms
+from ..hashing import source_signature
+from ..models.config import EncoderConfig
+
+FEATURE_CACHE_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeInput:
+    """How a volume becomes an encoder input: the ROI and whether the array is stored (D, H, W)."""
+
+    roi: tuple[int, int, int]
+    transpose_dhw: bool = False
+    assert_ras: bool = True  # False: the stored array as it is (LUNA16 keeps LPS affines; the reference ignores them)
+
+    def training_chain(self):
+        return training_transforms(self.roi, gaussian_noise=True, transpose_dhw=self.transpose_dhw,
+                                   assert_ras=self.assert_ras)
+
+    def evaluation_chain(self):
+        return evaluation_transforms(self.roi, transpose_dhw=self.transpose_dhw, assert_ras=self.assert_ras)
+
+    def evaluation_spec(self) -> dict[str, Any]:
+        """What determines the evaluation chain's output (the cache key's transform part)."""
+        return {"steps": "load,channel,transpose?,assert-ras?,window,centre-crop,reflect-pad",
+                "roi": list(self.roi), "transpose_dhw": self.transpose_dhw, "assert_ras": self.assert_ras,
+                "hu_window": list(HU_WINDOW)}
+
+
+class VolumeDataset(Dataset):
+    """One encoder input ``(1, X, Y, Z)`` per volume path, through a MONAI dictionary chain."""
+
+    def __init__(self, paths: Sequence[Path], chain) -> None:
+        self.paths, self.chain = [str(p) for p in paths], chain
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return apply_chain(self.chain, {"image": self.paths[index]})["image"].as_tensor().float()
+
+
+def encoder_identity(encoder: EncoderConfig, checkpoint_sha256: str | None, init_seed: int) -> dict[str, Any]:
+    """What determines the frozen encoder's weights and architecture."""
+    weights = {"checkpoint_sha256": checkpoint_sha256} if checkpoint_sha256 else {"random_init_seed": init_seed}
+    architecture = {k: v for k, v in dataclasses.asdict(encoder).items() if k != "drop_path_rate"}  # eval: no drop-path
+    return {**weights, "architecture": architecture}
+
+
+def feature_key(identity: dict[str, Any], spec: dict[str, Any], paths: Sequence[Path]) -> str:
+    return stable_hash({"version": FEATURE_CACHE_VERSION, "encoder": identity, "transform": spec,
+                        "sources": [source_signature(p) for p in paths]}, length=20)
+
+
+@torch.no_grad()
+def extract(pooled: Callable[[torch.Tensor], torch.Tensor], paths: Sequence[Path], chain, *, batch_size: int,
+            device: torch.device, amp: bool, num_workers: int = 0, on_batch: Callable[[int], None] | None = None
+            ) -> torch.Tensor:
+    """Pooled features ``(N, D)`` float32 in path order."""
+    loader = DataLoader(VolumeDataset(paths, chain), batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    out = []
+    for batch in loader:
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            out.append(pooled(batch.to(device)).float().cpu())
+        if on_batch:
+            on_batch(len(batch))
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def cached(cache_dir: Path | None, key: str, compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
+    """``compute()`` once per key; returns (features, whether they came from the cache)."""
+    if cache_dir is None:
+        return compute(), False
+    path = cache_dir / f"{key}.pt"
+    if path.is_file():
+        try:
+            return torch.load(path, weights_only=True), True
+        except Exception:  # a damaged entry is recomputed, not trusted
+            pass
+    features = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(features, tmp)
+    return features, False

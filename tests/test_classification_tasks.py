@@ -1,0 +1,143 @@
+"""The four linear-probe tasks end to end on their twins, through the CLI as a user calls it.
+
+Every metric in a record must be recomputable from the saved predictions (``per_case.csv``) with
+scikit-learn; the ``cached`` protocol is labelled as a variant; ``--weights`` evaluates an external
+checkpoint; the feature cache is keyed by what determines the features.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, roc_auc_score
+
+from simcrop_bench.models.config import EncoderConfig
+from simcrop_bench.models.vit3d import ViT3D, export_released
+
+from .conftest import run_cli
+from .test_end_to_end import assert_clean_failure
+
+# A short probe: validation from the first epoch, a few dozen updates.
+QUICK = ["--set", "task.num_steps=12", "--set", "task.start_epoch=0", "--set", "task.warmup_steps=2",
+         "--set", "task.bootstrap_resamples=200", "--device", "cpu"]
+
+
+def run_task(task: str, results: Path, *extra: str, method: str = "scratch") -> dict:
+    args = ["run", "-t", task, "--results", str(results), *QUICK, *extra]
+    if "--weights" not in extra:
+        args[1:1] = ["-m", method]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    records = sorted(results.glob(f"runs/{task}/**/record.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(records[-1].read_text()) | {"_dir": str(records[-1].parent)}
+
+
+def predictions(record: dict) -> list[dict[str, str]]:
+    with open(Path(record["_dir"]) / "per_case.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def recomputed_macro_auc(rows: list[dict[str, str]], labels: list[str]) -> float:
+    aucs = []
+    for name in labels:
+        y = np.array([int(r[f"y:{name}"]) for r in rows])
+        p = np.array([float(r[f"p:{name}"]) for r in rows])
+        if len(set(y)) == 2:  # classes with one label value are excluded (protocol.md §8)
+            aucs.append(roc_auc_score(y, p))
+    return float(np.mean(aucs))
+
+
+@pytest.mark.slow
+def test_ctrate_paper_probe_metric_recomputes_from_predictions(tmp_path):
+    record = run_task("ctrate_cls", tmp_path / "r")
+    assert record["variant"] == "" and record["details"]["probe"] == "paper"
+    assert record["details"]["grouping"] == "patient" and record["details"]["selection_on_test"] is False
+    labels = list(record["per_class"]["test"])
+    assert len(labels) == 18
+    rows = predictions(record)
+    assert len(rows) == record["details"]["splits"]["test"]
+    assert record["metrics"]["auc"] == pytest.approx(recomputed_macro_auc(rows, labels), abs=1e-6)
+    ci = record["intervals"]["auc"]
+    assert ci["unit"] == "group" and ci["n_groups"] == len({r["group"] for r in rows})
+    assert ci["low"] <= record["metrics"]["auc"] + 1e-9 and ci["n_resamples"] == 200
+    history = record["details"]["history"]
+    assert history and history[0]["step"] == record["details"]["steps"] // record["details"]["epochs"]
+
+
+@pytest.mark.slow
+def test_cached_protocol_is_a_labelled_variant_and_logreg_works(tmp_path):
+    results = tmp_path / "r"
+    cached = run_task("luna16_cls", results, "--set", "task.probe=cached")
+    assert cached["variant"] == "lp-cached"
+    assert cached["details"]["feature_cache_hits"] == {"selection": False, "test": False, "train": False}
+    rows = predictions(cached)
+    y = np.array([int(r["y:nodule"]) for r in rows])
+    p = np.array([float(r["p:nodule"]) for r in rows])
+    assert cached["metrics"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-6)
+
+    logreg = run_task("luna16_cls", results, "--set", "task.probe=cached", "--set", "task.head=logreg")
+    assert logreg["variant"] == "lp-cached-logreg"
+    # Same encoder (scratch, seed 42), same volumes, same chain: every feature set comes from the cache.
+    assert logreg["details"]["feature_cache_hits"] == {"selection": True, "test": True, "train": True}
+
+    board = run_cli("leaderboard", "--results", str(results), "--format", "json")
+    protocols = sorted(row["protocol"] for row in json.loads(board.stdout))
+    assert protocols == ["heldout+lp-cached", "heldout+lp-cached-logreg"]
+
+
+@pytest.mark.slow
+def test_ccccii_accuracy_and_legacy_selection_on_test(tmp_path):
+    record = run_task("ccccii_cls", tmp_path / "r", "--protocol", "legacy", "--set", "task.probe=cached")
+    assert record["details"]["selection_on_test"] is True and record["protocol"] == "legacy"
+    rows = predictions(record)
+    names = ["Normal", "CP", "NCP"]
+    probs = np.array([[float(r[f"p:{n}"]) for n in names] for r in rows])
+    truth = np.array([int(r["label"]) for r in rows])
+    assert record["metrics"]["accuracy"] == pytest.approx(accuracy_score(truth, probs.argmax(1)))
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-5)
+    matrix = np.array(record["details"]["metric_details"]["confusion_matrix"])
+    assert matrix.sum() == len(rows) and np.trace(matrix) == int((truth == probs.argmax(1)).sum())
+
+
+@pytest.mark.slow
+def test_radchestct_reports_the_15_label_secondary_metric(tmp_path):
+    record = run_task("radchestct_cls", tmp_path / "r", "--fraction", "10", "--set", "task.probe=cached")
+    assert record["fraction"] == 10 and "auc_15" in record["metrics"]
+    rows = predictions(record)
+    labels = list(record["per_class"]["test"])
+    without_3 = [name for i, name in enumerate(labels) if i != 3]
+    assert record["metrics"]["auc_15"] == pytest.approx(recomputed_macro_auc(rows, without_3), abs=1e-6)
+
+
+def _export(path: Path, encoder: EncoderConfig, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    torch.save(export_released(ViT3D(encoder), {"method": "test"}), path)
+    return path
+
+
+@pytest.mark.slow
+def test_external_weights_are_evaluated_without_pretraining_and_reuse_cached_features(tmp_path):
+    demo = EncoderConfig(img_size=(64, 64, 32), embed_dim=96, depth=4, num_heads=4)
+    weights = _export(tmp_path / "encoder.pth", demo)
+    results = tmp_path / "r"
+    first = run_task("luna16_cls", results, "--weights", str(weights), "--set", "task.probe=cached")
+    assert first["method"] == "external" and first["checkpoint"]["sha256"] == first["config"]["method"]["weights_sha256"]
+    assert first["config"]["method"]["encoder"]["num_heads"] == 4  # from the exported config, not D / 64
+    second = run_task("luna16_cls", results, "--weights", str(weights), "--set", "task.probe=cached", "--seed", "7")
+    # Fixed weights: a new seed changes nothing the features depend on.
+    assert second["details"]["feature_cache_hits"] == {"selection": True, "test": True, "train": True}
+
+
+def test_external_weights_bad_input_is_one_line(tmp_path):
+    missing = run_cli("run", "-t", "luna16_cls", "--weights", str(tmp_path / "nope.pth"), "--results", str(tmp_path))
+    assert_clean_failure(missing, "nope.pth", "no such file")
+    wrong = run_cli("run", "-m", "scratch", "-t", "luna16_cls", "--weights", str(tmp_path / "x.pth"),
+                    "--results", str(tmp_path))
+    assert_clean_failure(wrong, "--weights", "use --method external")
+    neither = run_cli("run", "-t", "luna16_cls", "--results", str(tmp_path))
+    assert_clean_failure(neither, "--method")
