@@ -7,6 +7,7 @@ trip), 4 (position embeddings) and 9 (checkpoint round trip), plus the loader ru
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 
 import numpy as np
@@ -200,7 +201,8 @@ def test_export_contains_exactly_the_encoder():
         assert ENCODER_KEYS <= keys and {"norm.weight", "norm.bias"} <= keys
         assert all(k in ENCODER_KEYS or k.startswith(("blocks.", "norm.")) for k in keys)
         assert all(v.dtype == torch.float32 for v in weights["model"].values())
-        assert weights["simcrop_bench"] == {"pos_embed_variant": "B"}
+        # the metadata, plus the encoder config (heads cannot be read off the shapes)
+        assert weights["simcrop_bench"] == {"pos_embed_variant": "B", "encoder": dataclasses.asdict(model.cfg)}
 
 
 @pytest.mark.parametrize("target", ["full", "probe"])

@@ -296,8 +296,9 @@ def export_released(model: nn.Module, metadata: Mapping[str, Any] | None = None)
     exported: dict[str, Any] = {"model": encoder}
     if metadata is not None:
         exported["simcrop_bench"] = dict(metadata)
-        if isinstance(getattr(model, "cfg", None), EncoderConfig):  # heads cannot be read off shapes
-            exported["simcrop_bench"].setdefault("encoder", dataclasses.asdict(model.cfg))
+        encoder_module = next((m for m in model.modules() if isinstance(m, ViT3D)), None)
+        if encoder_module is not None:  # the head count cannot be read off the shapes: store the config
+            exported["simcrop_bench"].setdefault("encoder", dataclasses.asdict(encoder_module.cfg))
     return exported
 
 
