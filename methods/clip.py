@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from simcrop_bench.api import Method, MethodConfig
-from simcrop_bench.baselines.recipe import DEMO_RECIPE
+from simcrop_bench.pretraining.config import DEMO_RECIPE
 from simcrop_bench.pretraining.config import PretrainConfig
 from simcrop_bench.registry import register_method
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from simcrop_bench.api import Method, MethodConfig
-from simcrop_bench.pretraining.config import PretrainConfig
+from simcrop_bench.pretraining.config import DEMO_RECIPE, PretrainConfig
 from simcrop_bench.registry import register_method
 from simcrop_bench.simcrop.config import SimCroPConfig
 
@@ -46,13 +46,7 @@ class SimCroP(Method):
             "simcrop.text_decoder_layers": 1,
             "simcrop.text_decoder_heads": 4,
             "simcrop.text_decoder_ffn": 192,
-            "train.epochs": 6,
-            "train.batch_size": 2,
-            "train.accum_steps": 1,
-            "train.lr": 5e-4,
-            "train.warmup_epochs": 1.0,
-            "train.precision": "fp32",
-            "train.checkpoint_every": 10,
+            **DEMO_RECIPE,
         },
     }
 

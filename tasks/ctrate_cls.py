@@ -10,6 +10,7 @@ Metric: macro AUROC over the 18 labels, with a patient-level bootstrap interval 
 
 from __future__ import annotations
 
+from simcrop_bench.data.split_files import CTRATE_LABELS
 from simcrop_bench.protocols.probe_task import LinearProbeTask, cell
 from simcrop_bench.registry import register_task
 
@@ -19,13 +20,7 @@ class CTRateCls(LinearProbeTask):
     """CT-RATE 18-label abnormality classification (linear probe, macro AUROC)."""
 
     dataset = "ctrate"
-    labels = (
-        "Medical material", "Arterial wall calcification", "Cardiomegaly", "Pericardial effusion",
-        "Coronary artery wall calcification", "Hiatal hernia", "Lymphadenopathy", "Emphysema", "Atelectasis",
-        "Lung nodule", "Lung opacity", "Pulmonary fibrotic sequela", "Pleural effusion",
-        "Mosaic attenuation pattern", "Peribronchial thickening", "Consolidation", "Bronchiectasis",
-        "Interlobular septal thickening",
-    )
+    labels = CTRATE_LABELS  # the split files' header order (protocol.md §2.1)
     fractions = (1, 10, 100)
     metric = "auc"
     target_kind = "multilabel"
