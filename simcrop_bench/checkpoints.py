@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .api import Method, PretrainContext
 from .atomic import write_json
 from .config import stable_hash
+from .errors import ConfigError
 from .hashing import file_sha256
 from .data.roots import DataRoot
 from .progress import log
@@ -25,8 +28,11 @@ ENCODER_FILE = "encoder.pth"
 META_FILE = "meta.json"
 
 
-def pretrain_key(method: str, method_config: dict[str, Any], data: dict[str, str]) -> str:
-    return stable_hash({"method": method, "config": method_config, "data": data, "seed": PRETRAIN_SEED})
+def pretrain_key(method: str, method_config: dict[str, Any], data: dict[str, str], world: int = 1) -> str:
+    identity = {"method": method, "config": method_config, "data": data, "seed": PRETRAIN_SEED}
+    if world > 1:  # `--gpus N`: N ranks (effective batch ×N, per-rank dropout) give another encoder
+        identity["world_size"] = world
+    return stable_hash(identity)
 
 
 def resolve_encoder(
@@ -36,19 +42,62 @@ def resolve_encoder(
     fingerprints: dict[str, str],
     results: Path,
     device: str,
+    world: int = 1,
 ) -> tuple[Path | None, dict[str, Any] | None]:
-    """The method's pretrained encoder: reused when the store has it, pretrained otherwise."""
+    """The method's pretrained encoder: reused when the store has it, pretrained otherwise.
+
+    ``world``: processes of the pretraining (``--gpus N``); a cell asks for the encoder that its
+    sweep's N-process pretraining job stored, and never pretrains one itself with another count.
+    """
     provided = method.provided_encoder()
     if provided is not None:
         return provided
     if not method.pretrains:
         return None, None
-    key = pretrain_key(method.name, method_config, fingerprints)
+    key = pretrain_key(method.name, method_config, fingerprints, world)
     folder = results / "checkpoints" / method.name / key
+    # One pretraining per key even when several jobs (seeds of a `run --executor local`, a requeued
+    # job overlapping its old copy) want it at once: the others wait here, then reuse it.
+    with _pretrain_lock(folder):
+        return _resolve_locked(method, key, folder, data_roots, fingerprints, device, world)
+
+
+@contextmanager
+def _pretrain_lock(folder: Path) -> Iterator[None]:
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(f".{folder.name}.lock"), "a") as handle:
+        if _process_rank() == 0:  # ranks of one job share the work: only rank 0 takes the lock
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _world_size() -> int:
+    if "torch.distributed" not in sys.modules:
+        return 1
+    from .pretraining.distributed import world_size
+
+    return world_size()
+
+
+def _process_rank() -> int:
+    if "torch.distributed" not in sys.modules:  # never initialised: a single process
+        return 0
+    from .pretraining.distributed import rank
+
+    return rank()
+
+
+def _resolve_locked(method: Method, key: str, folder: Path, data_roots: dict[str, DataRoot],
+                    fingerprints: dict[str, str], device: str, world: int) -> tuple[Path | None, dict[str, Any] | None]:
     if (folder / META_FILE).is_file():
         meta = json.loads((folder / META_FILE).read_text())
         log(f"reusing pretrained {method.name} encoder {folder}")
         return folder / ENCODER_FILE, meta
+    if world != _world_size():
+        raise ConfigError(f"no {method.name} encoder pretrained on {world} processes ({folder}) yet: "
+                          f"this job runs {_world_size()}; submit the sweep's pretraining job first")
     # A stable work folder (not a fresh temporary one) so that a killed pretraining resumes from its
     # last checkpoint; it is renamed into place only when complete.
     work = folder.with_name(f".{folder.name}.partial")
@@ -61,6 +110,12 @@ def resolve_encoder(
         data_roots={name: root.path for name, root in data_roots.items()},
     )
     produced = Path(method.pretrain(ctx))
+    if "torch.distributed" in sys.modules:  # `--gpus N`: every rank has written its export
+        from .pretraining.distributed import barrier
+
+        barrier()
+    if _process_rank() != 0:  # rank 0 alone hashes and stores the encoder
+        return work / ENCODER_FILE, None
     if produced != work / ENCODER_FILE:
         produced.replace(work / ENCODER_FILE)
     meta = {
@@ -70,6 +125,7 @@ def resolve_encoder(
         "data": fingerprints,
         "synthetic": any(root.synthetic for root in data_roots.values()),
         "seed": PRETRAIN_SEED,
+        "world_size": world,
     }
     write_json(work / META_FILE, meta)  # written last: its presence marks a complete pretraining
     os.replace(work, folder)

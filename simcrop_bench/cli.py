@@ -103,7 +103,10 @@ def run(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config field, e.g. task.max_epochs=5 (repeatable)."),
     plugin: Optional[List[str]] = PLUGIN_OPTION,
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    executor: str = typer.Option("inline", "--executor", help="Where the job runs: inline (this process)."),
+    executor: str = typer.Option("inline", "--executor", help="Where the job runs: inline (this process), local (subprocesses), slurm."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Cluster profile slurm/NAME.yaml (or a YAML path) for --executor slurm."),
+    gpus: int = typer.Option(1, "--gpus", help="GPUs (processes on a CPU profile) for the pretraining job: N tasks on one node."),
+    wait_s: Optional[float] = typer.Option(None, "--wait", help="slurm: wait at most this many seconds for the jobs and print their states."),
     force: bool = typer.Option(False, "--force", help="Run again even if an identical record exists."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as JSON and exit."),
 ):
@@ -130,10 +133,100 @@ def run(
         for plan in plans:
             typer.echo(json.dumps({**plan.config.to_dict(), "config_hash": plan.config.config_hash}, indent=2))
         return
+    if gpus != 1 and executor == "inline":
+        raise ConfigError(f"--gpus {gpus} starts one process per GPU: use --executor local or slurm")
+    if executor != "inline":  # a one-cell-per-seed sweep: pretraining job + dependent array
+        from .job_commands import run_sweep
+
+        code = run_sweep([requests[0].method], [task], [plans[0].config.run.fraction], [r.seed for r in requests],
+                         requests[0], executor=executor, cluster=cluster, gpus=gpus, dry_run=False,
+                         wait_s=wait_s, echo=typer.echo)
+        raise typer.Exit(code)
     jobs = get_executor(executor)
     for req in requests:
         record = jobs.submit(run_job, req).result()
         _print_summary(record)
+
+
+@app.command()
+def sweep(
+    methods: List[str] = typer.Option(..., "--methods", "-m", help="Methods (repeatable, or comma-separated)."),
+    tasks: List[str] = typer.Option(..., "--tasks", "-t", help="Tasks (repeatable, or comma-separated)."),
+    fractions: Optional[List[str]] = typer.Option(None, "--fractions", "-f", help="Fractions in percent (default: each task's largest)."),
+    seeds: Optional[List[str]] = typer.Option(None, "--seeds", "-s", help="Seeds (default 42)."),
+    executor: str = typer.Option("slurm", "--executor", help="slurm (sbatch arrays), local (subprocesses) or inline."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Cluster profile slurm/NAME.yaml (or a YAML path)."),
+    gpus: int = typer.Option(1, "--gpus", help="GPUs (processes on a CPU profile) per pretraining job."),
+    profile: str = typer.Option("demo", "--profile", "-p", help="demo or paper."),
+    protocol: str = typer.Option("heldout", "--protocol", help="heldout or legacy."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config field for every cell (repeatable)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Root of the tasks' dataset."),
+    results: Path = RESULTS_OPTION,
+    plugin: Optional[List[str]] = PLUGIN_OPTION,
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (on the node)."),
+    force: bool = typer.Option(False, "--force", help="Submit cells even if an identical record exists."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (jobs, arrays, dependencies, estimate); submit nothing."),
+    wait_s: Optional[float] = typer.Option(None, "--wait", help="Wait at most this many seconds for the jobs and print their states."),
+):
+    """Submit methods × tasks × fractions × seeds: one pretraining job per method config, then an array of its cells."""
+    from .job_commands import run_sweep
+    from .runner import RunRequest
+
+    def split(values):
+        return [v for value in values or [] for v in str(value).split(",") if v]
+
+    def integers(values, option):
+        try:
+            return [int(v) for v in split(values)]
+        except ValueError:
+            raise UserError(f"{option}: expected integers, got {', '.join(values)}") from None
+
+    base = RunRequest(method="", task="", profile=profile, protocol=protocol, overrides=list(set_ or []),
+                      data_root=str(data_root) if data_root else None, results=str(results), force=force,
+                      plugins=list(plugin or []), device=device)
+    code = run_sweep(split(methods), split(tasks), integers(fractions, "--fractions"),
+                     integers(seeds, "--seeds") or [42], base, executor=executor, cluster=cluster, gpus=gpus,
+                     dry_run=dry_run, wait_s=wait_s, echo=typer.echo)
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    sweep_id: Optional[str] = typer.Option(None, "--sweep", help="Only this sweep (default: the latest)."),
+    all_sweeps: bool = typer.Option(False, "--all", help="Jobs of every sweep."),
+    results: Path = RESULTS_OPTION,
+):
+    """Jobs of past sweeps (cell, job id, state, elapsed, log), refreshed from the scheduler."""
+    from .job_commands import status as job_status
+
+    for line in job_status(results, sweep_id, all_sweeps):
+        typer.echo(line)
+
+
+@app.command()
+def cancel(
+    jobs: Optional[List[str]] = typer.Argument(None, help="Job ids or cell labels (see `status`)."),
+    sweep_id: Optional[str] = typer.Option(None, "--sweep", help="Every unfinished job of this sweep."),
+    results: Path = RESULTS_OPTION,
+):
+    """Cancel submitted jobs (scancel for SLURM, SIGINT for local jobs)."""
+    from .job_commands import cancel as cancel_jobs
+
+    for line in cancel_jobs(results, list(jobs or []), sweep_id):
+        typer.echo(line)
+
+
+@app.command()
+def logs(
+    job: str = typer.Argument(..., help="Job id or cell label (see `status`)."),
+    stderr: bool = typer.Option(False, "--stderr", help="Only the error log."),
+    tail: Optional[int] = typer.Option(None, "--tail", "-n", help="Only the last N lines of each log."),
+    results: Path = RESULTS_OPTION,
+):
+    """Print a job's logs (stdout, then stderr)."""
+    from .job_commands import logs as job_logs
+
+    typer.echo(job_logs(results, job, stderr, tail))
 
 
 def _console():

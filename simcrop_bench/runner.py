@@ -36,6 +36,7 @@ class RunRequest:
     plugins: list[str] = field(default_factory=list)
     device: str = "auto"
     weights: str | None = None  # an encoder checkpoint to evaluate (method "external")
+    gpus: int = 1  # processes of the pretraining job (`--gpus N`): part of the encoder's identity
 
 
 @dataclass
@@ -119,6 +120,26 @@ def run_job(req: RunRequest) -> dict[str, Any]:
     return execute(plan)
 
 
+def pretrain_job(req: RunRequest) -> dict[str, Any]:
+    """Only the cell's pretraining (a sweep's pretraining job): store or reuse the method's encoder."""
+    from .checkpoints import resolve_encoder
+    from .data.roots import data_fingerprint, resolve_data_root
+
+    plan = plan_run(req)
+    cfg = plan.config
+    if cfg.run.num_threads:  # as execute() does: the thread count changes float reduction order
+        import torch
+
+        torch.set_num_threads(cfg.run.num_threads)
+    method = plan.method_cls(cfg.method)
+    roots = {name: resolve_data_root(name) for name in method.pretrain_datasets}
+    fingerprints = {name: data_fingerprint(root.path) for name, root in roots.items()}
+    checkpoint, meta = resolve_encoder(method, cfg.to_dict()["method"], roots, fingerprints, Path(req.results),
+                                       _device(cfg.run.device), world=req.gpus)
+    return {"method": cfg.method_name, "checkpoint": None if checkpoint is None else str(checkpoint),
+            "meta": meta}
+
+
 def execute(plan: RunPlan) -> dict[str, Any]:
     import torch
 
@@ -147,7 +168,7 @@ def execute(plan: RunPlan) -> dict[str, Any]:
     pretrain_roots = {name: resolve_data_root(name) for name in method.pretrain_datasets}
     fingerprints = {name: data_fingerprint(root.path) for name, root in pretrain_roots.items()}
     checkpoint, checkpoint_meta = resolve_encoder(
-        method, cfg.to_dict()["method"], pretrain_roots, fingerprints, Path(req.results), device
+        method, cfg.to_dict()["method"], pretrain_roots, fingerprints, Path(req.results), device, world=req.gpus
     )
 
     task = plan.task_cls(cfg.task)

@@ -38,10 +38,8 @@ def pretrain_and_export(method: Method, ctx: PretrainContext) -> Path:
         raise ConfigError("method.train.precision=fp16 needs a CUDA device; on CPU set it to fp32 or bf16")
     parts = method.build_pretraining(ctx)
     recipe = PretrainConfig(**{**vars(train), "seed": ctx.seed})
-    result = pretrain(parts.model_factory, parts.dataset, recipe, ctx.workdir, device=ctx.device, log_every=5)
-    if result.preempted:
-        # Stopped by SIGTERM/SIGUSR1 after a checkpoint: no encoder yet; the same run resumes it.
-        raise KeyboardInterrupt(f"{method.name} pretraining stopped at step {result.step}; rerun to resume")
+    result = pretrain(parts.model_factory, parts.dataset, recipe, ctx.workdir, device=ctx.device,
+                      log_every=5).completed(method.name)
     # "encoder" lets `--method external` rebuild the exact architecture (heads cannot be read off shapes).
     metadata = {"method": method.name, "reference": method.reference, "encoder": asdict(config.encoder),
                 "pos_embed_variant": config.encoder.pos_embed,

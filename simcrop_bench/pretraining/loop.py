@@ -39,7 +39,7 @@ from simcrop_bench.progress import log, progress
 from simcrop_bench.pretraining import distributed as dist_utils
 from simcrop_bench.pretraining.config import PretrainConfig
 from simcrop_bench.pretraining.optim import adamw, lr_at, set_lr
-from simcrop_bench.pretraining.preemption import stop_on_signals
+from simcrop_bench.pretraining.preemption import PretrainingStopped, stop_on_signals
 from simcrop_bench.pretraining.rng import SeededItems, capture_rng_state, restore_rng_state, seed_everything
 from simcrop_bench.pretraining.sampling import ResumableEpochSampler
 from simcrop_bench.pretraining.scalars import ScalarLog
@@ -72,6 +72,12 @@ class PretrainResult:
     preempted: bool  # stopped by SIGTERM / SIGUSR1 after saving; rerun to resume
     wall_s: float  # over all resumed segments
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def completed(self, what: str) -> "PretrainResult":
+        """This result, or :class:`PretrainingStopped` when a signal stopped the run before its end."""
+        if self.preempted:
+            raise PretrainingStopped(f"{what} pretraining stopped at step {self.step}; rerun to resume")
+        return self
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:

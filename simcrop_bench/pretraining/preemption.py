@@ -16,6 +16,13 @@ from contextlib import contextmanager
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
+class PretrainingStopped(KeyboardInterrupt):
+    """A pretraining stopped by a signal after its checkpoint: no encoder yet; the same run resumes it.
+
+    A KeyboardInterrupt, so that the CLI reports an interruption and a cluster job requeues itself.
+    """
+
+
 class StopFlag:
     """Set by a stop signal; read by the loop."""
 

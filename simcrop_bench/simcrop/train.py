@@ -91,7 +91,7 @@ def pretrain_simcrop(encoder: EncoderConfig, simcrop: SimCroPConfig, train: Pret
                      workdir: Path, device: str, processes: int) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Pretrain with ``processes`` processes; returns the trained model and a summary (steps, epochs)."""
     if processes <= 1:
-        result = run_pretraining(encoder, simcrop, train, ctrate_root, workdir, device)
+        result = run_pretraining(encoder, simcrop, train, ctrate_root, workdir, device).completed("simcrop")
         return result.model, {"steps": result.step, "epochs": result.epoch, "processes": 1}
     launch_local(_rank_worker, processes, encoder, simcrop, train, ctrate_root, workdir, device)
     # The workers are gone; the final checkpoint holds the trained weights (the text encoder: its identity).
