@@ -213,7 +213,9 @@ def run_linear_probe(ctx: TaskContext, cfg: LinearProbeConfig, splits, target: P
         details.update({"steps": controller.step_count, "epochs": controller.epoch, "stop_reason": controller.stop_reason,
                         "selected_step": controller.best_step, "selection_score": controller.best,
                         "history": controller.history,
-                        "selection": "best on selection set" if best_head is not None else "final (no validation ran)"})
+                        "selection": ("best on selection set" if best_head is not None else
+                                      "final head (no validation ran)" if not controller.history else
+                                      "final head (no selection score above the initial 0)")})
     for warning in splits.warnings:
         log(f"[yellow]{warning}[/yellow]")
     return TaskResult(metrics=metrics, per_class=per_class, per_case=_prediction_rows(splits.test, target, test_probs),
