@@ -37,31 +37,16 @@ class External(Method):
 
     @classmethod
     def configure(cls, config: ExternalConfig) -> None:
-        import dataclasses
-
         from simcrop_bench.errors import ConfigError
         from simcrop_bench.hashing import file_sha256
-        from simcrop_bench.models.config import EncoderConfig
-        from simcrop_bench.models.vit3d import infer_encoder_config, read_checkpoint
+        from simcrop_bench.models.vit3d import read_encoder_checkpoint
 
         if not config.weights:
             raise ConfigError("method external needs --weights PATH (an encoder checkpoint in the released format)")
         path = Path(config.weights)
         if not path.is_file():
             raise ConfigError(f"--weights {path}: no such file")
-        raw = read_checkpoint(path)  # weights_only: a foreign pickle cannot run code
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: not a checkpoint dictionary")
-        try:
-            inferred = infer_encoder_config(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-        stored = (raw.get("simcrop_bench") or {}).get("encoder") if isinstance(raw.get("simcrop_bench"), dict) else None
-        if stored:
-            fields = {f.name for f in dataclasses.fields(EncoderConfig)}
-            known = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in fields}
-            inferred = dataclasses.replace(inferred, **known)
-        config.encoder = inferred
+        _, config.encoder = read_encoder_checkpoint(path)  # weights_only: a foreign pickle cannot run code
         config.weights_sha256 = file_sha256(path)
 
     def provided_encoder(self):

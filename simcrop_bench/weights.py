@@ -66,15 +66,9 @@ def _expected_keys(cfg) -> list[str]:
 
 def _encoder_for(path: Path):
     """The checkpoint, the encoder config read off its shapes, and a fresh encoder of that config."""
-    from .models.vit3d import ViT3D, infer_encoder_config, read_checkpoint
+    from .models.vit3d import ViT3D, read_encoder_checkpoint
 
-    raw = read_checkpoint(path)
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: not a checkpoint dictionary")
-    try:
-        cfg = infer_encoder_config(raw)
-    except ValueError as exc:
-        raise UserError(f"{path}: {exc}") from None
+    raw, cfg = read_encoder_checkpoint(path)
     return raw, cfg, ViT3D(cfg)
 
 

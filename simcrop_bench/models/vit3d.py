@@ -451,3 +451,25 @@ def infer_encoder_config(state_dict: Mapping[str, Any], *, num_heads: int | None
         num_heads=num_heads or max(1, dim // 64), mlp_ratio=(fc1.shape[0] / dim) if fc1 is not None else 4.0,
         qkv_bias="blocks.0.attn.qkv.bias" in weights,
     )
+
+
+def read_encoder_checkpoint(path: str | PathLike) -> tuple[Mapping[str, Any], EncoderConfig]:
+    """A checkpoint (``weights_only``) and the encoder architecture it was saved from.
+
+    Shapes give everything but the head count; a file exported by simcrop-bench also stores its
+    config (``simcrop_bench.encoder``), which then wins. Any problem is one CheckpointError line.
+    """
+    raw = read_checkpoint(path)
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"{path}: not a checkpoint dictionary (found {type(raw).__name__})")
+    try:
+        cfg = infer_encoder_config(raw)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    meta = raw.get("simcrop_bench")
+    stored = meta.get("encoder") if isinstance(meta, Mapping) else None
+    if isinstance(stored, Mapping):
+        names = {f.name for f in dataclasses.fields(EncoderConfig)}
+        cfg = dataclasses.replace(cfg, **{k: tuple(v) if isinstance(v, list) else v
+                                          for k, v in stored.items() if k in names})
+    return raw, cfg
