@@ -13,8 +13,9 @@ from simcrop_bench.data.sentences import (
     simcrop_period_boundaries, simcrop_sentence_ids, simcrop_sentence_spans, split_sentences,
 )
 from simcrop_bench.data.synthetic.copula import nearest_positive_definite
+from simcrop_bench.data.labels import CTRATE_LABELS
 from simcrop_bench.data.synthetic.findings import (
-    CTRATE_LABELS, DISTRACTOR_TYPES, FINDING_TYPES, LABEL_INDEX, LABEL_TYPES, NEAR_MISS_TYPES, PREVALENCE, Finding,
+    DISTRACTOR_TYPES, FINDING_TYPES, LABEL_INDEX, LABEL_TYPES, NEAR_MISS_TYPES, PREVALENCE, Finding,
     ctrate_labels, latent_correlation_matrix, sample_findings, with_defaults,
 )
 from simcrop_bench.data.synthetic.phantom import DATASET_CODES, case_rngs

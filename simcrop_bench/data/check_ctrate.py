@@ -22,7 +22,7 @@ from .check import CheckReport, read_volume, require_root
 from .ctrate import (LABEL_COLUMNS, LABELS_CSV, METADATA_COLUMNS, METADATA_CSV, REPORT_COLUMNS, REPORTS_CSV, VERSIONS,
                      official_volume_path, parse_volume_name, simcrop_volume_path)
 from .labeller import label_report
-from .synthetic.findings import CTRATE_LABELS
+from .labels import CTRATE_LABELS
 
 V1_NUMERIC_COLUMNS = ("RescaleIntercept", "RescaleSlope", "XYSpacing", "ZSpacing")  # v1 HU and spacing live here
 NOT_GIVEN = "Not given."

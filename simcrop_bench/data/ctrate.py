@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import DataError
-from .synthetic.findings import CTRATE_LABELS
+from .labels import CTRATE_LABELS
 
 METADATA_CSV = {"train": "metadata/train_metadata.csv", "valid": "metadata/validation_metadata.csv"}
 REPORTS_CSV = {"train": "radiology_text_reports/train_reports.csv", "valid": "radiology_text_reports/validation_reports.csv"}

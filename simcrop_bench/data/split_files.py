@@ -21,6 +21,7 @@ import numpy as np
 from ..atomic import staged_dir, write_json
 from ..config import stable_hash
 from ..errors import DataError, RegistryError
+from .labels import CTRATE_LABELS, RADCHESTCT_LABELS
 from ..splits import carve_validation_groups, fraction_subset
 
 CLS_ROOT = "Down-stream/Classification_Linear/datasets"
@@ -33,19 +34,6 @@ CSV_NAMES = {"train": "train_list.csv", "train_10": "train_list_10.csv", "train_
 # The reference reader treats lines starting with these as headers, so no id may start with one (§11.2).
 READER_HEADER_PREFIXES = ("VolumeName", "NoteAcc_DEID", "im")
 
-CTRATE_LABELS = (
-    "Medical material", "Arterial wall calcification", "Cardiomegaly", "Pericardial effusion",
-    "Coronary artery wall calcification", "Hiatal hernia", "Lymphadenopathy", "Emphysema", "Atelectasis",
-    "Lung nodule", "Lung opacity", "Pulmonary fibrotic sequela", "Pleural effusion",
-    "Mosaic attenuation pattern", "Peribronchial thickening", "Consolidation", "Bronchiectasis",
-    "Interlobular septal thickening",
-)
-RADCHESTCT_LABELS = (  # header spelling, incl. the published typo "Hietal Hernia"
-    "Medical material", "Calcification", "Cardiomegaly", "Pericardial effusion", "Hietal Hernia",
-    "Lymphadenopathy", "Emphysema", "Atelectasis", "Lung nodule", "Lung opacity", "Pulmonary fibrotic sequela",
-    "Pleural effusion", "Peribronchial thickening", "Consolidation", "Bronchiectasis",
-    "Interlobular septal thickening",
-)
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,6 @@ LABEL_TYPES: tuple[str, ...] = (
     "lung_nodule", "lung_opacity", "pulmonary_fibrotic_sequela", "pleural_effusion", "mosaic_attenuation_pattern",
     "peribronchial_thickening", "consolidation", "bronchiectasis", "interlobular_septal_thickening",
 )
-# Display names exactly as in protocol.md §2.1 / the CT-RATE label CSV header.
-CTRATE_LABELS: tuple[str, ...] = (
-    "Medical material", "Arterial wall calcification", "Cardiomegaly", "Pericardial effusion",
-    "Coronary artery wall calcification", "Hiatal hernia", "Lymphadenopathy", "Emphysema", "Atelectasis",
-    "Lung nodule", "Lung opacity", "Pulmonary fibrotic sequela", "Pleural effusion", "Mosaic attenuation pattern",
-    "Peribronchial thickening", "Consolidation", "Bronchiectasis", "Interlobular septal thickening",
-)
 LABEL_INDEX: dict[str, int] = {t: i for i, t in enumerate(LABEL_TYPES)}
 NEAR_MISS_TYPES: tuple[str, ...] = ("micronodule", "small_lymph_node")
 DISTRACTOR_TYPES: tuple[str, ...] = ("liver_cyst", "adrenal_nodule", "osteophytes", "thyroid_nodule", "gallstone")
