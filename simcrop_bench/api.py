@@ -137,6 +137,7 @@ class TaskContext:
     device: str
     workdir: Path  # staging folder of the run record: predictions etc. go here
     cache_dir: Path | None = None  # persistent preprocessing cache; None: preprocess in memory only
+    encoder_sha256: str | None = None  # SHA-256 of encoder_checkpoint, hashed once per run
 
 
 @dataclass

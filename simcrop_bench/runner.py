@@ -170,12 +170,15 @@ def execute(plan: RunPlan) -> dict[str, Any]:
     checkpoint, checkpoint_meta = resolve_encoder(
         method, cfg.to_dict()["method"], pretrain_roots, fingerprints, Path(req.results), device, world=req.gpus
     )
+    # The store's meta already holds the file's hash; hashing a ViT-B checkpoint again costs seconds.
+    checkpoint_sha = None if checkpoint is None else (checkpoint_meta or {}).get("sha256") or file_sha256(checkpoint)
 
     task = plan.task_cls(cfg.task)
     with staged_dir(plan.run_dir) as staging:
         ctx = TaskContext(
             encoder=cfg.method.encoder,
             encoder_checkpoint=checkpoint,
+            encoder_sha256=checkpoint_sha,
             data_root=task_root.path,
             synthetic=task_root.synthetic,
             fraction=cfg.run.fraction,
@@ -210,7 +213,7 @@ def execute(plan: RunPlan) -> dict[str, Any]:
             "config_hash": cfg.config_hash,
             "cell_hash": cfg.cell_hash,
             "checkpoint": None if checkpoint is None else {
-                "path": str(checkpoint), "sha256": file_sha256(checkpoint), **(checkpoint_meta or {})
+                **(checkpoint_meta or {}), "path": str(checkpoint), "sha256": checkpoint_sha
             },
             "data": {
                 "dataset": task_root.dataset,

@@ -151,8 +151,8 @@ def run_linear_probe(ctx: TaskContext, cfg: LinearProbeConfig, splits, target: P
 
     probe_input = ProbeInput(tuple(ctx.encoder.img_size), transpose_dhw=splits.transpose_dhw,
                              assert_ras=stored_ras)
-    identity = encoder_identity(ctx.encoder, file_sha256(ctx.encoder_checkpoint) if ctx.encoder_checkpoint else None,
-                                ctx.seed)
+    checkpoint_sha = ctx.encoder_sha256 or (file_sha256(ctx.encoder_checkpoint) if ctx.encoder_checkpoint else None)
+    identity = encoder_identity(ctx.encoder, checkpoint_sha, ctx.seed)
     feature_dir = ctx.cache_dir / "probe-features" if ctx.cache_dir is not None else None
     amp = cfg.amp and device.type == "cuda"
     hits: dict[str, bool] = {}
@@ -235,13 +235,13 @@ def _feature_batches(feats: torch.Tensor, labels: torch.Tensor, batch_size: int,
 def _volume_batches(model: LinearProbe, probe_input: ProbeInput, paths, labels: torch.Tensor,
                     cfg: LinearProbeConfig, generator, seed: int, device):
     """``paper``: every batch loaded through the random training chain and encoded with drop-path active (H9)."""
-    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data import DataLoader
 
     from .probe_features import VolumeDataset
 
     chain = probe_input.training_chain()
     chain.set_random_state(seed=seed)
-    loader = DataLoader(_Zip(VolumeDataset(paths, chain), TensorDataset(labels)), batch_size=cfg.batch_size,
+    loader = DataLoader(_Zip(VolumeDataset(paths, chain), labels), batch_size=cfg.batch_size,
                         shuffle=True, drop_last=False, num_workers=cfg.num_workers, generator=generator)
 
     def batches():
@@ -252,7 +252,7 @@ def _volume_batches(model: LinearProbe, probe_input: ProbeInput, paths, labels: 
 
 
 class _Zip(torch.utils.data.Dataset):
-    """Pairs each volume with its label tensor."""
+    """Pairs each volume with its row of the label tensor."""
 
     def __init__(self, volumes, labels) -> None:
         self.volumes, self.labels = volumes, labels
@@ -261,7 +261,7 @@ class _Zip(torch.utils.data.Dataset):
         return len(self.volumes)
 
     def __getitem__(self, index: int):
-        return self.volumes[index], self.labels[index][0]
+        return self.volumes[index], self.labels[index]
 
 
 def _fit_logreg(model: LinearProbe, train_feats, labels, test_feats, target: ProbeTarget, cfg, seed: int) -> np.ndarray:
