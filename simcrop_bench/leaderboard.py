@@ -60,11 +60,13 @@ def protocol_label(record: dict) -> str:
     return f"{record['protocol']}+{variant}" if variant else record["protocol"]
 
 
-def _interval(record: dict) -> tuple[float, float]:
-    """The primary metric's bootstrap interval (protocol.md §9), NaN when the record has none."""
+def _interval(record: dict) -> dict[str, float]:
+    """The primary metric's bootstrap interval (protocol.md §9) as frame columns; NaN when the record has none."""
     ci = (record.get("intervals") or {}).get(record["primary_metric"]) or {}
     low, high = ci.get("low"), ci.get("high")
-    return (float(low), float(high)) if isinstance(low, (int, float)) and isinstance(high, (int, float)) else (math.nan, math.nan)
+    if not (isinstance(low, (int, float)) and isinstance(high, (int, float))):
+        low = high = math.nan
+    return {"ci_low": float(low), "ci_high": float(high)}
 
 
 # --------------------------------------------------------------------------- loading
@@ -151,7 +153,7 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
             "synthetic": bool(r["synthetic"]), "cell_hash": r["cell_hash"],
             "metric": r["primary_metric"],
             "value": float(r["metrics"][r["primary_metric"]]),
-            "ci_low": _interval(r)[0], "ci_high": _interval(r)[1],
+            **_interval(r),
             "higher_is_better": bool(r["higher_is_better"]), "run_id": r["run_id"],
         }
         for r in records

@@ -426,6 +426,14 @@ def read_checkpoint(path: str | PathLike) -> Any:
     return _read_checkpoint(Path(path))
 
 
+def read_checkpoint_dict(path: str | PathLike) -> Mapping[str, Any]:
+    """:func:`read_checkpoint`, refusing anything but a dictionary with one CheckpointError line."""
+    raw = read_checkpoint(path)
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"{path}: not a checkpoint dictionary (found {type(raw).__name__})")
+    return raw
+
+
 def infer_encoder_config(state_dict: Mapping[str, Any], *, num_heads: int | None = None) -> EncoderConfig:
     """The encoder architecture a checkpoint was saved from, read off its tensor shapes.
 
@@ -459,9 +467,7 @@ def read_encoder_checkpoint(path: str | PathLike) -> tuple[Mapping[str, Any], En
     Shapes give everything but the head count; a file exported by simcrop-bench also stores its
     config (``simcrop_bench.encoder``), which then wins. Any problem is one CheckpointError line.
     """
-    raw = read_checkpoint(path)
-    if not isinstance(raw, Mapping):
-        raise CheckpointError(f"{path}: not a checkpoint dictionary (found {type(raw).__name__})")
+    raw = read_checkpoint_dict(path)
     try:
         cfg = infer_encoder_config(raw)
     except ValueError as exc:

@@ -16,11 +16,10 @@ prefixes), including our released format. Loading goes through
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from simcrop_bench.models.vit3d import CheckpointError, ViT3D, checkpoint_filter_fn, load_encoder_weights, read_checkpoint
+from simcrop_bench.models.vit3d import CheckpointError, ViT3D, checkpoint_filter_fn, load_encoder_weights, read_checkpoint_dict
 
 # §2.1: the keys the merged checkpoint contributes to the encoder
 LOADED_PREFIXES = ("blocks.", "norm.")
@@ -28,9 +27,7 @@ LOADED_PREFIXES = ("blocks.", "norm.")
 
 def load_mae_init(model: ViT3D, path: str | Path) -> dict[str, Any]:
     """Load ``blocks.*`` and ``norm.*`` of ``path`` into ``model``; returns what was loaded and skipped."""
-    raw = read_checkpoint(path)
-    if not isinstance(raw, Mapping):
-        raise CheckpointError(f"{path}: not a checkpoint dictionary (found {type(raw).__name__})")
+    raw = read_checkpoint_dict(path)
     try:
         encoder = checkpoint_filter_fn(raw)
     except ValueError as exc:
