@@ -90,7 +90,12 @@ class BenchJob:
         bridge.install()
         distributed = _init_distributed()
         try:
-            return pretrain_job(req) if self.pretrain_only else run_job(req)
+            result = pretrain_job(req) if self.pretrain_only else run_job(req)
+            if distributed:
+                from .pretraining.distributed import barrier
+
+                barrier()  # no rank tears the group down while a peer is mid-collective
+            return result
         except KeyboardInterrupt:
             # The loop stopped on a signal after saving its checkpoint (see module docstring).
             if bridge.requested:

@@ -78,6 +78,9 @@ def _worker(local_rank: int, nprocs: int, port: int, fn: Callable[..., Any], arg
     dist.init_process_group("gloo", rank=local_rank, world_size=nprocs)
     try:
         fn(*args)
+        # A rank that tears its group down while a peer is still inside a collective
+        # aborts that peer ("terminate called without an active exception"): meet first.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
