@@ -19,6 +19,7 @@ from simcrop_bench.models.config import EncoderConfig
 from simcrop_bench.models.pos_embed import detect_pos_embed_variant, sincos_pos_embed
 from simcrop_bench.models.vit3d import (
     Attention,
+    DropPath,
     ViT3D,
     checkpoint_filter_fn,
     export_released,
@@ -287,3 +288,28 @@ def test_unreadable_files_and_shape_mismatches_are_user_errors(tmp_path):
         load_encoder_weights(make_model(), wide, target="segmentation")
     with pytest.raises(UserError, match="no transformer block"):
         load_encoder_weights(make_model(), {"model": {"head.weight": torch.zeros(2, 24)}}, target="segmentation")
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_drop_path_equals_monais(p):
+    from monai.networks.layers import DropPath as MonaiDropPath
+
+    x = torch.randn(6, 5, 7)
+    ours, theirs = DropPath(p), MonaiDropPath(p)
+    torch.manual_seed(3)
+    a = ours(x)
+    torch.manual_seed(3)
+    b = theirs(x)
+    assert torch.equal(a, b)
+    assert torch.equal(ours.eval()(x), x)
+
+
+def test_encoder_import_does_not_load_monai():
+    """A probe on cached features builds the encoder; importing it must not pay for all of MONAI."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import simcrop_bench.models.vit3d, simcrop_bench.protocols.probe_features; "
+            "print('monai' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

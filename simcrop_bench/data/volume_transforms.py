@@ -15,8 +15,7 @@ from monai import transforms as mt
 from monai.transforms import MapTransform
 
 from ..errors import DataError
-
-HU_WINDOW = (-1000.0, 1000.0)
+from .intensity import HU_WINDOW
 
 
 class AssertRASd(MapTransform):

@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from monai.networks.layers import DropPath
 from torch import Tensor, nn
 
 from simcrop_bench.errors import UserError
@@ -34,6 +33,29 @@ from simcrop_bench.models.config import EncoderConfig
 from simcrop_bench.models.pos_embed import detect_pos_embed_variant, sincos_pos_embed
 
 LAYER_NORM_EPS = 1e-6
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample, the arithmetic of MONAI's (and timm's) ``DropPath``.
+
+    Defined here because ``import monai`` loads every MONAI submodule (~4 s): the encoder
+    alone, e.g. a probe on cached features, must not pay that. A test pins equality with MONAI's.
+    """
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= drop_prob <= 1.0:
+            raise ValueError(f"drop path probability must be in [0, 1], got {drop_prob}")
+        self.drop_prob = drop_prob
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        if keep > 0.0:
+            mask.div_(keep)
+        return x * mask
 
 
 class CheckpointError(UserError):

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..atomic import atomic_path
 from ..config import stable_hash
-from ..data.volume_transforms import HU_WINDOW, apply_chain, evaluation_transforms, training_transforms
+from ..data.intensity import HU_WINDOW
 from ..hashing import source_signature
 from ..models.config import EncoderConfig
 
@@ -33,11 +33,16 @@ class ProbeInput:
     transpose_dhw: bool = False
     assert_ras: bool = True  # False: the stored array as it is (LUNA16 keeps LPS affines; the reference ignores them)
 
+    # The MONAI chains are imported on use: a probe whose features are all cached never loads MONAI.
     def training_chain(self):
+        from ..data.volume_transforms import training_transforms
+
         return training_transforms(self.roi, gaussian_noise=True, transpose_dhw=self.transpose_dhw,
                                    assert_ras=self.assert_ras)
 
     def evaluation_chain(self):
+        from ..data.volume_transforms import evaluation_transforms
+
         return evaluation_transforms(self.roi, transpose_dhw=self.transpose_dhw, assert_ras=self.assert_ras)
 
     def evaluation_spec(self) -> dict[str, Any]:
@@ -57,6 +62,8 @@ class VolumeDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        from ..data.volume_transforms import apply_chain
+
         return apply_chain(self.chain, {"image": self.paths[index]})["image"].as_tensor().float()
 
 
