@@ -44,6 +44,8 @@ class BoardFormat(str, Enum):
 class TableFormat(str, Enum):
     latex = "latex"
     md = "md"
+    csv = "csv"
+    html = "html"
 
 
 @app.command("list")
@@ -285,21 +287,36 @@ def leaderboard(
 
 @app.command()
 def table(
-    fmt: TableFormat = typer.Option(TableFormat.latex, "--format", help="latex (booktabs) or md."),
+    fmt: TableFormat = typer.Option(TableFormat.latex, "--format", help="latex (booktabs), md, csv or html."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
     task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="Only these tasks (repeatable)."),
+    method: Optional[List[str]] = typer.Option(None, "--method", "-m", help="Only these methods (repeatable)."),
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Only this profile."),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="Only this protocol."),
     caption: Optional[str] = typer.Option(None, "--caption", help="Table caption."),
+    layout: str = typer.Option("free", "--layout", help="free (every task), cls, seg or ablation."),
+    cell: str = typer.Option("std", "--cell", help="std: mean ± std over seeds; ci: mean [95 % patient-bootstrap interval]."),
+    reference: str = typer.Option("auto", "--reference", help="Method to test every cell against (auto: simcrop if shown; none: no test)."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level after Holm correction (marked †)."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples (B) of the paired test and of --cell ci."),
+    reference_rows: Optional[Path] = typer.Option(None, "--reference-rows", help="CSV/YAML of published numbers, shown as italic rows."),
+    split_by: Optional[str] = typer.Option(None, "--split-by", help="protocol, profile or data: show differing values as labelled sub-columns."),
+    explain: Optional[Path] = typer.Option(None, "--explain", help="Also write a JSON sidecar: the runs and p-values behind every cell."),
     results: Path = RESULTS_OPTION,
 ):
-    """Paper-style table: methods × (task, fraction), best bold, second underlined."""
-    from . import leaderboard as lb
-    from .atomic import write_text
-    from .tables import paper_table
+    """Paper-style table: methods × (task, fraction), best bold, second underlined, † significant vs SimCroP."""
+    from .atomic import write_json, write_text
+    from .tables import FORMATS, build_table
 
-    board = lb.leaderboard(results, task=task or None, profile=profile, protocol=protocol)
-    text = paper_table(board, fmt=fmt.value, caption=caption)
+    if fmt.value not in FORMATS:
+        raise UserError(f"unknown table format {fmt.value!r}")
+    built = build_table(results, layout=layout, tasks=task or None, methods=method or None, profile=profile,
+                        protocol=protocol, cell=cell, reference=reference, alpha=alpha, n_resamples=resamples,
+                        reference_rows=reference_rows, split_by=split_by)
+    text = built.render(fmt.value, caption)
+    if explain is not None:
+        write_json(explain, built.explain())
+        typer.echo(f"wrote {explain}", err=True)
     if out is None:
         typer.echo(text, nl=not text.endswith("\n"))
     else:

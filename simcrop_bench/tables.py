@@ -1,145 +1,291 @@
 """Paper tables: methods × (task, fraction) grids with best / second-best marked.
 
-Input is the aggregated leaderboard (:func:`simcrop_bench.leaderboard.aggregate`).
-Each table cell must come from exactly one aggregated row, and every column must
-compare like with like (one profile, protocol, data kind and metric); otherwise
-a :class:`UserError` asks the user to filter, because a paper table that quietly
-mixes demo and full runs, or synthetic and real data, is worse than no table.
+Two entry points:
 
-Ranking rule: values are compared after rounding to the printed ``digits`` (so
-two cells that read the same are tied), ties share a rank, and ranks follow
-competition ranking (1, 1, 3): when two methods tie for best both are bold and
-nobody is second, so the underline never marks a third-placed value.
+* :func:`paper_table` renders an aggregated leaderboard frame
+  (:func:`simcrop_bench.leaderboard.aggregate`) — no access to the runs' predictions, so no
+  significance test and no seed-averaged intervals;
+* :func:`build_table` / :func:`render_table` read a results folder, and add the paired
+  significance test against a reference method (:mod:`simcrop_bench.significance`), patient
+  bootstrap intervals over seeds (``cell="ci"``), published reference rows
+  (:mod:`simcrop_bench.reference_rows`) and a provenance sidecar (:meth:`PaperTable.explain`).
+
+Each table cell must come from exactly one aggregated row, and every column must compare like
+with like (one profile, protocol, data kind and metric); otherwise a :class:`UserError` asks the
+user to filter, or to show the differing values side by side with ``split_by`` (explicitly
+labelled sub-columns), because a paper table that quietly mixes demo and full runs, synthetic and
+real data, or two protocols, is worse than no table.
+
+Ranking rule: values are compared after rounding to the printed ``digits`` (so two cells that read
+the same are tied), ties share a rank, and ranks follow competition ranking (1, 1, 3): when two
+methods tie for best both are bold and nobody is second, so the underline never marks a
+third-placed value. Reference rows are never ranked.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from simcrop_bench.errors import UserError
-from simcrop_bench.leaderboard import (
-    escape_latex,
-    escape_markdown,
-    format_fraction,
-    format_mean_std,
-    markdown_table,
+from simcrop_bench.leaderboard import format_fraction
+from simcrop_bench.reference_rows import ReferenceRow, reference_cells
+from simcrop_bench.table_layouts import (
+    CLS_TASKS,
+    SEG_TASKS,
+    RowGroup,
+    check_layout,
+    is_simcrop,
+    layout_tasks,
+    row_groups,
+    task_header,
 )
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from simcrop_bench.table_cells import CellStats
+
 SYNTHETIC_NOTE = "Note: synthetic data; numbers are not comparable to published results."
+FORMATS = ("latex", "md", "csv", "html")
+CELL_MODES = ("std", "ci")
+SPLIT_FIELDS = {"protocol": "protocol", "profile": "profile", "data": "synthetic"}
 
 # Fields that may differ between aggregated rows of one (method, task, fraction).
 _CELL_IDENTITY = ["profile", "protocol", "synthetic", "cell_hash"]
 # Fields that must agree across all methods in one column to make it comparable.
 _COLUMN_UNIFORM = ["profile", "protocol", "synthetic", "metric", "higher_is_better"]
 _FILTER_HINT = "filter the runs (--profile / --protocol) so each cell has one result"
+_SPLIT_OPTION = {"profile": "profile", "protocol": "protocol", "synthetic": "data"}
 
 
 @dataclass(frozen=True)
-class _Cell:
+class Column:
+    task: str
+    fraction: float
+    split: str | None = None  # the --split-by value of this sub-column, e.g. "heldout+lp-cached"
+
+    @property
+    def label(self) -> str:
+        text = f"{self.task} {format_fraction(self.fraction)}"
+        return f"{text} [{self.split}]" if self.split is not None else text
+
+
+@dataclass
+class Cell:
     mean: float
     std: float
     n_seeds: int
-    rank: int | None = None  # 1 = best; None when the mean is NaN
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    rank: int | None = None  # 1 = best; None when the mean is NaN or for reference rows
+    p_raw: float | None = None
+    p_holm: float | None = None
+    significant: bool = False
 
 
-@dataclass(frozen=True)
-class _Grid:
-    methods: list[str]
-    columns: list[tuple[str, float]]  # (task, fraction), task-major
-    task_labels: dict[str, tuple[str, bool | None]]  # task -> (metric text, higher?)
-    cells: dict[tuple[str, str, float], _Cell]  # (method, task, fraction) -> cell
+@dataclass
+class Grid:
+    layout: str
+    groups: list[RowGroup]
+    columns: list[Column]
+    task_labels: dict[str, tuple[str, str, bool | None]]  # task -> (title, metric text, higher?)
+    cells: dict[tuple[str, Column], Cell]
     synthetic: bool
+    cell_mode: str = "std"
+    split_by: str | None = None
+    # (row label, {column: cell}) of published numbers; never ranked or tested.
+    reference_rows: list[tuple[str, dict[Column, Cell]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # caption sentences after the user's caption
+
+    @property
+    def methods(self) -> list[str]:
+        return [m for g in self.groups for m in g.methods]
 
 
 def paper_table(
     agg: pd.DataFrame,
     *,
-    fmt: Literal["latex", "md"],
+    fmt: Literal["latex", "md", "csv", "html"],
     caption: str | None = None,
     digits: int = 3,
     method_order: Sequence[str] | None = None,
+    layout: str = "free",
+    cell: str = "std",
+    split_by: str | None = None,
+    reference_rows: Sequence[ReferenceRow] = (),
 ) -> str:
-    """Render ``agg`` as a paper table in LaTeX (booktabs) or Markdown.
+    """Render ``agg`` as a paper table in LaTeX (booktabs), Markdown, CSV or an HTML fragment.
 
-    Rows are methods (``method_order`` first, the rest alphabetically), columns
-    are task × fraction under a two-level header. ``caption`` is plain text and
-    is escaped. Raises :class:`UserError` for ambiguous cells or mixed columns.
+    Rows are methods (``free``: ``method_order`` first, the rest alphabetically; other layouts:
+    grouped by family), columns are task × fraction under a two-level header. ``caption`` is plain
+    text and is escaped. Raises :class:`UserError` for ambiguous cells or mixed columns.
     """
-    if fmt not in ("latex", "md"):
-        raise UserError(f"unknown table format {fmt!r}; use 'latex' or 'md'")
-    if agg.empty:
-        raise UserError("no results to tabulate (no runs match the filters)")
-    _check_one_row_per_cell(agg)
-    _check_columns_comparable(agg)
-    grid = _build_grid(agg, digits, method_order)
-    render = _render_latex if fmt == "latex" else _render_markdown
-    return render(grid, caption, digits)
+    grid = make_grid(agg, digits=digits, method_order=method_order, layout=layout, cell=cell,
+                     split_by=split_by, reference_rows=reference_rows)
+    return render_grid(grid, fmt, caption, digits)
+
+
+def render_grid(grid: Grid, fmt: str, caption: str | None, digits: int) -> str:
+    from simcrop_bench import table_render
+
+    if fmt not in FORMATS:
+        raise UserError(f"unknown table format {fmt!r}; use one of {', '.join(FORMATS)}")
+    return table_render.RENDERERS[fmt](grid, caption_text(grid, caption), digits)
 
 
 # ---------------------------------------------------------------------------- checks
 
 
-def _check_one_row_per_cell(agg: pd.DataFrame) -> None:
-    for (method, task, fraction), rows in agg.groupby(["method", "task", "fraction"], sort=True):
+def _check_options(cell: str, split_by: str | None) -> None:
+    if cell not in CELL_MODES:
+        raise UserError(f"unknown cell format {cell!r}; use 'std' (mean ± std) or 'ci' (mean [low, high])")
+    if split_by is not None and split_by not in SPLIT_FIELDS:
+        raise UserError(f"unknown --split-by {split_by!r}; use one of {', '.join(SPLIT_FIELDS)}")
+
+
+def _split_hint(fields: Sequence[str]) -> str:
+    options = [_SPLIT_OPTION[f] for f in fields if f in _SPLIT_OPTION]
+    return f", or pass --split-by {options[0]} to show them as separately labelled columns" if options else ""
+
+
+def _check_one_row_per_cell(agg: pd.DataFrame, split_field: str | None) -> None:
+    keys = ["method", "task", "fraction"] + ([split_field] if split_field else [])
+    for key, rows in agg.groupby(keys, sort=True):
         if len(rows) < 2:
             continue
-        differing = [
-            f"{field} ({', '.join(sorted(str(v) for v in rows[field].unique()))})"
-            for field in _CELL_IDENTITY if rows[field].nunique(dropna=False) > 1
-        ]
+        method, task, fraction = key[:3]
+        fields = [f for f in _CELL_IDENTITY if f != split_field and rows[f].nunique(dropna=False) > 1]
+        differing = [f"{f} ({', '.join(sorted(str(v) for v in rows[f].unique()))})" for f in fields]
         detail = "; ".join(differing) or "identical keys"
         hint = _FILTER_HINT
         if differing and all(d.startswith("cell_hash") for d in differing):
             hint += " or move runs of the outdated config out of results/runs"
         raise UserError(
             f"ambiguous cell method={method!r} task={task!r} fraction={format_fraction(fraction)}: "
-            f"{len(rows)} aggregated results differ in {detail}; {hint}"
+            f"{len(rows)} aggregated results differ in {detail}; {hint}{_split_hint(fields)}"
         )
 
 
-def _check_columns_comparable(agg: pd.DataFrame) -> None:
-    for (task, fraction), rows in agg.groupby(["task", "fraction"], sort=True):
-        for field in _COLUMN_UNIFORM:
-            values = rows[field].unique()
-            if len(values) > 1:
-                shown = ", ".join(sorted(str(v) for v in values))
+def _check_columns_comparable(agg: pd.DataFrame, split_field: str | None) -> None:
+    keys = ["task", "fraction"] + ([split_field] if split_field else [])
+    for key, rows in agg.groupby(keys, sort=True):
+        task, fraction = key[:2]
+        for name in _COLUMN_UNIFORM:
+            values = rows[name].unique()
+            if name == split_field or len(values) < 2:
+                continue
+            shown = ", ".join(sorted(str(v) for v in values))
+            where = f"column task={task!r} fraction={format_fraction(fraction)}"
+            if name == "protocol":
                 raise UserError(
-                    f"column task={task!r} fraction={format_fraction(fraction)} mixes "
-                    f"{field} values ({shown}) across methods; {_FILTER_HINT}"
-                )
+                    f"{where} mixes protocols {' and '.join(sorted(str(v) for v in values))} across "
+                    f"methods ({_methods_by(rows, name)}); numbers from different protocols are not "
+                    "comparable: rerun the cells with one protocol (a labelled variant such as "
+                    "'+lp-cached' comes from --set task.probe=cached), or pass --split-by protocol "
+                    "to show each protocol as its own labelled column")
+            raise UserError(f"{where} mixes {name} values ({shown}) across methods; {_FILTER_HINT}"
+                            f"{_split_hint([name])}")
+
+
+def _methods_by(rows: pd.DataFrame, name: str) -> str:
+    return "; ".join(f"{value}: {', '.join(sorted(group['method']))}"
+                     for value, group in rows.groupby(name, sort=True))
+
+
+def split_value(row, split_by: str | None) -> str | None:
+    if split_by is None:
+        return None
+    value = getattr(row, SPLIT_FIELDS[split_by])
+    return ("synthetic" if value else "real") if split_by == "data" else str(value)
 
 
 # ------------------------------------------------------------------------------ grid
 
 
-def _build_grid(agg: pd.DataFrame, digits: int, method_order: Sequence[str] | None) -> _Grid:
-    present = set(agg["method"])
-    first = [m for m in (method_order or []) if m in present]
-    methods = first + sorted(present - set(first))
-    columns = sorted({(t, f) for t, f in zip(agg["task"], agg["fraction"])},
-                     key=lambda tf: (tf[0], float(tf[1])))
+def select_layout_rows(frame: pd.DataFrame, layout: str) -> pd.DataFrame:
+    """Keep the tasks (and, for cls/seg, drop the SimCroP ablations) of ``layout``."""
+    tasks = layout_tasks(layout)
+    if tasks is not None:
+        frame = frame[frame["task"].isin(tasks) & ~frame["method"].map(lambda m: is_simcrop(m) and m != "simcrop")]
+        if frame.empty:
+            raise UserError(f"no results for the {layout} layout (tasks {', '.join(tasks)})")
+    if layout == "ablation":
+        frame = frame[frame["method"].map(is_simcrop)]
+    return frame
 
-    task_labels: dict[str, tuple[str, bool | None]] = {}
+
+def _task_order(layout: str, tasks: set[str]) -> list[str]:
+    if layout == "free":
+        return sorted(tasks)
+    known = [t for t in (*CLS_TASKS, *SEG_TASKS) if t in tasks]
+    return known + sorted(tasks - set(known))
+
+
+def make_grid(
+    agg: pd.DataFrame,
+    *,
+    digits: int = 3,
+    method_order: Sequence[str] | None = None,
+    layout: str = "free",
+    cell: str = "std",
+    split_by: str | None = None,
+    reference_rows: Sequence[ReferenceRow] = (),
+    kinds: Mapping[str, str] | None = None,
+    stats: Mapping[tuple[str, Column], CellStats] | None = None,
+) -> Grid:
+    """Check ``agg`` and arrange it for ``layout``; ``stats`` adds intervals and p-values per cell."""
+    check_layout(layout)
+    _check_options(cell, split_by)
+    if agg.empty:
+        raise UserError("no results to tabulate (no runs match the filters)")
+    agg = select_layout_rows(agg, layout)
+    split_field = SPLIT_FIELDS[split_by] if split_by else None
+    _check_one_row_per_cell(agg, split_field)
+    _check_columns_comparable(agg, split_field)
+
+    if kinds is None and layout in ("cls", "seg"):
+        from simcrop_bench.table_layouts import registry_kinds
+
+        kinds = registry_kinds(set(agg["method"]))
+    groups = row_groups(layout, list(dict.fromkeys(agg["method"])), kinds or {}, method_order)
+    order = {t: i for i, t in enumerate(_task_order(layout, set(agg["task"])))}
+    columns = sorted({Column(r.task, float(r.fraction), split_value(r, split_by)) for r in agg.itertuples()},
+                     key=lambda c: (order[c.task], c.fraction, c.split or ""))
+
+    task_labels: dict[str, tuple[str, str, bool | None]] = {}
     for task, rows in agg.groupby("task", sort=True):
-        metrics = sorted(set(rows["metric"]))
         directions = set(rows["higher_is_better"])
         higher = directions.pop() if len(directions) == 1 else None
-        task_labels[task] = (", ".join(metrics), higher)
+        task_labels[task] = (task_header(layout, task), ", ".join(sorted(set(rows["metric"]))), higher)
 
-    cells: dict[tuple[str, str, float], _Cell] = {}
-    for (task, fraction), rows in agg.groupby(["task", "fraction"], sort=False):
-        higher = bool(rows["higher_is_better"].iloc[0])
-        ranks = _competition_ranks(list(rows["mean"]), higher, digits)
-        for row, rank in zip(rows.itertuples(index=False), ranks):
-            cells[(row.method, task, fraction)] = _Cell(
-                float(row.mean), float(row.std), int(row.n_seeds), rank)
-    return _Grid(methods, columns, task_labels, cells, bool(agg["synthetic"].any()))
+    cells: dict[tuple[str, Column], Cell] = {}
+    for row in agg.itertuples(index=False):
+        column = Column(row.task, float(row.fraction), split_value(row, split_by))
+        found = Cell(float(row.mean), float(row.std), int(row.n_seeds), float(row.ci_low), float(row.ci_high))
+        extra = (stats or {}).get((row.method, column))
+        if extra is not None:
+            if extra.interval is not None:
+                found.ci_low, found.ci_high = extra.interval
+            found.p_raw, found.p_holm, found.significant = extra.p_raw, extra.p_holm, extra.significant
+        cells[(row.method, column)] = found
+    for column in columns:
+        in_column = [(m, c) for (m, col), c in cells.items() if col == column]
+        higher = task_labels[column.task][2] is not False
+        for (_, found), rank in zip(in_column, _competition_ranks([c.mean for _, c in in_column], higher, digits)):
+            found.rank = rank
+
+    grid = Grid(layout, groups, columns, task_labels, cells, bool(agg["synthetic"].any()), cell, split_by)
+    grid.reference_rows = reference_cells(reference_rows, columns, task_labels)
+    if grid.reference_rows:
+        grid.notes.append("Italic rows are published numbers (citation and protocol in the row label), "
+                          "not re-run here; they are not ranked or tested.")
+    if split_by:
+        grid.notes.append(f"Columns are split by {split_by}; bracketed labels name the {split_by} of each sub-column.")
+    return grid
 
 
 def _competition_ranks(means: list[float], higher_is_better: bool, digits: int) -> list[int | None]:
@@ -153,97 +299,93 @@ def _competition_ranks(means: list[float], higher_is_better: bool, digits: int) 
             for m in means]
 
 
-def _column_groups(grid: _Grid) -> list[tuple[str, list[float]]]:
-    """Consecutive columns per task: [(task, [fraction, ...]), ...]."""
-    groups: list[tuple[str, list[float]]] = []
-    for task, fraction in grid.columns:
-        if groups and groups[-1][0] == task:
-            groups[-1][1].append(fraction)
+def column_groups(grid: Grid) -> list[tuple[str, list[Column]]]:
+    """Consecutive columns per task: [(task, [column, ...]), ...]."""
+    groups: list[tuple[str, list[Column]]] = []
+    for column in grid.columns:
+        if groups and groups[-1][0] == column.task:
+            groups[-1][1].append(column)
         else:
-            groups.append((task, [fraction]))
+            groups.append((column.task, [column]))
     return groups
 
 
-def _caption_text(grid: _Grid, caption: str | None) -> str | None:
-    caption = (caption or "").strip()
-    if caption and grid.synthetic and not caption.endswith((".", "!", "?")):
-        caption += "."  # the note is a sentence of its own
-    parts = [p for p in (caption, SYNTHETIC_NOTE if grid.synthetic else None) if p]
-    return " ".join(parts) or None
+def caption_text(grid: Grid, caption: str | None) -> str | None:
+    sentences = [(caption or "").strip(), *grid.notes, SYNTHETIC_NOTE if grid.synthetic else ""]
+    sentences = [s for s in sentences if s]
+    if sentences and not sentences[0].endswith((".", "!", "?")) and len(sentences) > 1:
+        sentences[0] += "."  # the notes are sentences of their own
+    return " ".join(sentences) or None
 
 
-# ------------------------------------------------------------------------- renderers
+# ------------------------------------------------------------------- from a results folder
 
 
-def _render_latex(grid: _Grid, caption: str | None, digits: int) -> str:
-    def task_header(task: str) -> str:
-        metric, higher = grid.task_labels[task]
-        arrow = {True: r" $\uparrow$", False: r" $\downarrow$", None: ""}[higher]
-        return f"{escape_latex(task)} ({escape_latex(metric)}{arrow})"
+@dataclass
+class PaperTable:
+    """A table built from a results folder: render it in any format, or explain its cells."""
 
-    def cell(method: str, task: str, fraction: float) -> str:
-        found = grid.cells.get((method, task, fraction))
-        if found is None:
-            return "--"
-        text = format_mean_std(found.mean, found.std, digits, pm=r"$\pm$")
-        if found.rank == 1:
-            return rf"\textbf{{{text}}}"
-        if found.rank == 2:
-            return rf"\underline{{{text}}}"
-        return text
+    grid: Grid
+    digits: int
+    provenance: dict
 
-    groups = _column_groups(grid)
-    top, rules, col = ["Method"], [], 2
-    for task, fractions in groups:
-        top.append(rf"\multicolumn{{{len(fractions)}}}{{c}}{{{task_header(task)}}}")
-        rules.append(rf"\cmidrule(lr){{{col}-{col + len(fractions) - 1}}}")
-        col += len(fractions)
-    second = [""] + [escape_latex(format_fraction(f)) for _, fs in groups for f in fs]
+    def render(self, fmt: str = "latex", caption: str | None = None) -> str:
+        return render_grid(self.grid, fmt, caption, self.digits)
 
-    lines = [r"\begin{table}[t]", r"\centering"]
-    text = _caption_text(grid, caption)
-    if text:
-        lines.append(rf"\caption{{{escape_latex(text)}}}")
-    lines += [
-        rf"\begin{{tabular}}{{l{'c' * len(grid.columns)}}}",
-        r"\toprule",
-        " & ".join(top) + r" \\",
-        " ".join(rules),
-        " & ".join(second) + r" \\",
-        r"\midrule",
-    ]
-    for method in grid.methods:
-        cells = [cell(method, t, f) for t, f in grid.columns]
-        lines.append(" & ".join([escape_latex(method), *cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+    def explain(self) -> dict:
+        """The sidecar of ``table --explain``: per cell, its run records and significance."""
+        return self.provenance
 
 
-def _render_markdown(grid: _Grid, caption: str | None, digits: int) -> str:
-    def task_header(task: str) -> str:
-        metric, higher = grid.task_labels[task]
-        arrow = {True: " ↑", False: " ↓", None: ""}[higher]
-        return escape_markdown(f"{task} ({metric}{arrow})")
+def build_table(
+    results: Path | str,
+    *,
+    layout: str = "free",
+    tasks: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    profile: str | None = None,
+    protocol: str | None = None,
+    cell: str = "std",
+    reference: str | None = "auto",
+    alpha: float = 0.05,
+    n_resamples: int = 1000,
+    reference_rows: Path | str | Sequence[ReferenceRow] | None = None,
+    split_by: str | None = None,
+    digits: int = 3,
+    method_order: Sequence[str] | None = None,
+) -> PaperTable:
+    """Read ``results``, aggregate, test against ``reference`` and arrange a table.
 
-    def cell(method: str, task: str, fraction: float) -> str:
-        found = grid.cells.get((method, task, fraction))
-        if found is None:
-            return "–"
-        text = format_mean_std(found.mean, found.std, digits)
-        if found.rank == 1:
-            return f"**{text}**"
-        if found.rank == 2:
-            return f"<u>{text}</u>"
-        return text
+    ``reference``: a method name, ``"auto"`` (``simcrop`` when it is in the table) or ``None`` /
+    ``"none"`` (no test). ``reference_rows``: a CSV/YAML file or already loaded rows.
+    """
+    from simcrop_bench import table_cells
+    from simcrop_bench.reference_rows import load_reference_rows
 
-    # Markdown has one header row: it carries the task (first column of each
-    # group, like a \multicolumn), and the first body row carries the fractions.
-    header = ["Method"]
-    for task, fractions in _column_groups(grid):
-        header += [task_header(task)] + [""] * (len(fractions) - 1)
-    rows = [[""] + [format_fraction(f) for _, f in grid.columns]]
-    rows += [[escape_markdown(m), *(cell(m, t, f) for t, f in grid.columns)]
-             for m in grid.methods]
-    table = markdown_table(header, rows, ["l"] + ["r"] * len(grid.columns))
-    text = _caption_text(grid, caption)
-    return f"{text}\n\n{table}" if text else table
+    check_layout(layout)
+    _check_options(cell, split_by)
+    if not 0.0 < alpha < 1.0:
+        raise UserError(f"--alpha must be in (0, 1), got {alpha}")
+    if n_resamples < 1:
+        raise UserError(f"the number of bootstrap resamples must be positive, got {n_resamples}")
+    if isinstance(reference_rows, (str, Path)):
+        reference_rows = load_reference_rows(Path(reference_rows))
+    loaded = table_cells.load(Path(results), tasks=tasks, methods=methods, profile=profile, protocol=protocol)
+    frame = select_layout_rows(loaded.frame, layout) if not loaded.frame.empty else loaded.frame
+    agg = table_cells.aggregate_frame(frame)
+    # make_grid checks the cells before any per-case file is read.
+    grid = make_grid(agg, digits=digits, method_order=method_order, layout=layout, cell=cell,
+                     split_by=split_by, reference_rows=reference_rows or (), kinds=loaded.kinds)
+    stats = table_cells.cell_stats(loaded, frame, grid, reference=reference, alpha=alpha,
+                                   n_resamples=n_resamples)
+    grid = make_grid(agg, digits=digits, method_order=method_order, layout=layout, cell=cell,
+                     split_by=split_by, reference_rows=reference_rows or (), kinds=loaded.kinds,
+                     stats=stats.cells)
+    if stats.note:
+        grid.notes.insert(0, stats.note)
+    return PaperTable(grid, digits, table_cells.provenance(loaded, frame, grid, stats))
+
+
+def render_table(results: Path | str, *, fmt: str = "html", caption: str | None = None, **options) -> str:
+    """One call for reports: :func:`build_table` (same keyword options) rendered as ``fmt``."""
+    return build_table(results, **options).render(fmt, caption)

@@ -194,7 +194,7 @@ def test_empty_and_unknown_format() -> None:
         paper_table(aggregate(records_frame([])), fmt="md")
     agg = table_agg([("a", "t", 100, [0.5])])
     with pytest.raises(UserError, match="unknown table format"):
-        paper_table(agg, fmt="html")  # type: ignore[arg-type]
+        paper_table(agg, fmt="docx")  # type: ignore[arg-type]
 
 
 def test_latex_escaping_and_real_data_has_no_note() -> None:
@@ -249,3 +249,256 @@ def test_latex_compiles(tmp_path: Path, mixed_agg) -> None:
     assert (tmp_path / "table.pdf").stat().st_size > 0
     log = (tmp_path / "table.log").read_text(errors="replace")
     assert "Undefined control sequence" not in log
+
+
+# ------------------------------------------------ tables from a results folder (layouts, significance)
+
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from simcrop_bench.records import write_per_case  # noqa: E402
+from simcrop_bench.tables import build_table, render_table  # noqa: E402
+from tests.test_leaderboard import make_record as full_record  # noqa: E402
+from tests.test_leaderboard import write_record  # noqa: E402
+
+N_CASES = 40
+LABELS = ["nodule"]
+
+
+def per_case_rows(task: str, quality: str, seed: int, cases: list[str] | None = None) -> list[dict]:
+    """Saved predictions in each task's per_case.csv schema; 'good' separates the classes, 'bad' is noise."""
+    rng = np.random.default_rng(seed + (0 if quality == "good" else 1000))
+    rows = []
+    for i in range(N_CASES):
+        case = (cases or [f"case{i:02d}" for i in range(N_CASES)])[i]
+        y = i % 2
+        if task.endswith("_seg"):
+            rows.append({"case": case, "dice": (0.9 if quality == "good" else 0.6) + rng.normal(0, 0.02)})
+        elif task == "ccccii_cls":
+            label = i % 3
+            probs = np.eye(3)[label] * 0.8 + 0.1 if quality == "good" else rng.dirichlet(np.ones(3))
+            rows.append({"case": case, "group": f"p{i // 2}", "label": label,
+                         **{f"p:{n}": float(p) for n, p in zip(("Normal", "CP", "NCP"), probs)}})
+        else:
+            p = 0.2 + 0.6 * y + rng.normal(0, 0.05) if quality == "good" else rng.random()
+            rows.append({"case": case, "group": f"p{i // 2}", "y:nodule": y, "p:nodule": float(p)})
+    return rows
+
+
+METRIC = {"ccccii_cls": "accuracy", "lung_seg": "dice", "btcv_seg": "dice"}
+
+
+def write_run(results: Path, method: str, task: str, fraction: int, seed: int, quality: str,
+              value: float, **record_options) -> Path:
+    """One fake run folder: a full record (test_leaderboard.make_record) plus per_case.csv."""
+    metric = METRIC.get(task, "auc")
+    record = full_record(method=method, task=task, fraction=fraction, seed=seed, value=value, metric=metric,
+                         **record_options)
+    record["intervals"] = {metric: {"low": value - 0.05, "high": value + 0.05}}
+    path = write_record(results, record)
+    cases = record_options.pop("cases", None) if "cases" in record_options else None
+    write_per_case(path.parent / "per_case.csv", per_case_rows(task, quality, seed, cases))
+    return path
+
+
+@pytest.fixture
+def cls_results(tmp_path: Path) -> Path:
+    """luna16_cls 100 % and ccccii_cls 10 %: simcrop good, mae bad, clip identical to simcrop, scratch bad."""
+    results = tmp_path / "results"
+    for task, fraction in (("luna16_cls", 100), ("ccccii_cls", 10)):
+        for seed in (42, 43, 44):
+            write_run(results, "simcrop", task, fraction, seed, "good", 0.95 + seed / 1e4)
+            write_run(results, "clip", task, fraction, seed, "good", 0.90 + seed / 1e4)
+            write_run(results, "mae", task, fraction, seed, "bad", 0.55 + seed / 1e4)
+        write_run(results, "scratch", task, fraction, 42, "bad", 0.50)
+    write_run(results, "simcrop", "lung_seg", 100, 42, "good", 0.9)  # not in the cls layout
+    return results
+
+
+def test_cls_layout_groups_families_and_marks_significance(cls_results: Path) -> None:
+    built = build_table(cls_results, layout="cls", n_resamples=300)
+    md = built.render("md")
+    cells = md_cells(md)
+
+    assert list(cells) == ["", "*No pretraining*", "scratch", "*Self-supervised (image only)*", "mae",
+                           "*Vision-language*", "clip", "*SimCroP*", "simcrop"]
+    header = md.splitlines()[2]
+    assert "LUNA16 (auc ↑)" in header and "CC-CCII (accuracy ↑)" in header
+    assert header.index("CC-CCII") < header.index("LUNA16")  # paper column order
+    assert "lung_seg" not in md and "LUNA16 lungs" not in md
+    assert all(c.endswith("†") for c in cells["mae"]) and all(c.endswith("†") for c in cells["scratch"])
+    assert not any("†" in c for c in cells["clip"] + cells["simcrop"])  # identical predictions: p = 1
+    assert ("† significantly different from SimCroP (paired bootstrap over patients, B=300, "
+            "Holm-corrected, α=0.05, over the 6 comparisons in this table).") in md
+    assert md.startswith("† significantly") and "Note: synthetic data" in md
+
+    explained = {(c["method"], c["column"]): c for c in built.explain()["cells"]}
+    clip = explained[("clip", "luna16_cls 100%")]["significance"]
+    assert clip["p_raw"] == 1.0 and clip["p_holm"] == 1.0 and clip["significant"] is False
+    mae = explained[("mae", "luna16_cls 100%")]["significance"]
+    assert mae["p_holm"] < 0.05 and mae["shared_seeds"] == [42, 43, 44] and mae["diff"] < 0
+    assert explained[("simcrop", "luna16_cls 100%")]["significance"] is None
+
+    latex = built.render("latex")
+    assert latex.count(r"\midrule") == 4 and r"\multicolumn{3}{l}{\textit{Vision-language}} \\" in latex
+    assert r"$^\dagger$" in latex and r"Holm-corrected, $\alpha$=0.05" in latex
+
+
+def test_reference_none_and_explicit_reference(cls_results: Path) -> None:
+    plain = build_table(cls_results, layout="cls", reference="none").render("md")
+    assert "†" not in plain and "Holm" not in plain
+    vs_mae = build_table(cls_results, layout="cls", reference="mae", n_resamples=200).render("md")
+    assert "different from mae" in vs_mae and md_cells(vs_mae)["simcrop"][0].endswith("†")
+    with pytest.raises(UserError, match="--reference 'mrm' is not a row"):
+        build_table(cls_results, layout="cls", reference="mrm")
+
+
+def test_explain_lists_exactly_the_three_seed_records(cls_results: Path, tmp_path: Path) -> None:
+    from simcrop_bench import cli
+
+    sidecar, out = tmp_path / "explain.json", tmp_path / "t.md"
+    argv = ["simcrop-bench", "table", "--results", str(cls_results), "--layout", "cls", "--format", "md",
+            "--resamples", "200", "--out", str(out), "--explain", str(sidecar)]
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as exit_info:
+        patch.setattr("sys.argv", argv)
+        cli.main()
+    assert exit_info.value.code == 0 and out.read_text().count("†") >= 4
+
+    data = json.loads(sidecar.read_text())
+    cell = next(c for c in data["cells"] if c["method"] == "mae" and c["task"] == "luna16_cls")
+    runs = cell["runs"]
+    assert [r["seed"] for r in runs] == [42, 43, 44]
+    expected = sorted((cls_results / "runs" / "luna16_cls" / "mae").rglob("record.json"))
+    assert sorted(Path(r["record"]) for r in runs) == expected and len(expected) == 3
+    for run in runs:
+        record = json.loads(Path(run["record"]).read_text())
+        assert run["run_id"] == record["run_id"] and run["value"] == record["metrics"]["auc"]
+        assert run["git_commit"] == "abc" and run["config_hash"] == record["config_hash"]
+        assert run["cell_hash"] == record["cell_hash"]
+    assert cell["significance"]["p_raw"] <= cell["significance"]["p_holm"] < 0.05
+    assert data["significance"]["correction"] == "holm" and data["significance"]["family_size"] == 6
+
+
+def test_cell_ci_uses_record_interval_for_one_seed_and_bootstrap_for_several(cls_results: Path) -> None:
+    cells = md_cells(build_table(cls_results, layout="cls", cell="ci", reference="none", n_resamples=200).render("md"))
+    assert cells["scratch"][0] == "0.500 [0.450, 0.550]"  # one seed: the record's interval
+    mean, interval = cells["mae"][1].strip("*<u>/").split(" [")
+    low, high = (float(v) for v in interval.rstrip("]").split(", "))
+    assert 0.2 < low < high < 0.8 and high - low > 0.1  # seed-averaged patient bootstrap of AUROC
+    assert cells["simcrop"][1].endswith(" [1.000, 1.000]**")  # perfect separation in every resample
+
+
+def test_misaligned_test_cases_refuse_the_paired_test(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    write_run(results, "simcrop", "lung_seg", 100, 42, "good", 0.9)
+    path = write_run(results, "mae", "lung_seg", 100, 42, "bad", 0.6)
+    write_per_case(path.parent / "per_case.csv",
+                   per_case_rows("lung_seg", "bad", 42, [f"other{i}" for i in range(N_CASES)]))
+    with pytest.raises(UserError, match="rows misaligned.*different test cases.*--reference none"):
+        build_table(results, layout="seg")
+    assert "†" not in render_table(results, fmt="md", layout="seg", reference="none")
+
+
+def test_seg_and_ablation_layouts(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    for method, quality, value in (("simcrop", "good", 0.9), ("simcrop-noalign", "bad", 0.6),
+                                   ("simcrop-k8", "good", 0.9), ("scratch", "bad", 0.6)):
+        for task in ("lung_seg", "btcv_seg"):
+            write_run(results, method, task, 100, 42, quality, value)
+    seg = md_cells(build_table(results, layout="seg", n_resamples=200).render("md"))
+    assert list(seg) == ["", "*No pretraining*", "scratch", "*SimCroP*", "simcrop"]  # ablations left out
+    ablation = build_table(results, layout="ablation", n_resamples=200).render("md")
+    rows = md_cells(ablation)
+    assert list(rows) == ["", "*Full model*", "simcrop", "*Ablations*", "simcrop-noalign", "simcrop-k8"]
+    assert rows["simcrop-noalign"][0].endswith("†") and not rows["simcrop-k8"][0].endswith("†")
+    with pytest.raises(UserError, match="no results for the cls layout"):
+        build_table(results, layout="cls")
+    with pytest.raises(UserError, match="unknown table layout 'main'"):
+        build_table(results, layout="main")
+
+
+def _protocol_results(tmp_path: Path, other: dict) -> Path:
+    results = tmp_path / "results"
+    write_run(results, "simcrop", "lung_seg", 100, 42, "good", 0.9)
+    write_run(results, "mae", "lung_seg", 100, 42, "bad", 0.6, **other)
+    return results
+
+
+def _with_variant(results: Path) -> None:
+    path = next((results / "runs" / "lung_seg" / "mae").rglob("record.json"))
+    record = json.loads(path.read_text())
+    record["variant"] = "lp-cached"
+    path.write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("kind", ["legacy", "variant"])
+def test_mixed_protocol_column_names_both_and_the_fix(tmp_path: Path, kind: str) -> None:
+    results = _protocol_results(tmp_path, {"protocol": "legacy"} if kind == "legacy" else {})
+    if kind == "variant":
+        _with_variant(results)
+    other = "legacy" if kind == "legacy" else "heldout+lp-cached"
+
+    with pytest.raises(UserError) as info:
+        build_table(results)
+    message = str(info.value)
+    assert "mixes protocols" in message and "heldout" in message and other in message
+    assert "--split-by protocol" in message and "\n" not in message
+
+    built = build_table(results, split_by="protocol", n_resamples=100)
+    md = built.render("md")
+    assert f"100% ({other})" in md and "100% (heldout)" in md and "split by protocol" in md
+    assert "†" not in md  # mae and simcrop sit in different sub-columns: nothing to compare
+
+
+def test_split_by_profile_in_one_method_cell(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    write_run(results, "mae", "lung_seg", 100, 42, "bad", 0.6)
+    write_run(results, "mae", "lung_seg", 100, 42, "good", 0.9, profile="paper")
+    with pytest.raises(UserError, match=r"ambiguous cell.*profile \(demo, paper\).*--split-by profile"):
+        build_table(results)
+    assert r"100\% (paper)" in build_table(results, split_by="profile").render("latex")
+
+
+def test_html_and_csv_formats(cls_results: Path) -> None:
+    built = build_table(cls_results, layout="cls", n_resamples=200)
+    html = built.render("html", caption="Linear probing <draft>")
+    assert html.startswith('<table class="simcrop-table">') and html.rstrip().endswith("</table>")
+    assert "<caption>Linear probing &lt;draft&gt;. † significantly different from SimCroP" in html
+    assert "<strong>" in html and "<u>" in html and "<sup" in html and "†</sup>" in html
+    assert '<th colspan="3" scope="rowgroup">Vision-language</th>' in html
+
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(built.render("csv"))))
+    mae = [r for r in rows if r["method"] == "mae"]
+    assert len(mae) == 2 and all(r["significant"] == "True" and float(r["p_holm"]) < 0.05 for r in mae)
+    assert {r["section"] for r in rows} == {"No pretraining", "Self-supervised (image only)",
+                                             "Vision-language", "SimCroP"}
+    assert render_table(cls_results, layout="cls", reference="none").startswith("<table")
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_every_layout_compiles_with_daggers_and_reference_rows(tmp_path: Path, cls_results: Path) -> None:
+    from simcrop_bench.reference_rows import load_reference_rows
+
+    for method, quality, value in (("simcrop-noalign", "bad", 0.6), ("scratch", "bad", 0.6)):
+        write_run(cls_results, method, "lung_seg", 100, 42, quality, value)
+    invented = tmp_path / "invented.csv"  # INVENTED TEST DATA, not published numbers
+    invented.write_text("method,task,fraction,metric,value,std,citation,protocol,note\n"
+                        "mae,luna16_cls,100,auc,0.9,0.01,Invented & Co. 2099 (test data),probe_x 10%,fake\n"
+                        "mae,lung_seg,100,dice,0.8,,Invented & Co. 2099 (test data),UNETR,fake\n")
+    rows = load_reference_rows(invented)
+    bodies = [build_table(cls_results, layout=layout, reference_rows=rows, n_resamples=100, cell=cell)
+              .render("latex", caption=f"{layout} results_1 {{v}}")
+              for layout, cell in (("cls", "std"), ("seg", "ci"), ("ablation", "std"))]
+    assert all(r"$^\dagger$" in body for body in bodies[:2]) and r"\textit{Reported" in bodies[0]
+    document = "\n".join([r"\documentclass{article}", r"\usepackage{booktabs}", r"\begin{document}",
+                          *bodies, r"\end{document}"])
+    (tmp_path / "layouts.tex").write_text(document, encoding="utf-8")
+    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "layouts.tex"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+    log = (tmp_path / "layouts.log").read_text(errors="replace")
+    assert "Undefined control sequence" not in log and "Missing character" not in log
