@@ -507,6 +507,57 @@ def weights_export(
     typer.echo(f"wrote {summary['out']} ({summary['encoder_tensors']} tensors, sha256 {summary['sha256'][:12]})")
 
 
+plot_app = typer.Typer(no_args_is_help=True, help="Figures for a paper column: data-efficiency and pretraining loss curves.")
+app.add_typer(plot_app, name="plot")
+
+
+@plot_app.command("efficiency")
+def plot_efficiency_command(
+    task: str = typer.Option(..., "--task", "-t", help="Task whose curves to draw."),
+    out: Path = typer.Option(..., "--out", "-o", help="Figure file: .png (300 dpi) or .pdf."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Metric to plot (default: the task's primary metric)."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Only this profile."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="Only this protocol."),
+    results: Path = RESULTS_OPTION,
+):
+    """Metric vs training fraction, one line per method: mean over seeds, band ± std (one seed: bootstrap CI)."""
+    from .plots import plot_efficiency
+
+    data = plot_efficiency(results, task, out, metric=metric, profile=profile, protocol=protocol)
+    typer.echo(f"wrote {out} ({len(data.series)} methods, fractions "
+               f"{', '.join(f'{f:g}%' for f in data.fractions)}{', synthetic twin' if data.synthetic else ''})")
+
+
+@plot_app.command("losses")
+def plot_losses_command(
+    method: str = typer.Option(..., "--method", "-m", help="Method whose stored pretraining(s) to draw."),
+    out: Path = typer.Option(..., "--out", "-o", help="Figure file: .png (300 dpi) or .pdf."),
+    pretrain_hash: Optional[str] = typer.Option(None, "--hash", help="Only the pretraining whose hash starts with this."),
+    component: Optional[List[str]] = typer.Option(None, "--component", "-c", help="Column of metrics.jsonl to draw (repeatable; default: every loss*)."),
+    partial: bool = typer.Option(False, "--partial", help="Also draw pretrainings still in progress."),
+    log_y: bool = typer.Option(False, "--log-y", help="Logarithmic loss axis."),
+    results: Path = RESULTS_OPTION,
+):
+    """Pretraining loss curves (each loss component per optimizer step) from results/checkpoints/METHOD/."""
+    from .plots import plot_losses
+
+    runs = plot_losses(results, method, out, pretrain_hash=pretrain_hash, components=component or None,
+                       partial=partial, log_y=log_y)
+    typer.echo(f"wrote {out} ({', '.join(run.label for run in runs)})")
+
+
+@app.command()
+def report(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for index.html and its figures."),
+    results: Path = RESULTS_OPTION,
+):
+    """Static offline HTML report: leaderboard, paper tables, data-efficiency and loss plots, provenance."""
+    from .report import build_report
+
+    built = build_report(results, out)
+    typer.echo(f"wrote {built.index} ({len(built.images)} figures)")
+
+
 def main() -> None:
     try:
         code = app(standalone_mode=False)  # returns a command's typer.Exit code instead of exiting
