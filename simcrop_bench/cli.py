@@ -336,6 +336,10 @@ def twin(
     typer.echo(str(root))
 
 
+from .bench_cli import bench_app  # noqa: E402  (typer only; the benchmarks import on use)
+
+app.add_typer(bench_app, name="bench")
+
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthetic twins, layout checks, split import.")
 app.add_typer(data_app, name="data")
 

@@ -1,0 +1,101 @@
+"""Benchmarks: the project's speed claims, measured where a user can rerun them.
+
+Speed goals are checked here (``simcrop-bench bench ...``), never in timed unit tests.
+
+:func:`probe_protocols` times the linear probe's two protocols end to end, as a user runs them:
+one ``simcrop-bench run`` process each, in a private cache (the synthetic twin is linked in, so
+it is not regenerated, and no feature cache exists at the start):
+
+1. ``paper`` — volumes through the random training chain and the frozen encoder at every step
+   (its evaluation features are cached too, so it gets a cache of its own);
+2. ``cached`` (cold) — one deterministic feature pass per split, written to a new cache, then the head;
+3. ``cached`` (warm) — the same run again on that cache: every feature is a cache hit.
+
+Each row reports the process wall time and the protocol's own time (``probe_wall_time_s`` in the
+record: from building the probe to the test predictions), so the fixed start-up of a Python
+process (torch, scikit-learn) can be told apart from the protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+PROBE_MODES = (("paper", "paper", False), ("cached, cold cache", "cached", False), ("cached, warm cache", "cached", True))
+
+
+@dataclass(frozen=True)
+class ProbeTiming:
+    mode: str
+    wall_s: float  # the whole `simcrop-bench run` process
+    protocol_s: float  # the record's probe_wall_time_s
+    metric: str
+    value: float
+    cache_hits: dict
+
+
+def _run_cell(args: list[str], env: dict[str, str], results: Path) -> tuple[float, dict]:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "simcrop_bench.cli", "run", *args, "--results", str(results), "--force"],
+                          env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise UserError(f"bench: `simcrop-bench run {' '.join(args)}` failed: {last}")
+    newest = max(results.glob("runs/**/record.json"), key=lambda p: p.stat().st_mtime)
+    return wall, json.loads(newest.read_text())
+
+
+def probe_protocols(task: str = "ctrate_cls", method: str = "scratch", weights: Path | None = None,
+                    extra: list[str] | None = None) -> list[ProbeTiming]:
+    """Time ``paper``, ``cached`` (cold) and ``cached`` (warm) on ``task``; see the module docstring."""
+    from .data.roots import ensure_twin
+    from .registry import discover, get_task
+
+    discover()
+    task_cls = get_task(task)
+    if task_cls.kind != "classification":
+        raise UserError(f"bench probe: '{task}' is a {task_cls.kind} task; the probe protocols are for classification tasks")
+    twin = ensure_twin(task_cls.dataset)  # untimed: the twin is data, not protocol
+    base = ["--task", task, *(["--weights", str(weights)] if weights else ["--method", method]), *(extra or [])]
+    timings = []
+    with tempfile.TemporaryDirectory(prefix="simcrop-bench-bench-") as tmp:
+        for i, (mode, probe, warm) in enumerate(PROBE_MODES):
+            cache = Path(tmp) / f"cache{i - 1 if warm else i}"  # a warm run reuses its predecessor's cache
+            if not warm:  # paper caches its evaluation features too: each cold mode starts from nothing
+                (cache / "twins").mkdir(parents=True)
+                (cache / "twins" / twin.name).symlink_to(twin, target_is_directory=True)
+            env = {**os.environ, "SIMCROP_BENCH_CACHE": str(cache)}
+            wall, record = _run_cell([*base, "--set", f"task.probe={probe}"], env, Path(tmp) / "results")
+            details = record.get("details", {})
+            if warm and not all(details.get("feature_cache_hits", {}).values()):
+                raise UserError(f"bench probe: the warm run missed the feature cache: {details.get('feature_cache_hits')}")
+            metric = record["primary_metric"]
+            timings.append(ProbeTiming(mode, wall, float(details.get("probe_wall_time_s", float("nan"))),
+                                       metric, float(record["metrics"][metric]), details.get("feature_cache_hits", {})))
+    return timings
+
+
+def probe_ratios(timings: list[ProbeTiming]) -> dict[str, float]:
+    """paper ÷ each cached mode, for the process wall time and for the protocol time."""
+    paper = timings[0]
+    out = {}
+    for t in timings[1:]:
+        out[f"end to end, {t.mode}"] = paper.wall_s / t.wall_s
+        out[f"protocol, {t.mode}"] = paper.protocol_s / t.protocol_s if t.protocol_s > 0 else float("inf")
+    return out
+
+
+def bootstrap(n_rows: int, n_classes: int, n_groups: int, n_resamples: int) -> float:
+    """Seconds for one patient-level bootstrap of macro AUROC at the given size (§9: seconds at CT-RATE's)."""
+    from .statistics import bench_bootstrap
+
+    return bench_bootstrap(n_rows=n_rows, n_classes=n_classes, n_groups=n_groups, n_resamples=n_resamples)
