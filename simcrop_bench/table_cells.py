@@ -147,6 +147,7 @@ def cell_stats(loaded: Loaded, frame: pd.DataFrame, grid: Grid, *, reference: st
 
     ref = _resolve_reference(reference, grid)
     compared: list[tuple[str, Column]] = []
+    untested: list[int] = []
     if ref is not None:
         for column in grid.columns:
             ref_rows = {r.seed: r for r in runs.get((ref, column), [])}
@@ -162,6 +163,11 @@ def cell_stats(loaded: Loaded, frame: pd.DataFrame, grid: Grid, *, reference: st
                     continue
                 metric = bootstrap_metric(shared[0].metric, column.label)
                 pairs = [PairedSeed(*align(predictions(ref_rows[r.seed]), predictions(r))) for r in shared]
+                n_patients = len(set().union(*(set(pair.groups.tolist()) for pair in pairs)))
+                if n_patients < min_patients(alpha):
+                    entry.reason = too_few_patients(n_patients, alpha)
+                    untested.append(n_patients)
+                    continue
                 result = paired_difference(metric, pairs, n_resamples=n_resamples, seed=BOOTSTRAP_SEED)
                 entry.diff, entry.p_raw = result["diff"], result["p"]
                 if math.isnan(entry.p_raw):
@@ -177,7 +183,25 @@ def cell_stats(loaded: Loaded, frame: pd.DataFrame, grid: Grid, *, reference: st
         name = "SimCroP" if ref == "simcrop" else ref
         note = (f"† significantly different from {name} ({_test_text(n_resamples, alpha)}, "
                 f"over the {len(compared)} comparisons in this table).")
+    if ref is not None and untested:
+        note = " ".join(filter(None, [note, (
+            f"{len(untested)} cell(s) not tested against {ref}: {max(untested)} or fewer patients, too few for "
+            f"any test to reach α={alpha:g} (an exact sign test needs {min_patients(alpha)}).")]))
     return Stats(dict(stats), ref, alpha, n_resamples, len(compared), note)
+
+
+def min_patients(alpha: float) -> int:
+    """Fewest patients with which a paired test can reach ``alpha`` at all.
+
+    With n patients the smallest two-sided p of an exact sign test is 2·0.5ⁿ; below that n a
+    bootstrap still returns p = 0 when one method wins on every patient (two patients suffice),
+    which would put a dagger on noise. 6 patients at α = 0.05.
+    """
+    return max(1, math.ceil(math.log2(2.0 / alpha))) if 0 < alpha < 1 else 1
+
+
+def too_few_patients(n: int, alpha: float) -> str:
+    return f"{n} patient(s): fewer than the {min_patients(alpha)} any test needs to reach α={alpha:g}"
 
 
 def _test_text(n_resamples: int, alpha: float) -> str:

@@ -502,3 +502,22 @@ def test_every_layout_compiles_with_daggers_and_reference_rows(tmp_path: Path, c
     assert result.returncode == 0, result.stdout[-3000:]
     log = (tmp_path / "layouts.log").read_text(errors="replace")
     assert "Undefined control sequence" not in log and "Missing character" not in log
+
+
+@pytest.mark.parametrize("n_patients, marked", [(5, False), (6, True)])
+def test_too_few_patients_are_not_tested(tmp_path: Path, n_patients: int, marked: bool) -> None:
+    """One method better on every patient: with 5 the bootstrap would say p = 0, yet no test can reach 0.05."""
+    results = tmp_path / "results"
+    for method, dice in (("simcrop", 0.9), ("mae", 0.5)):
+        path = write_run(results, method, "lung_seg", 100, 42, "good", dice)
+        write_per_case(path.parent / "per_case.csv",
+                       [{"case": f"case{i}", "dice": dice + i / 100} for i in range(n_patients)])
+    built = build_table(results, layout="seg", n_resamples=200)
+    md = built.render("md")
+    assert md_cells(md)["mae"][0].endswith("†") is marked
+    significance = {c["method"]: c["significance"] for c in built.explain()["cells"]}["mae"]
+    if marked:
+        assert significance["p_holm"] < 0.05
+    else:
+        assert significance["p_raw"] is None and "5 patient(s): fewer than the 6" in significance["reason"]
+        assert "1 cell(s) not tested against simcrop: 5 or fewer patients" in md
