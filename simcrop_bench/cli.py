@@ -13,6 +13,11 @@ from typing import List, Optional
 
 import typer
 
+from .cli_bench import bench_app
+from .cli_data import data_app
+from .cli_options import PLUGIN_OPTION, RESULTS_OPTION, console
+from .cli_results import results_app
+from .cli_weights import weights_app
 from .errors import UserError
 
 app = typer.Typer(
@@ -22,30 +27,10 @@ app = typer.Typer(
     help="Compare 3D CT pretraining methods against SimCroP and regenerate paper tables.",
 )
 
-RESULTS_OPTION = typer.Option(Path("results"), "--results", help="Results folder (runs/ and checkpoints/ live here).")
-PLUGIN_OPTION = typer.Option(
-    None, "--plugin", help="Extra method/task file, folder or module to register (repeatable)."
-)
-
 
 class Kind(str, Enum):
     methods = "methods"
     tasks = "tasks"
-
-
-class BoardFormat(str, Enum):
-    table = "table"
-    csv = "csv"
-    md = "md"
-    latex = "latex"
-    json = "json"
-
-
-class TableFormat(str, Enum):
-    latex = "latex"
-    md = "md"
-    csv = "csv"
-    html = "html"
 
 
 @app.command("list")
@@ -61,7 +46,7 @@ def list_entries(kind: Kind = typer.Argument(..., help="methods or tasks"), plug
         table.add_column(column)
     for name, entry_kind, description, origin in registry.entries(kind.value):
         table.add_row(name, entry_kind, description, _short_origin(origin))
-    _console().print(table)
+    console().print(table)
 
 
 def _short_origin(origin: str) -> str:
@@ -231,21 +216,14 @@ def logs(
     typer.echo(job_logs(results, job, stderr, tail))
 
 
-def _console():
-    """A console for results on stdout; when piped, wide enough that tables are not squeezed."""
-    from rich.console import Console
-
-    return Console(width=None if sys.stdout.isatty() else 160)
-
-
 def _print_summary(record: dict) -> None:
     from rich.table import Table
 
-    console = _console()
+    out = console()
     metric = record["primary_metric"]
     if record.get("skipped"):
-        console.print(f"[dim]exists, skipped (use --force to rerun):[/dim] {record['record_dir']}")
-    console.print(f"[bold]{record['method']} → {record['task']}[/bold]  fraction {record['fraction']}%  "
+        out.print(f"[dim]exists, skipped (use --force to rerun):[/dim] {record['record_dir']}")
+    out.print(f"[bold]{record['method']} → {record['task']}[/bold]  fraction {record['fraction']}%  "
                   f"seed {record['seed']}  ({record['profile']} profile, {record['protocol']} protocol"
                   f"{', [yellow]SYNTHETIC data[/yellow]' if record['synthetic'] else ''})")
     table = Table()
@@ -259,69 +237,8 @@ def _print_summary(record: dict) -> None:
             table.add_row(name, f"{value:.4f}")
     table.add_row("wall time", f"{record['wall_time_s']:.0f} s")
     table.add_row("peak memory", f"{record['peak_memory_mb']:.0f} MB")
-    console.print(table)
-    console.print(f"record: {record['record_dir']}/record.json")
-
-
-@app.command()
-def leaderboard(
-    task: Optional[str] = typer.Option(None, "--task", "-t", help="Only this task."),
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="Only this method."),
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Only this profile."),
-    protocol: Optional[str] = typer.Option(None, "--protocol", help="Only this protocol."),
-    fmt: BoardFormat = typer.Option(BoardFormat.table, "--format", help="table, csv, md, latex or json."),
-    results: Path = RESULTS_OPTION,
-):
-    """Aggregate all run records: mean ± std over seeds per method × task × fraction."""
-    from . import leaderboard as lb
-
-    board = lb.leaderboard(results, task=task, method=method, profile=profile, protocol=protocol)
-    if board.empty:
-        raise UserError(f"{results}: no run records match (run `simcrop-bench run` first)")
-    if fmt is BoardFormat.table:
-        _console().print(lb.rich_table(board))
-    else:
-        render = {"csv": lb.to_csv, "md": lb.to_markdown, "latex": lb.to_latex, "json": lb.to_json}[fmt.value]
-        typer.echo(render(board), nl=False)
-
-
-@app.command()
-def table(
-    fmt: TableFormat = typer.Option(TableFormat.latex, "--format", help="latex (booktabs), md, csv or html."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
-    task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="Only these tasks (repeatable)."),
-    method: Optional[List[str]] = typer.Option(None, "--method", "-m", help="Only these methods (repeatable)."),
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Only this profile."),
-    protocol: Optional[str] = typer.Option(None, "--protocol", help="Only this protocol."),
-    caption: Optional[str] = typer.Option(None, "--caption", help="Table caption."),
-    layout: str = typer.Option("free", "--layout", help="free (every task), cls, seg or ablation."),
-    cell: str = typer.Option("std", "--cell", help="std: mean ± std over seeds; ci: mean [95 % patient-bootstrap interval]."),
-    reference: str = typer.Option("auto", "--reference", help="Method to test every cell against (auto: simcrop if shown; none: no test)."),
-    alpha: float = typer.Option(0.05, "--alpha", help="Significance level after Holm correction (marked †)."),
-    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples (B) of the paired test and of --cell ci."),
-    reference_rows: Optional[Path] = typer.Option(None, "--reference-rows", help="CSV/YAML of published numbers, shown as italic rows."),
-    split_by: Optional[str] = typer.Option(None, "--split-by", help="protocol, profile or data: show differing values as labelled sub-columns."),
-    explain: Optional[Path] = typer.Option(None, "--explain", help="Also write a JSON sidecar: the runs and p-values behind every cell."),
-    results: Path = RESULTS_OPTION,
-):
-    """Paper-style table: methods × (task, fraction), best bold, second underlined, † significant vs SimCroP."""
-    from .atomic import write_json, write_text
-    from .tables import FORMATS, build_table
-
-    if fmt.value not in FORMATS:
-        raise UserError(f"unknown table format {fmt.value!r}")
-    built = build_table(results, layout=layout, tasks=task or None, methods=method or None, profile=profile,
-                        protocol=protocol, cell=cell, reference=reference, alpha=alpha, n_resamples=resamples,
-                        reference_rows=reference_rows, split_by=split_by)
-    text = built.render(fmt.value, caption)
-    if explain is not None:
-        write_json(explain, built.explain())
-        typer.echo(f"wrote {explain}", err=True)
-    if out is None:
-        typer.echo(text, nl=not text.endswith("\n"))
-    else:
-        write_text(out, text)
-        typer.echo(f"wrote {out}", err=True)
+    out.print(table)
+    out.print(f"record: {record['record_dir']}/record.json")
 
 
 @app.command()
@@ -336,230 +253,12 @@ def twin(
     typer.echo(str(root))
 
 
-from .bench_cli import bench_app  # noqa: E402  (typer only; the benchmarks import on use)
-
+# The sub-apps import typer only; each verb imports what it needs when it runs.
+app.registered_commands += results_app.registered_commands  # leaderboard, table, report: top-level verbs
+app.registered_groups += results_app.registered_groups
 app.add_typer(bench_app, name="bench")
-
-data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthetic twins, layout checks, split import.")
 app.add_typer(data_app, name="data")
-
-
-@data_app.command("info")
-def data_info():
-    """The five datasets: tasks, layouts, which have synthetic twins, where their roots are configured."""
-    from rich.table import Table
-
-    from .data.datasets import DATASETS
-    from .data.roots import configured_root
-
-    table = Table(title="datasets")
-    for column in ("dataset", "tasks", "layout", "synthetic twin", "configured root"):
-        table.add_column(column)
-    for info in DATASETS.values():
-        configured = configured_root(info.name)
-        root = f"{configured[0]} ({configured[1]})" if configured else "- (synthetic twin)"
-        for i, (name, layout) in enumerate(info.layouts.items()):
-            table.add_row(
-                info.display if i == 0 else "", ", ".join(info.tasks) if i == 0 else "",
-                f"{name}: {layout.description}", "yes" if layout.writer else "not yet", root if i == 0 else "",
-            )
-    _console().print(table)
-
-
-@data_app.command("synth")
-def data_synth(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="luna16, btcv, ... (see `data info`)."),
-    layout: str = typer.Option("simcrop", "--layout", "-l", help="official (as downloaded) or simcrop (what tasks read)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder to write; replaced atomically."),
-    cases: Optional[int] = typer.Option(None, "--cases", "-n", help="Number of cases (default: the twin's)."),
-    seed: int = typer.Option(20251128, "--seed", help="Root seed: same seed, byte-identical files."),
-):
-    """Write a deterministic synthetic twin of a dataset in one of its real on-disk layouts."""
-    from .atomic import staged_dir
-    from .data.datasets import get_layout, synthesize
-
-    get_layout(dataset, layout)  # validate before touching the disk
-    with staged_dir(out) as staging:
-        synthesize(dataset, layout, staging, cases=cases, seed=seed)
-    typer.echo(f"wrote synthetic {dataset} ({layout} layout, seed {seed}) to {out}")
-
-
-@data_app.command("check")
-def data_check(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name (see `data info`)."),
-    root: Path = typer.Option(..., "--root", "-r", help="Dataset root to check."),
-    layout: str = typer.Option("simcrop", "--layout", "-l", help="Layout of the root."),
-):
-    """Check a dataset root: layout, counts, shapes, spacing, label values; every problem with its file."""
-    from .data.datasets import get_layout, resolve
-
-    entry = get_layout(dataset, layout)
-    if entry.checker is None:
-        raise UserError(f"no checker for {dataset} in the {layout} layout yet")
-    report = resolve(entry.checker)(root)
-    console = _console()
-    console.print(f"[bold]{dataset}[/bold] ({layout} layout) at {root}")
-    for key, value in sorted(report.counts.items()):
-        console.print(f"  {key}: {value}")
-    if report.shapes:
-        console.print("  shapes: " + ", ".join(f"{'×'.join(map(str, s))} ({n})" for s, n in report.shapes.most_common(5)))
-    if report.spacings:
-        console.print("  spacing mm: " + ", ".join(f"{s} ({n})" for s, n in report.spacings.most_common(5)))
-    if report.label_values:
-        console.print(f"  label values: {sorted(report.label_values)}")
-    for note in report.notes[:5]:
-        console.print(f"  [yellow]note:[/yellow] {note}")
-    if len(report.notes) > 5:
-        console.print(f"  [yellow]note:[/yellow] … and {len(report.notes) - 5} more like these")
-    if report.ok:
-        console.print("[green]0 problems[/green]")
-        return
-    console.print(f"[red]{len(report.problems)} problem(s):[/red]")
-    for problem in report.problems:
-        typer.echo(f"  {problem}")
-    raise typer.Exit(1)
-
-
-@data_app.command("prepare")
-def data_prepare(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name (see `data info`)."),
-    source: Path = typer.Option(..., "--from", help="Root of the official (as downloaded) layout."),
-    out: Path = typer.Option(..., "--out", "-o", help="Root of the SimCroP layout that tasks read."),
-    layout: str = typer.Option("official", "--layout", "-l", help="Layout of --from."),
-    version: Optional[str] = typer.Option(None, "--version", help="CT-RATE: v2 (*_fixed, default) or v1 (rescaled once)."),
-    spacing: Optional[str] = typer.Option(None, "--spacing", help="CT-RATE: resample to this spacing, e.g. 1.5,1.5,3."),
-    split_files: Optional[Path] = typer.Option(None, "--split-files", help="Split files to place beside the volumes."),
-):
-    """Convert a downloaded layout into the one tasks read (resumable: finished cases are skipped)."""
-    import inspect
-
-    from .data.datasets import get_layout, resolve
-
-    entry = get_layout(dataset, layout)
-    if entry.prepare is None:
-        raise UserError(f"no converter from the {layout} layout of {dataset} yet")
-    convert = resolve(entry.prepare)
-    options = {"version": version, "split_files": split_files,
-               "spacing": tuple(float(v) for v in spacing.split(",")) if spacing else None}
-    accepted = inspect.signature(convert).parameters
-    if dataset == "btcv" and split_files is not None:
-        options["split_file"] = options.pop("split_files") / "dataset.json" if split_files.is_dir() else split_files
-    given = {k: v for k, v in options.items() if v is not None}
-    for key in given:
-        if key not in accepted:
-            raise UserError(f"--{key.replace('_', '-')} does not apply to {dataset}")
-    summary = convert(source, out, **given)
-    typer.echo(f"{dataset}: {summary.get('converted', 0)} converted, {summary.get('skipped', 0)} already done "
-               f"→ {out}")
-
-
-splits_app = typer.Typer(no_args_is_help=True, help="SimCroP split files: import and verify.")
-data_app.add_typer(splits_app, name="splits")
-
-
-@splits_app.command("import")
-def splits_import(
-    source: Path = typer.Option(..., "--from", help="A SimCroP checkout (or its datasets/ folder) holding the split files."),
-    dest: Optional[Path] = typer.Option(None, "--to", help="Where to keep them (default: <cache>/splits)."),
-    task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="Only these tasks (repeatable)."),
-):
-    """Import SimCroP split files, verify SHA-256 and content (counts, fraction nesting, duplicated columns)."""
-    from .data.roots import cache_dir
-    from .data.split_files import import_splits
-
-    report = import_splits(source, dest or cache_dir() / "splits", task or None)
-    typer.echo(report.format())
-
-
-weights_app = typer.Typer(no_args_is_help=True, help="Encoder checkpoints: inspect, import, export (released SimCroP format).")
 app.add_typer(weights_app, name="weights")
-
-
-@weights_app.command("inspect")
-def weights_inspect(path: Path = typer.Argument(..., help="Checkpoint file (.pth/.pt).")):
-    """Show what a checkpoint holds: encoder architecture, missing/unexpected encoder keys, pos_embed variant."""
-    import json
-
-    from .weights import inspect_checkpoint
-
-    typer.echo(json.dumps(inspect_checkpoint(path), indent=2, default=str))
-
-
-@weights_app.command("import")
-def weights_import(
-    path: Path = typer.Argument(..., help="Checkpoint in the released SimCroP format ({'model': state_dict})."),
-    name: str = typer.Option(..., "--name", help="Name to store it under (results/checkpoints/imported/NAME)."),
-    results: Path = RESULTS_OPTION,
-    allow_zero_pos_embed: bool = typer.Option(False, "--allow-zero-pos-embed",
-                                              help="Accept a missing/zero pos_embed (the reference's silent behaviour)."),
-):
-    """Validate a foreign encoder checkpoint (weights_only) and store it for runs."""
-    from .weights import import_checkpoint
-
-    typer.echo(str(import_checkpoint(path, results, name, allow_zero_pos_embed=allow_zero_pos_embed)))
-
-
-@weights_app.command("export")
-def weights_export(
-    path: Path = typer.Argument(..., help="Any checkpoint holding the encoder (native training file or released)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Where to write the released-format encoder."),
-):
-    """Write the encoder in the released SimCroP format: {'model': state_dict}, timm key names, float32."""
-    from .weights import export_checkpoint
-
-    summary = export_checkpoint(path, out)
-    typer.echo(f"wrote {summary['out']} ({summary['encoder_tensors']} tensors, sha256 {summary['sha256'][:12]})")
-
-
-plot_app = typer.Typer(no_args_is_help=True, help="Figures for a paper column: data-efficiency and pretraining loss curves.")
-app.add_typer(plot_app, name="plot")
-
-
-@plot_app.command("efficiency")
-def plot_efficiency_command(
-    task: str = typer.Option(..., "--task", "-t", help="Task whose curves to draw."),
-    out: Path = typer.Option(..., "--out", "-o", help="Figure file: .png (300 dpi) or .pdf."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="Metric to plot (default: the task's primary metric)."),
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Only this profile."),
-    protocol: Optional[str] = typer.Option(None, "--protocol", help="Only this protocol."),
-    results: Path = RESULTS_OPTION,
-):
-    """Metric vs training fraction, one line per method: mean over seeds, band ± std (one seed: bootstrap CI)."""
-    from .plots import plot_efficiency
-
-    data = plot_efficiency(results, task, out, metric=metric, profile=profile, protocol=protocol)
-    typer.echo(f"wrote {out} ({len(data.series)} methods, fractions "
-               f"{', '.join(f'{f:g}%' for f in data.fractions)}{', synthetic twin' if data.synthetic else ''})")
-
-
-@plot_app.command("losses")
-def plot_losses_command(
-    method: str = typer.Option(..., "--method", "-m", help="Method whose stored pretraining(s) to draw."),
-    out: Path = typer.Option(..., "--out", "-o", help="Figure file: .png (300 dpi) or .pdf."),
-    pretrain_hash: Optional[str] = typer.Option(None, "--hash", help="Only the pretraining whose hash starts with this."),
-    component: Optional[List[str]] = typer.Option(None, "--component", "-c", help="Column of metrics.jsonl to draw (repeatable; default: every loss*)."),
-    partial: bool = typer.Option(False, "--partial", help="Also draw pretrainings still in progress."),
-    log_y: bool = typer.Option(False, "--log-y", help="Logarithmic loss axis."),
-    results: Path = RESULTS_OPTION,
-):
-    """Pretraining loss curves (each loss component per optimizer step) from results/checkpoints/METHOD/."""
-    from .plots import plot_losses
-
-    runs = plot_losses(results, method, out, pretrain_hash=pretrain_hash, components=component or None,
-                       partial=partial, log_y=log_y)
-    typer.echo(f"wrote {out} ({', '.join(run.label for run in runs)})")
-
-
-@app.command()
-def report(
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for index.html and its figures."),
-    results: Path = RESULTS_OPTION,
-):
-    """Static offline HTML report: leaderboard, paper tables, data-efficiency and loss plots, provenance."""
-    from .report import build_report
-
-    built = build_report(results, out)
-    typer.echo(f"wrote {built.index} ({len(built.images)} figures)")
 
 
 def main() -> None:
