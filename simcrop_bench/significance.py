@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .statistics import DEFAULT_RESAMPLES, _resampled, draw_groups, metric_on_weights
+from .statistics import DEFAULT_RESAMPLES, draw_groups, metric_on_weights, percentile_interval, resampled_values
 
 TEST_NAME = "paired bootstrap over patients"
 P_RULE = "p = min(1, 2·min(P(d≤0), P(d≥0))) over resamples of the seed-averaged difference d"
@@ -102,7 +102,7 @@ def _seed_average(metric: str, items: Sequence[tuple], n_resamples: int, seed: i
                 return compute_a(weights) - compute_b(weights)
 
         observed += float(compute(np.ones((1, len(row_codes)), dtype=np.int64))[0])
-        total += _resampled(compute, row_codes, drawn, n_groups)
+        total += resampled_values(compute, row_codes, drawn, n_groups)
     return observed / len(items), total / len(items)
 
 
@@ -115,7 +115,7 @@ def paired_difference(metric: str, seeds: Sequence[PairedSeed], *, n_resamples: 
     """
     items = [(s.y_true, s.scores_a, s.scores_ref, s.groups) for s in seeds]
     diff, values = _seed_average(metric, items, n_resamples, seed, columns)
-    low, high, n_undefined = _percentiles(values, level)
+    low, high, n_undefined = percentile_interval(values, level)
     return {"diff": diff, "low": low, "high": high, "p": two_sided_p(values), "n_seeds": len(items),
             "n_resamples": int(n_resamples), "seed": int(seed), "n_undefined": n_undefined}
 
@@ -125,15 +125,6 @@ def seed_averaged_interval(metric: str, seeds: Sequence[SeedPredictions], *, n_r
     """Patient-bootstrap percentile interval of the metric averaged over seeds (``--cell ci``)."""
     items = [(s.y_true, s.scores, None, s.groups) for s in seeds]
     estimate, values = _seed_average(metric, items, n_resamples, seed, columns)
-    low, high, n_undefined = _percentiles(values, level)
+    low, high, n_undefined = percentile_interval(values, level)
     return {"estimate": estimate, "low": low, "high": high, "n_seeds": len(items),
             "n_resamples": int(n_resamples), "seed": int(seed), "n_undefined": n_undefined}
-
-
-def _percentiles(values: np.ndarray, level: float) -> tuple[float, float, int]:
-    defined = values[~np.isnan(values)]
-    if not defined.size:
-        return float("nan"), float("nan"), int(values.size)
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(defined, [tail, 1.0 - tail])
-    return float(low), float(high), int(values.size - defined.size)

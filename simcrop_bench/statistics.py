@@ -107,7 +107,7 @@ def _nan_mean_rows(values: np.ndarray) -> np.ndarray:
         return np.where(n_defined > 0, np.where(defined, values, 0.0).sum(axis=1) / n_defined, np.nan)
 
 
-def _resampled(
+def resampled_values(
     compute: Callable[[np.ndarray], np.ndarray], row_codes: np.ndarray, drawn_groups: np.ndarray, n_groups: int
 ) -> np.ndarray:
     """``(B,)`` metric of every resample, chunked over resamples."""
@@ -140,10 +140,10 @@ def bootstrap_distribution(
     scores = np.asarray(scores)
     row_codes, n_groups = _prepare_groups(groups, scores.shape[0])
     compute = metric_on_weights(metric, y_true, scores, columns=columns)
-    return _resampled(compute, row_codes, draw_groups(n_groups, n_resamples, seed), n_groups)
+    return resampled_values(compute, row_codes, draw_groups(n_groups, n_resamples, seed), n_groups)
 
 
-def _interval(values: np.ndarray, level: float) -> tuple[float, float, int]:
+def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float, int]:
     """Percentile interval of the defined values, and how many were undefined (dropped)."""
     defined = values[~np.isnan(values)]
     if not defined.size:
@@ -180,8 +180,8 @@ def bootstrap_interval(
     row_codes, n_groups = _prepare_groups(groups, scores.shape[0])
     compute = metric_on_weights(metric, y_true, scores, columns=columns)
     estimate = compute(np.ones((1, len(row_codes)), dtype=np.int64))[0]
-    values = _resampled(compute, row_codes, draw_groups(n_groups, n_resamples, seed), n_groups)
-    low, high, n_undefined = _interval(values, level)
+    values = resampled_values(compute, row_codes, draw_groups(n_groups, n_resamples, seed), n_groups)
+    low, high, n_undefined = percentile_interval(values, level)
     return {
         "metric": metric, "estimate": float(estimate), "low": low, "high": high,
         "n_resamples": int(n_resamples), "seed": int(seed), "level": float(level),
@@ -219,8 +219,8 @@ def paired_bootstrap(
         return compute_a(weights) - compute_b(weights)
 
     diff = difference(np.ones((1, len(row_codes)), dtype=np.int64))[0]
-    values = _resampled(difference, row_codes, draw_groups(n_groups, n_resamples, seed), n_groups)
-    low, high, n_undefined = _interval(values, level)
+    values = resampled_values(difference, row_codes, draw_groups(n_groups, n_resamples, seed), n_groups)
+    low, high, n_undefined = percentile_interval(values, level)
     defined = values[~np.isnan(values)]
     return {
         "metric": metric, "diff": float(diff), "low": low, "high": high,

@@ -12,6 +12,8 @@ import csv
 import html
 import io
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from simcrop_bench.leaderboard import escape_latex, escape_markdown, format_fraction, format_mean_std, markdown_table
 from simcrop_bench.tables import Cell, Column, Grid, column_groups
@@ -25,6 +27,38 @@ _LATEX_SYMBOLS = {"†": r"$^\dagger$", "α": r"$\alpha$", "·": r"$\cdot$", "±
 def latex_text(text: str) -> str:
     """Escape LaTeX specials, then typeset the symbols captions use (†, α, ±, …) in math mode."""
     return "".join(_LATEX_SYMBOLS.get(ch, ch) for ch in escape_latex(text))
+
+
+@dataclass(frozen=True)
+class Marks:
+    """How one format writes a cell's marks: each template has one ``{}`` for the text."""
+
+    missing: str
+    italic: str
+    best: str
+    second: str
+    dagger: str
+    escape: Callable[[str], str] = str
+
+
+LATEX_MARKS = Marks("--", r"\textit{{{}}}", r"\textbf{{{}}}", r"\underline{{{}}}", r"$^\dagger$")
+MARKDOWN_MARKS = Marks("–", "*{}*", "**{}**", "<u>{}</u>", "†")
+HTML_MARKS = Marks("–", "<em>{}</em>", "<strong>{}</strong>", "<u>{}</u>",
+                   '<sup title="significant vs reference">†</sup>', html.escape)
+
+
+def marked_cell(found: Cell | None, grid: Grid, digits: int, marks: Marks, italic: bool = False, pm: str = "±") -> str:
+    """A cell's text with its marks: italic (reported rows, never ranked), best, second, †."""
+    if found is None:
+        return marks.missing
+    text = marks.escape(cell_text(found, grid.cell_mode, digits, pm=pm))
+    if italic:
+        return marks.italic.format(text)
+    if found.rank == 1:
+        text = marks.best.format(text)
+    elif found.rank == 2:
+        text = marks.second.format(text)
+    return text + (marks.dagger if found.significant else "")
 
 
 def cell_text(found: Cell, mode: str, digits: int, pm: str = "±") -> str:
@@ -58,16 +92,7 @@ def render_latex(grid: Grid, caption: str | None, digits: int) -> str:
         return f"{escape_latex(title)} ({escape_latex(metric)}{arrow})"
 
     def cell(found: Cell | None, italic: bool = False) -> str:
-        if found is None:
-            return "--"
-        text = cell_text(found, grid.cell_mode, digits, pm=r"$\pm$")
-        if italic:
-            return rf"\textit{{{text}}}"
-        if found.rank == 1:
-            text = rf"\textbf{{{text}}}"
-        elif found.rank == 2:
-            text = rf"\underline{{{text}}}"
-        return text + (r"$^\dagger$" if found.significant else "")
+        return marked_cell(found, grid, digits, LATEX_MARKS, italic, pm=r"$\pm$")
 
     width = 1 + len(grid.columns)
     groups = column_groups(grid)
@@ -115,16 +140,7 @@ def render_markdown(grid: Grid, caption: str | None, digits: int) -> str:
         return escape_markdown(f"{title} ({metric}{_arrow(higher, ' ↑', ' ↓')})")
 
     def cell(found: Cell | None, italic: bool = False) -> str:
-        if found is None:
-            return "–"
-        text = cell_text(found, grid.cell_mode, digits)
-        if italic:
-            return f"*{text}*"
-        if found.rank == 1:
-            text = f"**{text}**"
-        elif found.rank == 2:
-            text = f"<u>{text}</u>"
-        return text + ("†" if found.significant else "")
+        return marked_cell(found, grid, digits, MARKDOWN_MARKS, italic)
 
     # Markdown has one header row: it carries the task (first column of each
     # group, like a \multicolumn), and the first body row carries the fractions.
@@ -154,17 +170,7 @@ def render_html(grid: Grid, caption: str | None, digits: int) -> str:
     esc = html.escape
 
     def cell(found: Cell | None, italic: bool = False) -> str:
-        if found is None:
-            return "<td>–</td>"
-        text = esc(cell_text(found, grid.cell_mode, digits))
-        if italic:
-            return f"<td><em>{text}</em></td>"
-        if found.rank == 1:
-            text = f"<strong>{text}</strong>"
-        elif found.rank == 2:
-            text = f"<u>{text}</u>"
-        mark = '<sup title="significant vs reference">†</sup>' if found.significant else ""
-        return f"<td>{text}{mark}</td>"
+        return f"<td>{marked_cell(found, grid, digits, HTML_MARKS, italic)}</td>"
 
     width = 1 + len(grid.columns)
     lines = ['<table class="simcrop-table">']
