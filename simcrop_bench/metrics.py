@@ -136,6 +136,19 @@ def nan_macro_mean(values: np.ndarray) -> float:
     return float(defined.mean()) if defined.size else float("nan")
 
 
+def primary_score(kind: str, y_true: np.ndarray, scores: np.ndarray) -> float:
+    """The primary metric alone, as :func:`classification_scores` computes it: accuracy (multiclass)
+    or macro AUROC. For a probe's model selection, which scores the selection set after every
+    epoch and needs nothing else (no F1, no scikit-learn)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if kind == "multiclass":
+        return float((scores.argmax(axis=1) == np.asarray(y_true).reshape(-1)).mean())
+    labels = _as_binary_labels(y_true)
+    if kind == "binary":
+        labels, scores = labels.reshape(-1, 1), scores.reshape(-1, 1)
+    return nan_macro_mean(auroc_per_class(labels, scores))
+
+
 @dataclass
 class ClassificationScores:
     """Scalars for the result record, per-class values for reports, and everything else worth keeping."""

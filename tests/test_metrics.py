@@ -173,3 +173,25 @@ def test_classification_scores_rejects_bad_input():
         classification_scores("multilabel", np.zeros((3, 2), int), np.zeros((3, 2)), ["x"])
     with pytest.raises(ValueError, match="class ids"):
         classification_scores("multiclass", np.array([0, 3]), np.full((2, 3), 1 / 3), ["a", "b", "c"])
+
+
+@pytest.mark.parametrize("kind", ["multilabel", "binary", "multiclass"])
+def test_primary_score_equals_the_full_scores_primary_metric(kind):
+    from simcrop_bench.metrics import primary_score
+
+    rng = np.random.default_rng(7)
+    if kind == "multiclass":
+        y = rng.integers(0, 3, 40)
+        s = rng.dirichlet(np.ones(3), 40)
+        names, primary = ["a", "b", "c"], "accuracy"
+    elif kind == "binary":
+        y = rng.integers(0, 2, 40)
+        s = rng.random(40)
+        names, primary = ["x"], "auc"
+    else:
+        y = rng.integers(0, 2, (40, 4))
+        y[:, 3] = 0  # an undefined class: excluded from both macro means
+        s = rng.random((40, 4))
+        names, primary = list("abcd"), "auc"
+    full = classification_scores(kind, y, s, names).metrics[primary]
+    assert primary_score(kind, y, s) == pytest.approx(full, abs=1e-12)
