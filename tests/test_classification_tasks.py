@@ -141,3 +141,80 @@ def test_external_weights_bad_input_is_one_line(tmp_path):
     assert_clean_failure(wrong, "--weights", "use --method external")
     neither = run_cli("run", "-t", "luna16_cls", "--results", str(tmp_path))
     assert_clean_failure(neither, "--method")
+
+
+@pytest.mark.slow
+def test_aggregate_scan_and_patient_score_mean_probabilities_per_unit(tmp_path):
+    """protocol.md §9: the same head's volume probabilities, averaged per scan / patient before scoring."""
+    results = tmp_path / "r"
+    base = ("--set", "task.probe=cached", "--set", "task.head=logreg")  # deterministic: the same head every run
+    volume = run_task("ctrate_cls", results, *base)
+    volume_rows = predictions(volume)
+    labels = list(volume["per_class"]["test"])
+    for aggregate, unit_of in (("scan", lambda r: "_".join(r["case"].split("_")[:3])), ("patient", lambda r: r["group"])):
+        record = run_task("ctrate_cls", results, *base, "--set", f"task.aggregate={aggregate}")
+        assert record["variant"] == f"lp-cached-logreg+agg-{aggregate}"
+        units: dict[str, list[dict]] = {}
+        for row in volume_rows:
+            units.setdefault(unit_of(row), []).append(row)
+        rows = predictions(record)
+        assert [r["case"] for r in rows] == list(units) and len(rows) < len(volume_rows)
+        assert record["details"]["aggregation"]["units"] == len(units)
+        for row in rows:
+            members = units[row["case"]]
+            for name in labels:
+                assert float(row[f"p:{name}"]) == pytest.approx(np.mean([float(m[f"p:{name}"]) for m in members]), abs=1e-6)
+                assert int(row[f"y:{name}"]) == max(int(m[f"y:{name}"]) for m in members)
+        assert record["metrics"]["auc"] == pytest.approx(recomputed_macro_auc(rows, labels), abs=1e-6)
+
+
+def test_aggregate_patient_is_refused_without_patient_ids(tmp_path):
+    result = run_cli("run", "-m", "scratch", "-t", "luna16_cls", "--results", str(tmp_path / "r"), *QUICK,
+                     "--set", "task.probe=cached", "--set", "task.aggregate=patient")
+    assert_clean_failure(result, "task.aggregate=patient needs patient ids")
+
+
+@pytest.mark.slow
+def test_purge_test_patients_from_train_drops_their_rows(tmp_path):
+    """A copy of the twin whose test list also holds a training patient's volume (a §5.3 leak)."""
+    import shutil
+
+    from simcrop_bench.data.classification_splits import load_classification_splits
+    from simcrop_bench.data.roots import ensure_twin
+
+    root = tmp_path / "ctrate"
+    shutil.copytree(ensure_twin("ctrate"), root)
+    train_lines = (root / "train_list.csv").read_text().splitlines()
+    volume = train_lines[-1].split(",")[0]  # the last training row: not in the 1 % / 10 % prefixes
+    test_lines = (root / "test_list.csv").read_text().splitlines()
+    test_lines.append(",".join([volume] + ["0"] * (len(test_lines[0].split(",")) - 1)))
+    (root / "test_list.csv").write_text("\n".join(test_lines) + "\n")
+    patient = "_".join(volume.split("_")[:2])
+
+    plain = load_classification_splits("ctrate_cls", root, 100, "heldout")
+    assert any("leakage audit" in w for w in plain.warnings)
+    purged = load_classification_splits("ctrate_cls", root, 100, "heldout", purge_test_patients=True)
+    assert patient not in purged.train.groups + purged.val.groups
+    assert purged.train.ids == [i for i, g in zip(plain.train.ids, plain.train.groups) if g != patient]
+    assert purged.val.ids == [i for i, g in zip(plain.val.ids, plain.val.groups) if g != patient]
+    assert purged.test.ids == plain.test.ids and len(purged.train) + len(purged.val) < len(plain.train) + len(plain.val)
+    assert any("purge_test_patients_from_train removed" in w for w in purged.warnings)
+
+    record = run_task("ctrate_cls", tmp_path / "r", "--set", "task.probe=cached",
+                      "--set", "task.purge_test_patients_from_train=true", "--data-root", str(root))
+    assert record["variant"] == "lp-cached+purged"
+    assert record["details"]["splits"]["train"] == len(purged.train)
+
+
+def test_aggregate_rows_multiclass_takes_the_most_frequent_class_and_counts_disagreements():
+    from simcrop_bench.data.classification_splits import SplitRows
+    from simcrop_bench.protocols.probe_aggregate import aggregate_rows, unit_of
+
+    rows = SplitRows(ids=["s1_a", "s1_b", "s1_c", "s2_a"], groups=["p1", "p1", "p1", "p2"],
+                     labels=np.array([2, 2, 0, 1]), paths=[Path(f"{i}.nii.gz") for i in range(4)])
+    probs = np.array([[0.1, 0.1, 0.8], [0.2, 0.2, 0.6], [0.6, 0.2, 0.2], [0.1, 0.8, 0.1]])
+    units, unit_probs, conflicts = aggregate_rows(rows, probs, unit_of("patient", "patient", None), multiclass=True)
+    assert units.ids == ["p1", "p2"] and units.labels.tolist() == [2, 1] and conflicts == 1
+    np.testing.assert_allclose(unit_probs, [[0.3, 1 / 6, 1.6 / 3], [0.1, 0.8, 0.1]])
+    same, _, none = aggregate_rows(rows, probs, unit_of("scan", "patient", None), multiclass=True)
+    assert same.ids == rows.ids and none == 0  # no scan_of: every volume is its own scan

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from .decathlon import case_id
 from .split_files import (
-    CSV_NAMES, MANIFEST_NAME, SPLIT_FILES, SplitTable, check_fraction_list, ctrate_group, duplicated_columns,
+    CSV_NAMES, MANIFEST_NAME, SPLIT_FILES, SplitTable, check_fraction_list, ctrate_group, ctrate_scan, duplicated_columns,
     heldout_lists, read_split_csv,
 )
 
@@ -50,6 +50,11 @@ class SplitRows:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def without_groups(self, drop: set[str]) -> SplitRows:
+        keep = [i for i, group in enumerate(self.groups) if group not in drop]
+        return SplitRows([self.ids[i] for i in keep], [self.groups[i] for i in keep], self.labels[keep],
+                         [self.paths[i] for i in keep])
+
 
 @dataclass
 class ClassificationSplits:
@@ -64,6 +69,7 @@ class ClassificationSplits:
     source: dict  # folder the CSVs came from, their SHA-256, the import manifest hash if any
     warnings: list[str] = field(default_factory=list)
     transpose_dhw: bool = False  # CC-CCII arrays are stored (D, H, W): transpose (1, 2, 0) after loading
+    scan_of: Callable[[str], str] | None = None  # volume id -> scan id; None: every volume is its own scan
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
@@ -75,6 +81,7 @@ class _TaskLayout:
     grouping: str
     group: Callable[[str], str]
     transpose_dhw: bool = False
+    scan: Callable[[str], str] | None = None  # several volumes per scan (CT-RATE reconstructions)
 
 
 def _ctrate_path(root: Path, volume_id: str) -> Path:
@@ -90,7 +97,7 @@ def _ccccii_path(root: Path, volume_id: str) -> Path:
 
 
 TASK_LAYOUTS = {
-    "ctrate_cls": _TaskLayout(_ctrate_path, "patient", ctrate_group),
+    "ctrate_cls": _TaskLayout(_ctrate_path, "patient", ctrate_group, scan=ctrate_scan),
     "radchestct_cls": _TaskLayout(lambda root, i: root / "images" / f"{i}.nii.gz", "volume", str),
     "ccccii_cls": _TaskLayout(_ccccii_path, "scan", case_id, transpose_dhw=True),  # "patient" with unzip_filenames.csv
     "luna16_cls": _TaskLayout(lambda root, i: root / "images" / i, "series", case_id),
@@ -120,9 +127,12 @@ def split_folder(task: str, root: Path, splits_dir: Path | None = None) -> tuple
 
 def load_classification_splits(
     task: str, root: Path, fraction: int, protocol: str, *, val_fraction: float = 0.10, seed: int = 42,
-    splits_dir: Path | None = None,
+    splits_dir: Path | None = None, purge_test_patients: bool = False,
 ) -> ClassificationSplits:
     """Rows of ``task`` for one training fraction (%) and protocol; see the module docstring.
+
+    ``purge_test_patients`` (§5.3 ``purge_test_patients_from_train``) drops training and selection rows
+    of patients who also have test rows; it needs patient groups and says so when there are none.
 
     Raises :class:`DataError` for a fraction without a split file, a missing or malformed CSV, a fraction
     list that is not a §4 prefix of ``train_list.csv``, or missing volume files (first path and count).
@@ -171,16 +181,26 @@ def load_classification_splits(
             for name, table in (("train", train), ("val", val), ("test", test))}
     _require_volumes(rows, root, task)
     if grouping == "patient":  # §5.3 leakage audit
-        shared = sorted(set(rows["train"].groups) & set(rows["test"].groups))
-        if shared:
+        test_patients = set(rows["test"].groups)
+        shared = sorted(set(rows["train"].groups) & test_patients)
+        if shared and purge_test_patients:
+            before = {name: len(rows[name]) for name in ("train", "val")}
+            rows["train"], rows["val"] = (rows[name].without_groups(test_patients) for name in ("train", "val"))
+            warnings.append(f"{task}: purge_test_patients_from_train removed {before['train'] - len(rows['train'])} "
+                            f"training and {before['val'] - len(rows['val'])} selection row(s) of {len(shared)} "
+                            "patient(s) who have test rows (protocol.md §5.3)")
+        elif shared:
             warnings.append(f"{task}: {len(shared)} patient(s) have rows in both the training and the test list "
                             f"(e.g. {shared[0]}); protocol.md §5.3 leakage audit")
+    elif purge_test_patients:
+        warnings.append(f"{task}: purge_test_patients_from_train needs patient ids, but rows are grouped by "
+                        f"{grouping}: nothing was purged (protocol.md §5.3)")
     source = _source(folder, kind, tables)
     return ClassificationSplits(
         task=task, label_names=spec.header[1:], train=rows["train"], val=rows["val"], test=rows["test"],
         protocol=protocol, selection_on_test=selection_on_test, grouping=grouping,
         source=source, warnings=list(dict.fromkeys(source.pop("warnings") + warnings)),
-        transpose_dhw=layout.transpose_dhw,
+        transpose_dhw=layout.transpose_dhw, scan_of=layout.scan,
     )
 
 

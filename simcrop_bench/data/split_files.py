@@ -216,6 +216,11 @@ def ctrate_group(volume_id: str) -> str:
     return "_".join(volume_id.split("_")[:2])
 
 
+def ctrate_scan(volume_id: str) -> str:
+    """CT-RATE scan: the first three ``_`` fields (``train_90001_a_10.nii.gz`` -> ``train_90001_a``)."""
+    return "_".join(volume_id.split("_")[:3])
+
+
 def heldout_lists(table_full: SplitTable, table_10: SplitTable, group_of: Callable[[str], str], *,
                   val_fraction: float = 0.10, seed: int = 42) -> tuple[SplitTable, SplitTable]:
     """The ``heldout`` 100 % training list and validation list (``protocol.md`` §5.3), file order kept.

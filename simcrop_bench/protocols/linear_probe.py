@@ -32,6 +32,7 @@ from ..hashing import file_sha256
 from ..metrics import classification_scores, primary_score
 from ..progress import log, progress
 from ..statistics import bootstrap_interval
+from .probe_aggregate import aggregate_rows, unit_of
 from .probe_config import LinearProbeConfig
 from .probe_features import ProbeInput, cached, encoder_identity, extract, feature_key
 from .probe_model import LinearProbe
@@ -156,6 +157,7 @@ def run_linear_probe(ctx: TaskContext, cfg: LinearProbeConfig, splits, target: P
     ``stored_ras=False`` reads arrays as stored instead of checking they are RAS (LUNA16's layout).
     """
     cfg.validate(ctx.encoder.patch_size)
+    unit = unit_of(cfg.aggregate, splits.grouping, splits.scan_of)  # refuses before any work
     started = time.time()
     device = torch.device(ctx.device)
     torch.manual_seed(ctx.seed)  # random-init encoders (scratch) are drawn from the run's seed
@@ -204,21 +206,27 @@ def run_linear_probe(ctx: TaskContext, cfg: LinearProbeConfig, splits, target: P
                     model.head.load_state_dict(best_head)
                 test_probs = trainer.predict(test_feats)
 
-    scores = target.score(splits.test.labels, test_probs)
+    test_rows, aggregation = splits.test, None
+    if cfg.aggregate != "volume":
+        test_rows, test_probs, conflicts = aggregate_rows(splits.test, test_probs, unit, target.kind == "multiclass")
+        aggregation = {"unit": cfg.aggregate, "volumes": len(splits.test), "units": len(test_rows),
+                       "units_with_disagreeing_labels": conflicts}
+    scores = target.score(test_rows.labels, test_probs)
     metrics = dict(scores.metrics)
     per_class = {"test": scores.per_class}
-    truth = target.truth(splits.test.labels)
+    truth = target.truth(test_rows.labels)
     for name, columns in target.column_subsets:
         subset = classification_scores(target.kind, truth, test_probs, target.label_names, columns=columns)
         metrics[name] = subset.metrics[target.primary]
     intervals = {}
     if cfg.bootstrap_resamples:
         boot_scores = test_probs.reshape(-1) if target.kind == "binary" else test_probs
-        intervals[target.primary] = bootstrap_interval(target.primary, truth, boot_scores, splits.test.groups,
+        intervals[target.primary] = bootstrap_interval(target.primary, truth, boot_scores, test_rows.groups,
                                                        n_resamples=cfg.bootstrap_resamples, seed=cfg.bootstrap_seed)
     details = {
         "probe": cfg.probe, "head": cfg.head, "variant": cfg.variant or "lp-paper",
         "splits": {"train": len(splits.train.ids), "selection": len(splits.val.ids), "test": len(splits.test.ids)},
+        "aggregation": aggregation,
         "selection_on_test": splits.selection_on_test, "grouping": splits.grouping,
         "split_source": splits.source, "warnings": list(splits.warnings),
         "feature_cache_hits": hits, "metric_details": scores.details,
@@ -234,7 +242,7 @@ def run_linear_probe(ctx: TaskContext, cfg: LinearProbeConfig, splits, target: P
                                       "final head (no selection score above the initial 0)")})
     for warning in splits.warnings:
         log(f"[yellow]{warning}[/yellow]")
-    return TaskResult(metrics=metrics, per_class=per_class, per_case=_prediction_rows(splits.test, target, test_probs),
+    return TaskResult(metrics=metrics, per_class=per_class, per_case=_prediction_rows(test_rows, target, test_probs),
                       details=details, intervals=intervals, variant=cfg.variant)
 
 

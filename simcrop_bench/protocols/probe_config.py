@@ -37,6 +37,8 @@ class LinearProbeConfig:
     head_init_std: float = 2e-5
     amp: bool = True  # fp16 autocast + grad scaler initialised at 2^20; only takes effect on CUDA
     val_fraction: float = 0.10  # heldout protocol: share of training groups held out (§5.3)
+    purge_test_patients_from_train: bool = False  # §5.3: drop training/selection rows of test patients
+    aggregate: Literal["volume", "scan", "patient"] = "volume"  # §9: score means of probabilities per unit
     logreg_c: float = 1.0  # inverse regularisation of the logistic-regression head
     bootstrap_resamples: int = 1000  # patient-level bootstrap of the test metric (§9)
     bootstrap_seed: int = 0
@@ -45,10 +47,18 @@ class LinearProbeConfig:
 
     @property
     def variant(self) -> str:
-        """Protocol label written into every record: empty for the published recipe."""
-        if self.probe == "paper":
-            return ""
-        return "lp-cached-logreg" if self.head == "logreg" else "lp-cached"
+        """Protocol label written into every record: empty for the published recipe.
+
+        Every departure from it is named (``+``-joined), so a table never mixes it with the recipe.
+        """
+        parts = []
+        if self.probe == "cached":
+            parts.append("lp-cached-logreg" if self.head == "logreg" else "lp-cached")
+        if self.aggregate != "volume":
+            parts.append(f"agg-{self.aggregate}")
+        if self.purge_test_patients_from_train:
+            parts.append("purged")
+        return "+".join(parts)
 
     def validate(self, patch_size: tuple[int, int, int]) -> None:
         from ..errors import ConfigError
@@ -62,6 +72,8 @@ class LinearProbeConfig:
             raise ConfigError("task.warmup_steps and task.start_epoch must be non-negative")
         if self.lr <= 0:
             raise ConfigError(f"task.lr={self.lr}: must be positive")
+        if self.aggregate not in ("volume", "scan", "patient"):
+            raise ConfigError(f"task.aggregate={self.aggregate!r}: must be volume, scan or patient")
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"task.val_fraction={self.val_fraction}: must be in (0, 1)")
         if self.bootstrap_resamples < 0:

@@ -45,6 +45,7 @@ class LinearProbeTask(Task):
         from .linear_probe import ProbeTarget, run_linear_probe
 
         splits = load_classification_splits(self.name, ctx.data_root, ctx.fraction, ctx.protocol,
-                                            val_fraction=self.config.val_fraction)
+                                            val_fraction=self.config.val_fraction,
+                                            purge_test_patients=self.config.purge_test_patients_from_train)
         target = ProbeTarget(self.target_kind, tuple(self.labels), self.metric, self.column_subsets)
         return run_linear_probe(ctx, self.config, splits, target, stored_ras=self.stored_ras)
