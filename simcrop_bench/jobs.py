@@ -3,16 +3,20 @@
 Preemption and time limits. submitit asks SLURM for USR2 before the time limit (and
 ``job._interrupt()`` / a preemption sends SIGTERM, then USR2); its USR2 handler calls our
 ``checkpoint()``, stores the returned ``DelayedSubmission``, runs ``scontrol requeue`` and exits at
-once. Exiting at once would lose the steps since the last periodic checkpoint, so while a
-pretraining loop runs we put our own USR2 handler in front: it raises the loop's stop flag,
-the loop finishes the current optimizer step, saves ``checkpoint.pt`` in the stable work folder
-``.<hash>.partial/`` and stops, and only then we hand over to submitit's handler (checkpoint →
-requeue → exit). The requeued job runs the same callable again, and the loop resumes from that
-checkpoint (the log says ``resuming … at step N``).
+once. Exiting at once would lose the work since the last checkpoint, so while a training loop
+runs (one that installed :func:`~.pretraining.preemption.stop_on_signals`) we put our own USR2
+handler in front: it raises the loop's stop flag, the loop reaches a safe point and raises a
+``KeyboardInterrupt``, and only then we hand over to submitit's handler (checkpoint → requeue →
+exit). The requeued job runs the same callable again and the loop resumes:
 
-Fine-tuning is not resumable yet: a cell interrupted during fine-tuning is requeued and runs its
-task again from the start (the record is written once, atomically, at the end; an existing
-record with the same config hash makes the requeued cell a no-op).
+* pretraining finishes the current optimizer step, saves ``checkpoint.pt`` in its stable work
+  folder ``checkpoints/<method>/.<hash>.partial/`` and resumes there at that step;
+* fine-tuning (segmentation) stops at the next batch boundary; its state of the last completed
+  epoch is in the cell's stable work folder ``.<run folder>.partial/`` (saved after every
+  epoch), and it resumes after that epoch (see :mod:`.protocols.finetune_state`).
+
+The record is written once, atomically, at the end; an existing record with the same config hash
+makes a requeued cell a no-op. Linear probes are not resumable: they run again from the start.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ class _RequeueAfterCheckpoint:
     def _handle(self, signum: int, frame: Any) -> None:
         from .pretraining.preemption import StopFlag
 
-        loop_handler = signal.getsignal(signal.SIGUSR1)  # the pretraining loop's StopFlag, while it runs
+        loop_handler = signal.getsignal(signal.SIGUSR1)  # a training loop's StopFlag, while it runs
         if isinstance(getattr(loop_handler, "__self__", None), StopFlag):
             self.requested = True
             loop_handler(signal.SIGUSR1, frame)
@@ -97,7 +101,7 @@ class BenchJob:
                 barrier()  # no rank tears the group down while a peer is mid-collective
             return result
         except KeyboardInterrupt:
-            # The loop stopped on a signal after saving its checkpoint (see module docstring).
+            # A loop stopped on a signal with its state saved (see module docstring), or Ctrl-C.
             if bridge.requested:
                 bridge.hand_over()  # requeues and exits (SystemExit)
             if bridge.submitit_handler is not None:

@@ -7,16 +7,19 @@ what executors run, in-process or on a cluster node.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from . import registry
 from .config import PROFILES, PROTOCOLS, ResolvedConfig, RunSettings, apply_overrides, parse_set, set_path
 from .errors import ConfigError
-from .records import existing_record, run_dir
+from .records import RECORD_FILE, existing_record, run_dir
 
 
 @dataclass
@@ -114,10 +117,55 @@ def run_job(req: RunRequest) -> dict[str, Any]:
     """Run one cell and return its record (the existing one when skipped)."""
     plan = plan_run(req)
     final = plan.run_dir
-    previous = existing_record(final)
-    if previous is not None and previous.get("config_hash") == plan.config.config_hash and not req.force:
-        return {**previous, "skipped": True, "record_dir": str(final)}
-    return execute(plan)
+    # One process per cell at a time (a requeued job overlapping its old copy): they share the work folder.
+    with _cell_lock(Path(req.results), final):
+        previous = existing_record(final)
+        if previous is not None and previous.get("config_hash") == plan.config.config_hash and not req.force:
+            return {**previous, "skipped": True, "record_dir": str(final)}
+        return execute(plan)
+
+
+@contextmanager
+def _cell_lock(results: Path, final: Path) -> Iterator[None]:
+    import fcntl
+
+    # Not next to the run folder: a run's subtree holds nothing but complete records.
+    lock = results / "runs" / ".locks" / ("_".join(final.relative_to(results / "runs").parts) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def work_dir(final: Path) -> Path:
+    """The stable work folder of an unfinished run: same name for every attempt, so state survives."""
+    return final.with_name(f".{final.name}.partial")
+
+
+@contextmanager
+def _resumable_staging(final: Path) -> Iterator[Path]:
+    """Like :func:`atomic.staged_dir`, but in :func:`work_dir` and kept when it holds a resumable state.
+
+    The record still appears only complete: the folder is renamed onto ``final`` at the end, after
+    the fine-tuning state was removed. An interruption keeps the folder if the task saved a state
+    there (a rerun resumes from it) and removes it otherwise, as before.
+    """
+    from .protocols.finetune_state import STATE_FILE
+
+    staging = work_dir(final)
+    if not (staging / STATE_FILE).is_file():  # leftovers of a killed attempt with nothing to resume
+        shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / RECORD_FILE).unlink(missing_ok=True)  # from an attempt killed between record and rename
+    try:
+        yield staging
+    except BaseException:
+        if not (staging / STATE_FILE).is_file():
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
 
 
 def pretrain_job(req: RunRequest) -> dict[str, Any]:
@@ -145,7 +193,7 @@ def execute(plan: RunPlan) -> dict[str, Any]:
 
     from . import provenance
     from .api import TaskContext
-    from .atomic import staged_dir
+    from .protocols.finetune_state import STATE_FILE
     from .checkpoints import resolve_encoder
     from .hashing import file_sha256
     from .data.roots import cache_dir, data_fingerprint, resolve_data_root
@@ -174,7 +222,7 @@ def execute(plan: RunPlan) -> dict[str, Any]:
     checkpoint_sha = None if checkpoint is None else (checkpoint_meta or {}).get("sha256") or file_sha256(checkpoint)
 
     task = plan.task_cls(cfg.task)
-    with staged_dir(plan.run_dir) as staging:
+    with _resumable_staging(plan.run_dir) as staging:
         ctx = TaskContext(
             encoder=cfg.method.encoder,
             encoder_checkpoint=checkpoint,
@@ -229,5 +277,6 @@ def execute(plan: RunPlan) -> dict[str, Any]:
             "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
         write_per_case(staging / "per_case.csv", result.per_case)
+        (staging / STATE_FILE).unlink(missing_ok=True)  # resume state: not part of the record
         write_record(staging, record)
     return {**record, "skipped": False, "record_dir": str(plan.run_dir)}

@@ -12,6 +12,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
+import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +36,10 @@ from ..hashing import source_signature
 from ..metrics import case_score, dice_per_class
 from ..models.unetr import UNETR, load_pretrained_encoder
 from ..models.vit3d import ViT3D
+from ..pretraining.preemption import stop_on_signals
 from ..progress import log, progress
 from ..statistics import bootstrap_interval
+from .finetune_state import SIGKILL_AT_EPOCH_ENV, FinetuningStopped, load_state, restore, save_state, snapshot
 from .segmentation_config import SegmentationConfig
 
 KEYS = ("image", "label")
@@ -168,12 +173,17 @@ def evaluate(model, cases, cfg, device, amp, num_classes, *, include_background:
     return np.stack(dices), np.asarray(scores)
 
 
-def train_epoch(model, loader, loss_fn, optimizer, scaler, amp: bool, on_step) -> float:
-    """One pass over the training volumes (each batch = the crops of one volume); mean loss."""
+def train_epoch(model, loader, loss_fn, optimizer, scaler, amp: bool, on_step, stop=None) -> float | None:
+    """One pass over the training volumes (each batch = the crops of one volume); mean loss.
+
+    ``None`` when ``stop`` (a :class:`~simcrop_bench.pretraining.preemption.StopFlag`) rose before the last batch.
+    """
     model.train()
     device = next(model.parameters()).device
     losses = []
     for batch in loader:
+        if stop is not None and stop.raised:
+            return None
         x = batch["image"].as_tensor().to(device)
         y = batch["label"].as_tensor().to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
@@ -185,6 +195,22 @@ def train_epoch(model, loader, loss_fn, optimizer, scaler, amp: bool, on_step) -
         losses.append(loss.item())
         on_step(losses[-1])
     return float(np.mean(losses))
+
+
+def run_identity(ctx: TaskContext, cfg: SegmentationConfig, splits: SegSplits, labels: tuple[str, ...]) -> dict[str, Any]:
+    """What a saved fine-tuning state must match to be continued (see :mod:`.finetune_state`)."""
+    files = {name: [source_signature(item[k]) for item in items for k in KEYS]
+             for name, items in (("training", splits.training), ("validation", splits.validation),
+                                 ("testing", splits.testing))}
+    return {
+        "task_config": dataclasses.asdict(cfg),
+        "encoder_config": dataclasses.asdict(ctx.encoder),
+        "encoder": ctx.encoder_sha256 or (None if ctx.encoder_checkpoint is None else str(ctx.encoder_checkpoint)),
+        "seed": ctx.seed, "fraction": ctx.fraction, "protocol": ctx.protocol, "labels": list(labels),
+        "cases": {name: [case_id(item["image"]) for item in items] for name, items in
+                  (("training", splits.training), ("validation", splits.validation), ("testing", splits.testing))},
+        "files": files,
+    }
 
 
 def run_segmentation(
@@ -234,17 +260,38 @@ def run_segmentation(
     )
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
 
+    # Resume (see finetune_state): everything the next epoch depends on comes back from the saved state.
+    identity = run_identity(ctx, cfg, splits, labels)
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler,
+             "generator": loader.generator, "transforms": aug}
     best_score, best_epoch, best_state = -math.inf, cfg.max_epochs - 1, None
     history: list[dict[str, float]] = []
-    with progress() as bar:
-        epochs = bar.add_task("fine-tune", total=cfg.max_epochs, status="")
+    start = 0
+    saved = load_state(ctx.workdir, identity)
+    if saved is not None:
+        restore(saved, parts)
+        start, history = saved["epoch"], saved["history"]
+        best_score, best_epoch, best_state = saved["best_score"], saved["best_epoch"], saved["best_state"]
+        log(f"resuming fine-tuning {ctx.workdir} after epoch {start}/{cfg.max_epochs}")
+        del saved
+    kill_at = int(os.environ.get(SIGKILL_AT_EPOCH_ENV, "0"))
+    with stop_on_signals() as stop, progress() as bar:
+        epochs = bar.add_task("fine-tune", total=cfg.max_epochs, completed=start, status="")
         steps = bar.add_task("  epoch", total=len(loader), status="")
         def on_step(loss: float) -> None:
             bar.update(steps, advance=1, status=f"loss {loss:.3f}")
 
-        for epoch in range(cfg.max_epochs):
+        def stopped(saved_epochs: int) -> FinetuningStopped:
+            where = f"after epoch {saved_epochs}" if saved_epochs else "from epoch 1 (nothing saved yet)"
+            log(f"stop signal {stop.signal}: fine-tuning stops; a rerun resumes {where}")
+            return FinetuningStopped(f"fine-tuning stopped by signal {stop.signal}; rerun to resume {where}")
+
+        for epoch in range(start, cfg.max_epochs):
             bar.reset(steps)
-            entry = {"epoch": epoch, "train_loss": train_epoch(model, loader, loss_fn, optimizer, scaler, amp, on_step)}
+            loss = train_epoch(model, loader, loss_fn, optimizer, scaler, amp, on_step, stop)
+            if loss is None:  # stopped mid-epoch: the saved state is the previous epoch's, so stop at once
+                raise stopped(epoch)
+            entry = {"epoch": epoch, "train_loss": loss}
             scheduler.step()
             if cfg.select_on_validation and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.max_epochs):
                 _, scores = evaluate(model, val, cfg, device, amp, num_classes, include_background=True, bar=bar)
@@ -256,13 +303,21 @@ def run_segmentation(
                 log(f"epoch {epoch + 1}/{cfg.max_epochs}: loss {entry['train_loss']:.4f}, "
                     f"selection Dice {score:.4f} (best {best_score:.4f} @ {best_epoch + 1})")
             history.append(entry)
+            save_state(ctx.workdir, snapshot(identity, epoch + 1, parts, {
+                "history": history, "best_score": best_score, "best_epoch": best_epoch, "best_state": best_state}))
+            if kill_at == epoch + 1:
+                os.kill(os.getpid(), signal.SIGKILL)
             bar.update(epochs, advance=1, status=f"loss {entry['train_loss']:.3f}")
+            if stop.raised:  # arrived during validation: this epoch is saved; stop (and requeue) now
+                raise stopped(epoch + 1)
 
     if best_state is not None:
         model.load_state_dict(best_state)
     if cfg.save_checkpoint:
         torch.save({"epoch": best_epoch, "state_dict": model.state_dict()}, ctx.workdir / "model.pt")
     pred_dir = ctx.workdir / "predictions" if cfg.save_predictions else None
+    if pred_dir is not None:  # an interrupted earlier attempt may have left some (the work folder is reused)
+        shutil.rmtree(pred_dir, ignore_errors=True)
     with progress() as bar:
         dices, scores = evaluate(model, test, cfg, device, amp, num_classes, include_background=False, bar=bar,
                                  save_dir=pred_dir)
