@@ -268,7 +268,8 @@ def main() -> None:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        typer.echo("interrupted; no record was written for the unfinished run", err=True)
+        typer.echo("interrupted; no record was written for the unfinished run (run the same command again: "
+                   "pretraining and fine-tuning continue from their last checkpoint)", err=True)
         sys.exit(130)
     except Exception as exc:  # click's usage errors
         import click
