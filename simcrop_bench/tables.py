@@ -215,6 +215,12 @@ def select_layout_rows(frame: pd.DataFrame, layout: str) -> pd.DataFrame:
             raise UserError(f"no results for the {layout} layout (tasks {', '.join(tasks)})")
     if layout == "ablation":
         frame = frame[frame["method"].map(is_simcrop)]
+        # Only the (task, fraction) columns where some ablation ran: the full model alone compares nothing.
+        ablated = set(zip(*(frame.loc[frame["method"] != "simcrop", c] for c in ("task", "fraction"))))
+        frame = frame[[cell in ablated for cell in zip(frame["task"], frame["fraction"])]]
+        if frame.empty:
+            raise UserError("no ablation results: run a SimCroP ablation (simcrop-noalign, simcrop-k16, …) "
+                            "on a task and fraction where simcrop ran")
     return frame
 
 

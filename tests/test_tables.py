@@ -416,6 +416,8 @@ def test_seg_and_ablation_layouts(tmp_path: Path) -> None:
         build_table(results, layout="cls")
     with pytest.raises(UserError, match="unknown table layout 'main'"):
         build_table(results, layout="main")
+    write_run(results, "simcrop", "luna16_cls", 100, 42, "good", 0.9)  # no ablation there: no column
+    assert "LUNA16 (" not in build_table(results, layout="ablation", n_resamples=200).render("md")
 
 
 def _protocol_results(tmp_path: Path, other: dict) -> Path:
