@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 INDEX = "index.html"
-TABLE_LAYOUTS = (("cls", "Classification"), ("seg", "Segmentation"))
+TABLE_LAYOUTS = (("cls", "Classification"), ("seg", "Segmentation"), ("ablation", "SimCroP ablations"))
 SYNTHETIC_BANNER = ("Synthetic data: rows marked “synthetic” come from synthetic twins of the datasets "
                     "(generated phantoms), not from real CT. Their numbers are not comparable to published results.")
 
@@ -57,7 +57,7 @@ def build_report(results: Path, out: Path, *, generated: datetime | None = None)
     if board["synthetic"].any():
         body.append(f'<div class="banner" role="note">{escape(SYNTHETIC_BANNER)}</div>')
     body.append(tpl.section("Leaderboard", _leaderboard_html(board), "leaderboard"))
-    tables = "\n".join(f"<h3>{escape(title)}</h3>\n{content}" for title, content in _table_sections(board))
+    tables = "\n".join(f"<h3>{escape(title)}</h3>\n{content}" for title, content in _table_sections(results))
     body.append(tpl.section("Paper tables", tables, "tables"))
     body.append(tpl.section("Data efficiency", _efficiency_html(board, out, report), "efficiency"))
     body.append(tpl.section("Pretraining losses", _losses_html(results, out, report), "losses"))
@@ -100,16 +100,22 @@ def _leaderboard_html(board: pd.DataFrame) -> str:
 # ------------------------------------------------------------------------ paper tables
 
 
-def _table_sections(board: pd.DataFrame) -> list[tuple[str, str]]:
-    """(title, HTML) per paper-table layout; a layout without matching runs becomes a short note."""
-    from simcrop_bench.tables import paper_table
+def _table_sections(results: Path) -> list[tuple[str, str]]:
+    """(title, HTML) per paper-table layout, with the significance test of ``table`` (its default
+    reference and α). When the saved predictions cannot support the test, the table is shown
+    without marks and a note says why; a layout without matching runs becomes a short note."""
+    from simcrop_bench.tables import build_table
 
     sections = []
     for layout, title in TABLE_LAYOUTS:
         try:
-            html = paper_table(board, fmt="html", layout=layout)
+            html = build_table(results, layout=layout).render("html")
         except UserError as exc:
-            html = tpl.note(f"No {title.lower()} table: {exc}")
+            try:
+                html = build_table(results, layout=layout, reference="none").render("html")
+                html += tpl.note(f"No significance marks: {exc}")
+            except UserError as again:
+                html = tpl.note(f"No {title.lower()} table: {again}")
         sections.append((title, html))
     return sections
 
