@@ -207,12 +207,11 @@ def classification_scores(
     excluded = [name for name, auc in zip(label_names, per_class_auc) if np.isnan(auc)]
     metrics = {"auc": nan_macro_mean(per_class_auc)}
     if kind == "multilabel":
-        from sklearn.metrics import f1_score
-
-        predicted = (scores > F1_THRESHOLD).astype(np.int64)
-        # zero_division=0 is scikit-learn's default value, minus the warning.
-        metrics["f1_micro"] = float(f1_score(labels, predicted, average="micro", zero_division=0))
-        metrics["f1_macro"] = float(f1_score(labels, predicted, average="macro", zero_division=0))
+        predicted = scores > F1_THRESHOLD
+        truth = labels.astype(bool)
+        tp, fp, fn = (predicted & truth).sum(0), (predicted & ~truth).sum(0), (~predicted & truth).sum(0)
+        metrics["f1_micro"] = float(f1_from_counts(tp.sum(keepdims=True), fp.sum(keepdims=True), fn.sum(keepdims=True))[0])
+        metrics["f1_macro"] = float(f1_from_counts(tp, fp, fn).mean())
     per_class = {
         name: {"auc": float(auc), "positives": int(labels[:, c].sum())}
         for c, (name, auc) in enumerate(zip(label_names, per_class_auc))
@@ -223,9 +222,18 @@ def classification_scores(
     return ClassificationScores(metrics=metrics, per_class=per_class, details=details)
 
 
-def _multiclass_scores(y_true: np.ndarray, probabilities: np.ndarray, label_names: list[str]) -> ClassificationScores:
-    from sklearn.metrics import f1_score
+def f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """F1 = 2TP / (2TP + FP + FN) per entry; 0 where nothing is predicted or true.
 
+    scikit-learn's ``f1_score(..., zero_division=0)`` (tests pin the equality); computed here because
+    importing scikit-learn costs a probe process ~2 s, more than scoring it.
+    """
+    tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
+    denominator = 2 * tp + fp + fn
+    return np.divide(2 * tp, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+
+
+def _multiclass_scores(y_true: np.ndarray, probabilities: np.ndarray, label_names: list[str]) -> ClassificationScores:
     if probabilities.ndim != 2 or y_true.shape != (probabilities.shape[0],):
         raise ValueError(f"multiclass: y_true must be (N,) and scores (N, K); got {y_true.shape}, {probabilities.shape}")
     n_classes = probabilities.shape[1]
@@ -235,13 +243,15 @@ def _multiclass_scores(y_true: np.ndarray, probabilities: np.ndarray, label_name
         raise ValueError(f"multiclass: y_true must hold integer class ids in 0..{n_classes - 1}")
     predicted = probabilities.argmax(axis=1)
     confusion = np.bincount(y_true * n_classes + predicted, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    hits, true_n, predicted_n = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
+    seen = (true_n + predicted_n) > 0
     one_vs_rest = np.eye(n_classes, dtype=np.int64)[y_true]
     per_class_auc = auroc_per_class(one_vs_rest, probabilities)
     metrics = {
         "accuracy": float((predicted == y_true).mean()),
         "auc_ovr": nan_macro_mean(per_class_auc),
         # scikit-learn's default label set (classes seen in truth or prediction), as the reference logs it.
-        "f1_macro": float(f1_score(y_true, predicted, average="macro", zero_division=0)),
+        "f1_macro": float(f1_from_counts(hits, predicted_n - hits, true_n - hits)[seen].mean()),
     }
     per_class = {
         name: {"auc_ovr": float(auc), "n": int(confusion[k].sum())}

@@ -195,3 +195,22 @@ def test_primary_score_equals_the_full_scores_primary_metric(kind):
         names, primary = list("abcd"), "auc"
     full = classification_scores(kind, y, s, names).metrics[primary]
     assert primary_score(kind, y, s) == pytest.approx(full, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_f1_equals_sklearn_with_empty_columns_and_unseen_classes(seed):
+    rng = np.random.default_rng(seed)
+    y = (rng.random((30, 5)) < 0.3).astype(int)
+    s = rng.random((30, 5))
+    y[:, 1], s[:, 1] = 0, 0.1  # never true, never predicted: F1 0 (zero_division=0)
+    y[:, 2], s[:, 2] = 0, 0.9  # predicted, never true
+    result = classification_scores("multilabel", y, s, list("abcde"))
+    predicted = (s > 0.5).astype(int)
+    for average in ("micro", "macro"):
+        assert result.metrics[f"f1_{average}"] == pytest.approx(
+            f1_score(y, predicted, average=average, zero_division=0), abs=1e-12)
+    labels = rng.integers(0, 2, 25)  # class 2 of 4 never true; class 3 never true nor predicted
+    probs = rng.dirichlet(np.ones(4), 25)
+    probs[:, 3] = 0.0
+    multi = classification_scores("multiclass", labels, probs, list("wxyz"))
+    assert multi.metrics["f1_macro"] == pytest.approx(f1_score(labels, probs.argmax(1), average="macro", zero_division=0), abs=1e-12)
