@@ -26,6 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import mean
 
 from .errors import UserError
 
@@ -42,7 +43,8 @@ class ProbeTiming:
     cache_hits: dict
 
 
-def _run_cell(args: list[str], env: dict[str, str], results: Path) -> tuple[float, dict]:
+def _run_cells(args: list[str], env: dict[str, str], results: Path, n_cells: int) -> tuple[float, list[dict]]:
+    """One `simcrop-bench run` process; its wall time and the ``n_cells`` records it wrote."""
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "simcrop_bench.cli", "run", *args, "--results", str(results), "--force"],
                           env=env, capture_output=True, text=True)
@@ -50,13 +52,18 @@ def _run_cell(args: list[str], env: dict[str, str], results: Path) -> tuple[floa
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise UserError(f"bench: `simcrop-bench run {' '.join(args)}` failed: {last}")
-    newest = max(results.glob("runs/**/record.json"), key=lambda p: p.stat().st_mtime)
-    return wall, json.loads(newest.read_text())
+    newest = sorted(results.glob("runs/**/record.json"), key=lambda p: p.stat().st_mtime)[-n_cells:]
+    return wall, [json.loads(path.read_text()) for path in newest]
 
 
 def probe_protocols(task: str = "ctrate_cls", method: str = "scratch", weights: Path | None = None,
-                    extra: list[str] | None = None) -> list[ProbeTiming]:
-    """Time ``paper``, ``cached`` (cold) and ``cached`` (warm) on ``task``; see the module docstring."""
+                    extra: list[str] | None = None, seeds: int = 1) -> list[ProbeTiming]:
+    """Time ``paper``, ``cached`` (cold) and ``cached`` (warm) on ``task``; see the module docstring.
+
+    ``seeds > 1`` runs seeds 42, 43, … in each process, as a paper table needs them: the process
+    start-up is paid once, and with ``weights`` (one encoder for every seed) the cached features
+    are shared by the seeds. Times are per process; protocol time and metric are means over seeds.
+    """
     from .data.roots import ensure_twin
     from .registry import discover, get_task
 
@@ -65,7 +72,8 @@ def probe_protocols(task: str = "ctrate_cls", method: str = "scratch", weights: 
     if task_cls.kind != "classification":
         raise UserError(f"bench probe: '{task}' is a {task_cls.kind} task; the probe protocols are for classification tasks")
     twin = ensure_twin(task_cls.dataset)  # untimed: the twin is data, not protocol
-    base = ["--task", task, *(["--weights", str(weights)] if weights else ["--method", method]), *(extra or [])]
+    base = ["--task", task, *(["--weights", str(weights)] if weights else ["--method", method]), *(extra or []),
+            *(arg for seed in range(42, 42 + seeds) for arg in ("--seed", str(seed)))]
     timings = []
     with tempfile.TemporaryDirectory(prefix="simcrop-bench-bench-") as tmp:
         for i, (mode, probe, warm) in enumerate(PROBE_MODES):
@@ -74,13 +82,15 @@ def probe_protocols(task: str = "ctrate_cls", method: str = "scratch", weights: 
                 (cache / "twins").mkdir(parents=True)
                 (cache / "twins" / twin.name).symlink_to(twin, target_is_directory=True)
             env = {**os.environ, "SIMCROP_BENCH_CACHE": str(cache)}
-            wall, record = _run_cell([*base, "--set", f"task.probe={probe}"], env, Path(tmp) / "results")
-            details = record.get("details", {})
-            if warm and not all(details.get("feature_cache_hits", {}).values()):
-                raise UserError(f"bench probe: the warm run missed the feature cache: {details.get('feature_cache_hits')}")
-            metric = record["primary_metric"]
-            timings.append(ProbeTiming(mode, wall, float(details.get("probe_wall_time_s", float("nan"))),
-                                       metric, float(record["metrics"][metric]), details.get("feature_cache_hits", {})))
+            wall, records = _run_cells([*base, "--set", f"task.probe={probe}"], env, Path(tmp) / "results", seeds)
+            details = [record.get("details", {}) for record in records]
+            if warm and not all(all(d.get("feature_cache_hits", {}).values()) for d in details):
+                raise UserError(f"bench probe: the warm run missed the feature cache: "
+                                f"{[d.get('feature_cache_hits') for d in details]}")
+            metric = records[0]["primary_metric"]
+            timings.append(ProbeTiming(
+                mode, wall, mean(float(d.get("probe_wall_time_s", float("nan"))) for d in details), metric,
+                mean(float(record["metrics"][metric]) for record in records), details[0].get("feature_cache_hits", {})))
     return timings
 
 

@@ -16,6 +16,7 @@ def bench_probe(
     method: str = typer.Option("scratch", "--method", "-m", help="A method that needs no pretraining (or use --weights)."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Probe this encoder checkpoint instead."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Extra config override passed to every run (repeatable)."),
+    seeds: int = typer.Option(1, "--seeds", help="Seeds per process (42, 43, …), as a paper table needs them."),
 ):
     """Linear probe end to end: `paper` vs `cached` (cold and warm feature cache), with the ratios."""
     from rich.console import Console
@@ -24,9 +25,9 @@ def bench_probe(
     from .bench import probe_protocols, probe_ratios
 
     extra = [arg for value in (set_ or []) for arg in ("--set", value)]
-    timings = probe_protocols(task, method, weights, extra)
-    table = Table(title=f"linear probe on {task} ({weights or method}, demo profile unless --set says otherwise)")
-    for column in ("protocol", "end to end (s)", "protocol only (s)", "metric"):
+    timings = probe_protocols(task, method, weights, extra, seeds)
+    table = Table(title=f"linear probe on {task} ({weights or method}, {seeds} seed(s) per process)")
+    for column in ("protocol", "end to end (s)", "protocol only, per seed (s)", "metric"):
         table.add_column(column, justify="right" if column != "protocol" else "left")
     for t in timings:
         table.add_row(t.mode, f"{t.wall_s:.2f}", f"{t.protocol_s:.2f}", f"{t.metric} {t.value:.4f}")
