@@ -290,7 +290,7 @@ def make_grid(
         grid.notes.append("Italic rows are published numbers (citation and protocol in the row label), "
                           "not re-run here; they are not ranked or tested.")
     if split_by:
-        grid.notes.append(f"Columns are split by {split_by}; bracketed labels name the {split_by} of each sub-column.")
+        grid.notes.append(f"Columns are split by {split_by}: each sub-column names its {split_by}.")
     return grid
 
 
