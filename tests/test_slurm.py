@@ -192,20 +192,23 @@ def test_gpus_runs_the_pretraining_as_several_ranks_of_one_job(tmp_path):
 def test_preempted_finetuning_is_requeued_and_resumes_after_its_last_epoch(tmp_path):
     import submitit
 
-    results, inline = tmp_path / "results", tmp_path / "inline"
-    quick = [f"--set={s}" for s in ("task.max_epochs=5", "task.val_every=1", "task.crops_per_volume=1",
+    from simcrop_bench.data.synthetic.luna16 import write_luna16_twin
+
+    results, inline, twin = tmp_path / "results", tmp_path / "inline", tmp_path / "luna16"
+    write_luna16_twin(twin, n_cases=8)  # the smallest twin: seconds per epoch
+    quick = [f"--data-root={twin}"] + [f"--set={s}" for s in ("task.max_epochs=4", "task.val_every=1", "task.crops_per_volume=1",
                                     "task.warmup_epochs=1", "task.bootstrap_resamples=0", "task.num_workers=0",
                                     "run.num_threads=1")] + ["--device", "cpu"]
     out = run_cli("sweep", "--methods", "scratch", "--tasks", "lung_seg", *quick, "--seeds", "42",
                   "--cluster", "demo", "--results", str(results))
     assert out.returncode == 0, out.stdout + out.stderr
     cell = next(e for e in ledger(results) if e["kind"] == "cell")
-    wait_until(lambda: re.search(r"epoch [2-4]/5", log_text(cell)), 300, "fine-tuning reaching epoch 2")
+    wait_until(lambda: re.search(r"epoch [2-3]/4", log_text(cell)), 300, "fine-tuning reaching epoch 2")
     submitit.SlurmJob(results / "jobs" / "logs" / "%j", cell["job_id"])._interrupt()  # SIGTERM, then USR2
     wait_until(lambda: all_final(results), 420, "requeued fine-tuning finishing", poll_s=5)
     text = " ".join(log_text(next(e for e in ledger(results) if e["job_id"] == cell["job_id"])).split())
     assert "Requeued job" in text, text[-2000:]
-    resumed = [int(n) for n in re.findall(r"resuming fine-tuning .*? after epoch (\d+)/5", text)]
+    resumed = [int(n) for n in re.findall(r"resuming fine-tuning .*? after epoch (\d+)/4", text)]
     assert resumed and resumed[0] >= 2, text[-2000:]
     assert {e["state"] for e in ledger(results)} == {"COMPLETED"}
     assert len(list(results.glob("runs/**/record.json"))) == 1 and not list(results.glob("runs/**/.*.partial"))
