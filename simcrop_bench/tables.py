@@ -112,21 +112,17 @@ def paper_table(
     fmt: Literal["latex", "md", "csv", "html"],
     caption: str | None = None,
     digits: int = 3,
-    method_order: Sequence[str] | None = None,
-    layout: str = "free",
-    cell: str = "std",
-    split_by: str | None = None,
-    reference_rows: Sequence[ReferenceRow] = (),
+    **grid_options,
 ) -> str:
     """Render ``agg`` as a paper table in LaTeX (booktabs), Markdown, CSV or an HTML fragment.
 
-    Rows are methods (``free``: ``method_order`` first, the rest alphabetically; other layouts:
-    grouped by family), columns are task × fraction under a two-level header. ``caption`` is plain
-    text and is escaped. Raises :class:`UserError` for ambiguous cells or mixed columns.
+    ``grid_options`` are those of :func:`make_grid` (``method_order``, ``layout``, ``cell``,
+    ``split_by``, ``reference_rows``). Rows are methods (``free``: ``method_order`` first, the rest
+    alphabetically; other layouts: grouped by family), columns are task × fraction under a
+    two-level header. ``caption`` is plain text and is escaped. Raises :class:`UserError` for
+    ambiguous cells or mixed columns.
     """
-    grid = make_grid(agg, digits=digits, method_order=method_order, layout=layout, cell=cell,
-                     split_by=split_by, reference_rows=reference_rows)
-    return render_grid(grid, fmt, caption, digits)
+    return render_grid(make_grid(agg, digits=digits, **grid_options), fmt, caption, digits)
 
 
 def render_grid(grid: Grid, fmt: str, caption: str | None, digits: int) -> str:
@@ -241,9 +237,8 @@ def make_grid(
     split_by: str | None = None,
     reference_rows: Sequence[ReferenceRow] = (),
     kinds: Mapping[str, str] | None = None,
-    stats: Mapping[tuple[str, Column], CellStats] | None = None,
 ) -> Grid:
-    """Check ``agg`` and arrange it for ``layout``; ``stats`` adds intervals and p-values per cell."""
+    """Check ``agg`` and arrange it for ``layout`` (:func:`add_stats` adds intervals and p-values)."""
     check_layout(layout)
     _check_options(cell, split_by)
     if agg.empty:
@@ -271,13 +266,8 @@ def make_grid(
     cells: dict[tuple[str, Column], Cell] = {}
     for row in agg.itertuples(index=False):
         column = Column(row.task, float(row.fraction), split_value(row, split_by))
-        found = Cell(float(row.mean), float(row.std), int(row.n_seeds), float(row.ci_low), float(row.ci_high))
-        extra = (stats or {}).get((row.method, column))
-        if extra is not None:
-            if extra.interval is not None:
-                found.ci_low, found.ci_high = extra.interval
-            found.p_raw, found.p_holm, found.significant = extra.p_raw, extra.p_holm, extra.significant
-        cells[(row.method, column)] = found
+        cells[(row.method, column)] = Cell(float(row.mean), float(row.std), int(row.n_seeds),
+                                           float(row.ci_low), float(row.ci_high))
     for column in columns:
         in_column = [(m, c) for (m, col), c in cells.items() if col == column]
         higher = task_labels[column.task][2] is not False
@@ -292,6 +282,17 @@ def make_grid(
     if split_by:
         grid.notes.append(f"Columns are split by {split_by}: each sub-column names its {split_by}.")
     return grid
+
+
+def add_stats(grid: Grid, stats: Mapping[tuple[str, Column], CellStats]) -> None:
+    """Seed-averaged intervals (``--cell ci``) and significance onto the grid's cells (ranks do not change)."""
+    for key, extra in stats.items():
+        found = grid.cells.get(key)
+        if found is None:
+            continue
+        if extra.interval is not None:
+            found.ci_low, found.ci_high = extra.interval
+        found.p_raw, found.p_holm, found.significant = extra.p_raw, extra.p_holm, extra.significant
 
 
 def _competition_ranks(means: list[float], higher_is_better: bool, digits: int) -> list[int | None]:
@@ -384,9 +385,7 @@ def build_table(
                      split_by=split_by, reference_rows=reference_rows or (), kinds=loaded.kinds)
     stats = table_cells.cell_stats(loaded, frame, grid, reference=reference, alpha=alpha,
                                    n_resamples=n_resamples)
-    grid = make_grid(agg, digits=digits, method_order=method_order, layout=layout, cell=cell,
-                     split_by=split_by, reference_rows=reference_rows or (), kinds=loaded.kinds,
-                     stats=stats.cells)
+    add_stats(grid, stats.cells)
     if stats.note:
         grid.notes.insert(0, stats.note)
     return PaperTable(grid, digits, table_cells.provenance(loaded, frame, grid, stats))
