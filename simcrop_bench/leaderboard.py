@@ -209,16 +209,22 @@ def leaderboard(
 ) -> pd.DataFrame:
     """Load, filter (each filter: one name or several) and aggregate in one call."""
     frame = records_frame(load_records(results_dir))
-    for column, wanted in (("task", task), ("method", method),
-                           ("profile", profile), ("protocol", protocol)):
-        if wanted is None:
+    return aggregate(filter_frame(frame, task=task, method=method, profile=profile, protocol=protocol))
+
+
+def filter_frame(frame: pd.DataFrame, **wanted: str | Sequence[str] | None) -> pd.DataFrame:
+    """Rows whose column (task, method, profile, protocol) is one of the wanted names; None or
+    empty: no filter. A protocol name also selects its labelled variants (``heldout`` →
+    ``heldout+lp-cached``)."""
+    for column, names in wanted.items():
+        if not names:
             continue
-        allowed = [wanted] if isinstance(wanted, str) else list(wanted)
+        allowed = [names] if isinstance(names, str) else list(names)
         values = frame[column]
-        if column == "protocol":  # "heldout" also selects its labelled variants ("heldout+lp-cached")
+        if column == "protocol":
             values = values.where(values.isin(allowed), values.str.split("+").str[0])
         frame = frame[values.isin(allowed)]
-    return aggregate(frame)
+    return frame
 
 
 # ------------------------------------------------------------------------ formatting

@@ -110,13 +110,7 @@ def metric_board(results: Path, task: str, metric: str | None = None, *,
                 r = {**r, "primary_metric": metric}
             swapped.append(r)
         records = swapped
-    frame = lb.records_frame(records)
-    for column, wanted in (("profile", profile), ("protocol", protocol)):
-        if wanted is not None:
-            values = frame[column]
-            if column == "protocol":
-                values = values.where(values == wanted, values.str.split("+").str[0])
-            frame = frame[values == wanted]
+    frame = lb.filter_frame(lb.records_frame(records), profile=profile, protocol=protocol)
     if frame.empty:
         raise UserError(f"{results}: no run records for task {task!r} match the filters")
     board = lb.aggregate(frame)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .statistics import DEFAULT_RESAMPLES, draw_groups, metric_on_weights, percentile_interval, resampled_values
+from .statistics import DEFAULT_RESAMPLES, draw_groups, encode_groups, metric_on_weights, percentile_interval, resampled_values
 
 TEST_NAME = "paired bootstrap over patients"
 P_RULE = "p = min(1, 2·min(P(d≤0), P(d≥0))) over resamples of the seed-averaged difference d"
@@ -79,8 +79,8 @@ def two_sided_p(differences: np.ndarray) -> float:
 
 def _union_codes(all_groups: Sequence[np.ndarray]) -> tuple[list[np.ndarray], int]:
     """Group codes of each seed's rows in the sorted union of all groups (one draw serves all seeds)."""
-    unique = np.unique(np.concatenate([np.asarray(g) for g in all_groups]))
-    return [np.searchsorted(unique, np.asarray(g)) for g in all_groups], len(unique)
+    unique, codes = encode_groups(np.concatenate([np.asarray(g) for g in all_groups]))
+    return np.split(codes, np.cumsum([len(g) for g in all_groups])[:-1]), len(unique)
 
 
 def _seed_average(metric: str, items: Sequence[tuple], n_resamples: int, seed: int,

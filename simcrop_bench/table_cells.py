@@ -54,6 +54,7 @@ class Stats:
     n_resamples: int
     family_size: int
     note: str | None
+    runs: dict[tuple[str, Column], list[Any]]  # (method, column) -> its frame rows, one per seed
 
 
 def load(results: Path, *, tasks=None, methods=None, profile=None, protocol=None) -> Loaded:
@@ -62,15 +63,7 @@ def load(results: Path, *, tasks=None, methods=None, profile=None, protocol=None
     from .table_layouts import registry_kinds
 
     records = lb.load_records(results)
-    frame = lb.records_frame(records)
-    for column, wanted in (("task", tasks), ("method", methods), ("profile", profile), ("protocol", protocol)):
-        if not wanted:
-            continue
-        allowed = [wanted] if isinstance(wanted, str) else list(wanted)
-        values = frame[column]
-        if column == "protocol":  # as in the leaderboard: "heldout" also selects "heldout+lp-cached"
-            values = values.where(values.isin(allowed), values.str.split("+").str[0])
-        frame = frame[values.isin(allowed)]
+    frame = lb.filter_frame(lb.records_frame(records), task=tasks, method=methods, profile=profile, protocol=protocol)
     by_id = {r["run_id"]: r for r in records}
     dirs = _run_dirs(results, by_id)
     kinds = {r["method"]: r["method_kind"] for r in records if isinstance(r.get("method_kind"), str)}
@@ -91,12 +84,6 @@ def _run_dirs(results: Path, records: dict[str, dict]) -> dict[str, Path]:
             rid = json.loads(path.read_text(encoding="utf-8")).get("run_id")
             dirs.setdefault(rid, path.parent)
     return dirs
-
-
-def aggregate_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    from .leaderboard import aggregate
-
-    return aggregate(frame)
 
 
 def cell_runs(frame: pd.DataFrame, grid: Grid) -> dict[tuple[str, Column], list[Any]]:
@@ -187,7 +174,7 @@ def cell_stats(loaded: Loaded, frame: pd.DataFrame, grid: Grid, *, reference: st
         note = " ".join(filter(None, [note, (
             f"{len(untested)} cell(s) not tested against {ref}: {max(untested)} or fewer patients, too few for "
             f"any test to reach α={alpha:g} (an exact sign test needs {min_patients(alpha)}).")]))
-    return Stats(dict(stats), ref, alpha, n_resamples, len(compared), note)
+    return Stats(dict(stats), ref, alpha, n_resamples, len(compared), note, runs)
 
 
 def min_patients(alpha: float) -> int:
@@ -216,15 +203,14 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def provenance(loaded: Loaded, frame: pd.DataFrame, grid: Grid, stats: Stats) -> dict:
+def provenance(loaded: Loaded, grid: Grid, stats: Stats) -> dict:
     """The ``--explain`` sidecar: every cell with the run records behind it and its test result."""
     from .significance import P_RULE, TEST_NAME
 
-    runs = cell_runs(frame, grid)
     cells = []
     for (method, column), found in sorted(grid.cells.items(), key=lambda kv: (kv[0][1].label, kv[0][0])):
         entries = []
-        for row in runs.get((method, column), []):
+        for row in stats.runs.get((method, column), []):
             record = loaded.records[row.run_id]
             folder = loaded.dirs.get(row.run_id, loaded.results / "runs" / row.run_id)
             prov = record.get("provenance") or {}

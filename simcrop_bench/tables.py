@@ -367,6 +367,7 @@ def build_table(
     ``"none"`` (no test). ``reference_rows``: a CSV/YAML file or already loaded rows.
     """
     from simcrop_bench import table_cells
+    from simcrop_bench.leaderboard import aggregate
     from simcrop_bench.reference_rows import load_reference_rows
 
     check_layout(layout)
@@ -379,7 +380,7 @@ def build_table(
         reference_rows = load_reference_rows(Path(reference_rows))
     loaded = table_cells.load(Path(results), tasks=tasks, methods=methods, profile=profile, protocol=protocol)
     frame = select_layout_rows(loaded.frame, layout) if not loaded.frame.empty else loaded.frame
-    agg = table_cells.aggregate_frame(frame)
+    agg = aggregate(frame)
     # make_grid checks the cells before any per-case file is read.
     grid = make_grid(agg, digits=digits, method_order=method_order, layout=layout, cell=cell,
                      split_by=split_by, reference_rows=reference_rows or (), kinds=loaded.kinds)
@@ -388,7 +389,7 @@ def build_table(
     add_stats(grid, stats.cells)
     if stats.note:
         grid.notes.insert(0, stats.note)
-    return PaperTable(grid, digits, table_cells.provenance(loaded, frame, grid, stats))
+    return PaperTable(grid, digits, table_cells.provenance(loaded, grid, stats))
 
 
 def render_table(results: Path | str, *, fmt: str = "html", caption: str | None = None, **options) -> str:
