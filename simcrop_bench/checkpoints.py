@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .api import Method, PretrainContext
-from .atomic import write_json
+from .atomic import file_lock, write_json
 from .config import stable_hash
 from .errors import ConfigError
 from .hashing import file_sha256
@@ -58,19 +57,9 @@ def resolve_encoder(
     folder = results / "checkpoints" / method.name / key
     # One pretraining per key even when several jobs (seeds of a `run --executor local`, a requeued
     # job overlapping its old copy) want it at once: the others wait here, then reuse it.
-    with _pretrain_lock(folder):
+    # Ranks of one job share the work: only rank 0 takes the lock.
+    with file_lock(folder.with_name(f".{folder.name}.lock"), enabled=_process_rank() == 0):
         return _resolve_locked(method, key, folder, data_roots, fingerprints, device, world)
-
-
-@contextmanager
-def _pretrain_lock(folder: Path) -> Iterator[None]:
-    import fcntl
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.with_name(f".{folder.name}.lock"), "a") as handle:
-        if _process_rank() == 0:  # ranks of one job share the work: only rank 0 takes the lock
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def _world_size() -> int:

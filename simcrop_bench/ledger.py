@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from .atomic import write_json
+from .atomic import file_lock, write_json
 from .errors import UserError
 
 LEDGER_FILE = "ledger.json"
@@ -73,11 +73,7 @@ class Ledger:
     @contextmanager
     def editing(self) -> Iterator[list[Entry]]:
         """Read, let the caller change the list in place, write back atomically (under a lock)."""
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(f".{LEDGER_FILE}.lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with file_lock(self.path.with_name(f".{LEDGER_FILE}.lock")):
             entries = self.load()
             yield entries
             write_json(self.path, {"jobs": [asdict(e) for e in entries]})

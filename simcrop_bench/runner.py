@@ -125,16 +125,11 @@ def run_job(req: RunRequest) -> dict[str, Any]:
         return execute(plan)
 
 
-@contextmanager
-def _cell_lock(results: Path, final: Path) -> Iterator[None]:
-    import fcntl
-
+def _cell_lock(results: Path, final: Path):
     # Not next to the run folder: a run's subtree holds nothing but complete records.
-    lock = results / "runs" / ".locks" / ("_".join(final.relative_to(results / "runs").parts) + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+    from .atomic import file_lock
+
+    return file_lock(results / "runs" / ".locks" / ("_".join(final.relative_to(results / "runs").parts) + ".lock"))
 
 
 def work_dir(final: Path) -> Path:
