@@ -103,8 +103,9 @@ def test_align_reorders_rows_by_case(tmp_path: Path) -> None:
     ref = read_per_case(_per_case(tmp_path / "ref.csv"), "auc")
     other = read_per_case(_per_case(tmp_path / "other.csv", order=list(reversed(range(N)))), "auc")
     y, s_other, s_ref, groups = align(ref, other)
-    assert np.array_equal(y, ref.y_true) and np.array_equal(s_other, s_ref)
-    assert list(groups) == list(GROUPS)
+    assert np.array_equal(s_other, s_ref)  # the reversed file, put back in the reference's case order
+    assert np.array_equal(y, ref.y_true) and list(groups) == list(GROUPS)
+    assert not np.array_equal(other.scores, ref.scores)  # ...which it was not in before aligning
 
 
 def test_misaligned_rows_raise_one_line_user_error(tmp_path: Path) -> None:

@@ -263,7 +263,6 @@ from tests.test_leaderboard import make_record as full_record  # noqa: E402
 from tests.test_leaderboard import write_record  # noqa: E402
 
 N_CASES = 40
-LABELS = ["nodule"]
 
 
 def per_case_rows(task: str, quality: str, seed: int, cases: list[str] | None = None) -> list[dict]:
@@ -297,8 +296,7 @@ def write_run(results: Path, method: str, task: str, fraction: int, seed: int, q
                          **record_options)
     record["intervals"] = {metric: {"low": value - 0.05, "high": value + 0.05}}
     path = write_record(results, record)
-    cases = record_options.pop("cases", None) if "cases" in record_options else None
-    write_per_case(path.parent / "per_case.csv", per_case_rows(task, quality, seed, cases))
+    write_per_case(path.parent / "per_case.csv", per_case_rows(task, quality, seed))
     return path
 
 
