@@ -102,10 +102,3 @@ def probe_ratios(timings: list[ProbeTiming]) -> dict[str, float]:
         out[f"end to end, {t.mode}"] = paper.wall_s / t.wall_s
         out[f"protocol, {t.mode}"] = paper.protocol_s / t.protocol_s if t.protocol_s > 0 else float("inf")
     return out
-
-
-def bootstrap(n_rows: int, n_classes: int, n_groups: int, n_resamples: int) -> float:
-    """Seconds for one patient-level bootstrap of macro AUROC at the given size (§9: seconds at CT-RATE's)."""
-    from .statistics import bench_bootstrap
-
-    return bench_bootstrap(n_rows=n_rows, n_classes=n_classes, n_groups=n_groups, n_resamples=n_resamples)

@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from .cli_options import console
+
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: measure the speed claims on this machine.")
 
 
@@ -19,7 +21,6 @@ def bench_probe(
     seeds: int = typer.Option(1, "--seeds", help="Seeds per process (42, 43, …), as a paper table needs them."),
 ):
     """Linear probe end to end: `paper` vs `cached` (cold and warm feature cache), with the ratios."""
-    from rich.console import Console
     from rich.table import Table
 
     from .bench import probe_protocols, probe_ratios
@@ -31,10 +32,10 @@ def bench_probe(
         table.add_column(column, justify="right" if column != "protocol" else "left")
     for t in timings:
         table.add_row(t.mode, f"{t.wall_s:.2f}", f"{t.protocol_s:.2f}", f"{t.metric} {t.value:.4f}")
-    console = Console()
-    console.print(table)
+    out = console()
+    out.print(table)
     for name, ratio in probe_ratios(timings).items():
-        console.print(f"paper ÷ cached, {name}: {ratio:.1f}×")
+        out.print(f"paper ÷ cached, {name}: {ratio:.1f}×")
 
 
 @bench_app.command("bootstrap")
@@ -45,6 +46,6 @@ def bench_bootstrap_command(
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
 ):
     """Patient-level bootstrap of macro AUROC at CT-RATE's size (protocol §9: seconds, not minutes)."""
-    from .bench import bootstrap
+    from .statistics import bench_bootstrap
 
-    bootstrap(rows, classes, groups, resamples)
+    bench_bootstrap(n_rows=rows, n_classes=classes, n_groups=groups, n_resamples=resamples)

@@ -210,7 +210,7 @@ def classification_scores(
         predicted = scores > F1_THRESHOLD
         truth = labels.astype(bool)
         tp, fp, fn = (predicted & truth).sum(0), (predicted & ~truth).sum(0), (~predicted & truth).sum(0)
-        metrics["f1_micro"] = float(f1_from_counts(tp.sum(keepdims=True), fp.sum(keepdims=True), fn.sum(keepdims=True))[0])
+        metrics["f1_micro"] = float(f1_from_counts(tp.sum(), fp.sum(), fn.sum()))
         metrics["f1_macro"] = float(f1_from_counts(tp, fp, fn).mean())
     per_class = {
         name: {"auc": float(auc), "positives": int(labels[:, c].sum())}

@@ -74,7 +74,7 @@ class ProbeTarget:
 
 
 def _selection_score(target: ProbeTarget, labels: np.ndarray, probs: np.ndarray) -> float:
-    value = primary_score(target.kind, target.truth(labels), probs.reshape(-1) if target.kind == "binary" else probs)
+    value = primary_score(target.kind, target.truth(labels), probs)
     return float(value) if np.isfinite(value) else 0.0  # undefined (one label value): never an improvement
 
 
