@@ -43,7 +43,8 @@ def build_report(results: Path, out: Path, *, generated: datetime | None = None)
     from simcrop_bench import leaderboard as lb
 
     results, out = Path(results), Path(out)
-    board = lb.leaderboard(results)
+    records = lb.load_records(results)  # read once: the leaderboard and every table use them
+    board = lb.aggregate(lb.records_frame(records))
     if board.empty:
         raise UserError(f"{results}: no run records (run `simcrop-bench run` first)")
     if out.exists() and not out.is_dir():
@@ -57,7 +58,7 @@ def build_report(results: Path, out: Path, *, generated: datetime | None = None)
     if board["synthetic"].any():
         body.append(f'<div class="banner" role="note">{escape(SYNTHETIC_BANNER)}</div>')
     body.append(tpl.section("Leaderboard", _leaderboard_html(board), "leaderboard"))
-    tables = "\n".join(f"<h3>{escape(title)}</h3>\n{content}" for title, content in _table_sections(results))
+    tables = "\n".join(f"<h3>{escape(title)}</h3>\n{content}" for title, content in _table_sections(results, records))
     body.append(tpl.section("Paper tables", tables, "tables"))
     body.append(tpl.section("Data efficiency", _efficiency_html(board, out, report), "efficiency"))
     body.append(tpl.section("Pretraining losses", _losses_html(results, out, report), "losses"))
@@ -100,7 +101,7 @@ def _leaderboard_html(board: pd.DataFrame) -> str:
 # ------------------------------------------------------------------------ paper tables
 
 
-def _table_sections(results: Path) -> list[tuple[str, str]]:
+def _table_sections(results: Path, records: list[dict] | None = None) -> list[tuple[str, str]]:
     """(title, HTML) per paper-table layout, with the significance test of ``table`` (its default
     reference and α). When the saved predictions cannot support the test, the table is shown
     without marks and a note says why; a layout without matching runs becomes a short note."""
@@ -109,10 +110,10 @@ def _table_sections(results: Path) -> list[tuple[str, str]]:
     sections = []
     for layout, title in TABLE_LAYOUTS:
         try:
-            html = build_table(results, layout=layout).render("html")
+            html = build_table(results, layout=layout, records=records).render("html")
         except UserError as exc:
             try:
-                html = build_table(results, layout=layout, reference="none").render("html")
+                html = build_table(results, layout=layout, reference="none", records=records).render("html")
                 html += tpl.note(f"No significance marks: {exc}")
             except UserError as again:
                 html = tpl.note(f"No {title.lower()} table: {again}")

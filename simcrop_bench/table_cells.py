@@ -57,12 +57,13 @@ class Stats:
     runs: dict[tuple[str, Column], list[Any]]  # (method, column) -> its frame rows, one per seed
 
 
-def load(results: Path, *, tasks=None, methods=None, profile=None, protocol=None) -> Loaded:
-    """Records under ``results`` with the filters of :func:`simcrop_bench.leaderboard.leaderboard`."""
+def load(results: Path, *, tasks=None, methods=None, profile=None, protocol=None,
+         records: list[dict] | None = None) -> Loaded:
+    """Records under ``results`` (or ``records`` already read from it) with the leaderboard's filters."""
     from . import leaderboard as lb
     from .table_layouts import registry_kinds
 
-    records = lb.load_records(results)
+    records = lb.load_records(results) if records is None else records
     frame = lb.filter_frame(lb.records_frame(records), task=tasks, method=methods, profile=profile, protocol=protocol)
     by_id = {r["run_id"]: r for r in records}
     dirs = _run_dirs(results, by_id)

@@ -360,11 +360,13 @@ def build_table(
     split_by: str | None = None,
     digits: int = 3,
     method_order: Sequence[str] | None = None,
+    records: list[dict] | None = None,
 ) -> PaperTable:
     """Read ``results``, aggregate, test against ``reference`` and arrange a table.
 
     ``reference``: a method name, ``"auto"`` (``simcrop`` when it is in the table) or ``None`` /
-    ``"none"`` (no test). ``reference_rows``: a CSV/YAML file or already loaded rows.
+    ``"none"`` (no test). ``reference_rows``: a CSV/YAML file or already loaded rows. ``records``:
+    the records of ``results`` when the caller has read them already.
     """
     from simcrop_bench import table_cells
     from simcrop_bench.leaderboard import aggregate
@@ -378,7 +380,8 @@ def build_table(
         raise UserError(f"the number of bootstrap resamples must be positive, got {n_resamples}")
     if isinstance(reference_rows, (str, Path)):
         reference_rows = load_reference_rows(Path(reference_rows))
-    loaded = table_cells.load(Path(results), tasks=tasks, methods=methods, profile=profile, protocol=protocol)
+    loaded = table_cells.load(Path(results), tasks=tasks, methods=methods, profile=profile, protocol=protocol,
+                              records=records)
     frame = select_layout_rows(loaded.frame, layout) if not loaded.frame.empty else loaded.frame
     agg = aggregate(frame)
     # make_grid checks the cells before any per-case file is read.
