@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 @contextmanager
@@ -40,22 +40,38 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def work_dir(final: str | os.PathLike) -> Path:
+    """The stable work folder of an unfinished ``final``: the same name for every attempt, so state survives."""
+    final = Path(final)
+    return final.with_name(f".{final.name}.partial")
+
+
 @contextmanager
-def staged_dir(final: str | os.PathLike) -> Iterator[Path]:
+def staged_dir(final: str | os.PathLike, *, resumable_if: Callable[[Path], bool] | None = None) -> Iterator[Path]:
     """A hidden staging folder next to ``final``, renamed onto it when the block succeeds.
 
-    On failure the staging folder is removed and ``final`` is left as it was.
+    On failure the staging folder is removed and ``final`` is left as it was. With
+    ``resumable_if``, staging happens in :func:`work_dir` (the same folder for every attempt), and a
+    failed attempt keeps it when ``resumable_if(folder)`` holds, so that a rerun resumes from it.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    if resumable_if is None:
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    else:
+        staging = work_dir(final)
+        if not resumable_if(staging):  # leftovers of a killed attempt with nothing to resume
+            shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True, exist_ok=True)
     try:
         yield staging
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        if resumable_if is None or not resumable_if(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
 
 
 @contextmanager

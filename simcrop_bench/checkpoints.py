@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .api import Method, PretrainContext
-from .atomic import file_lock, write_json
+from .atomic import file_lock, work_dir, write_json
 from .config import stable_hash
 from .errors import ConfigError
 from .hashing import file_sha256
@@ -89,7 +89,7 @@ def _resolve_locked(method: Method, key: str, folder: Path, data_roots: dict[str
                           f"this job runs {_world_size()}; submit the sweep's pretraining job first")
     # A stable work folder (not a fresh temporary one) so that a killed pretraining resumes from its
     # last checkpoint; it is renamed into place only when complete.
-    work = folder.with_name(f".{folder.name}.partial")
+    work = work_dir(folder)
     log(f"pretraining {method.name} (no checkpoint for config {key} yet; work folder {work})")
     work.mkdir(parents=True, exist_ok=True)
     ctx = PretrainContext(

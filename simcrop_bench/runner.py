@@ -7,16 +7,14 @@ what executors run, in-process or on a cluster node.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from . import registry
+from .atomic import file_lock, staged_dir, work_dir
 from .config import PROFILES, PROTOCOLS, ResolvedConfig, RunSettings, apply_overrides, parse_set, set_path
 from .errors import ConfigError
 from .records import RECORD_FILE, existing_record, run_dir
@@ -127,40 +125,7 @@ def run_job(req: RunRequest) -> dict[str, Any]:
 
 def _cell_lock(results: Path, final: Path):
     # Not next to the run folder: a run's subtree holds nothing but complete records.
-    from .atomic import file_lock
-
     return file_lock(results / "runs" / ".locks" / ("_".join(final.relative_to(results / "runs").parts) + ".lock"))
-
-
-def work_dir(final: Path) -> Path:
-    """The stable work folder of an unfinished run: same name for every attempt, so state survives."""
-    return final.with_name(f".{final.name}.partial")
-
-
-@contextmanager
-def _resumable_staging(final: Path) -> Iterator[Path]:
-    """Like :func:`atomic.staged_dir`, but in :func:`work_dir` and kept when it holds a resumable state.
-
-    The record still appears only complete: the folder is renamed onto ``final`` at the end, after
-    the fine-tuning state was removed. An interruption keeps the folder if the task saved a state
-    there (a rerun resumes from it) and removes it otherwise, as before.
-    """
-    from .protocols.finetune_state import STATE_FILE
-
-    staging = work_dir(final)
-    if not (staging / STATE_FILE).is_file():  # leftovers of a killed attempt with nothing to resume
-        shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True, exist_ok=True)
-    (staging / RECORD_FILE).unlink(missing_ok=True)  # from an attempt killed between record and rename
-    try:
-        yield staging
-    except BaseException:
-        if not (staging / STATE_FILE).is_file():
-            shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
 
 
 def pretrain_job(req: RunRequest) -> dict[str, Any]:
@@ -217,7 +182,11 @@ def execute(plan: RunPlan) -> dict[str, Any]:
     checkpoint_sha = None if checkpoint is None else (checkpoint_meta or {}).get("sha256") or file_sha256(checkpoint)
 
     task = plan.task_cls(cfg.task)
-    with _resumable_staging(plan.run_dir) as staging:
+    def resumable(folder: Path) -> bool:  # a fine-tuning state to resume from
+        return (folder / STATE_FILE).is_file()
+
+    (work_dir(plan.run_dir) / RECORD_FILE).unlink(missing_ok=True)  # an attempt killed between record and rename
+    with staged_dir(plan.run_dir, resumable_if=resumable) as staging:
         ctx = TaskContext(
             encoder=cfg.method.encoder,
             encoder_checkpoint=checkpoint,
