@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Mapping
+
+LAYER_NORM_EPS = 1e-6  # every LayerNorm of the encoder and of the heads on it
 
 
 @dataclass
@@ -24,6 +27,12 @@ class EncoderConfig:
     qkv_bias: bool = True
     pos_embed: Literal["A", "B"] = "B"
     drop_path_rate: float = 0.0
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> EncoderConfig:
+        """From JSON-like values (lists for the size tuples); keys that are not fields are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names})
 
     def grid(self, spatial: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
         """Patch grid (h, w, d) for an input of ``spatial`` voxels (default ``img_size``)."""

@@ -29,10 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simcrop_bench.errors import UserError
-from simcrop_bench.models.config import EncoderConfig
+from simcrop_bench.models.config import LAYER_NORM_EPS, EncoderConfig
 from simcrop_bench.models.pos_embed import detect_pos_embed_variant, sincos_pos_embed
-
-LAYER_NORM_EPS = 1e-6
 
 
 class DropPath(nn.Module):
@@ -497,7 +495,5 @@ def read_encoder_checkpoint(path: str | PathLike) -> tuple[Mapping[str, Any], En
     meta = raw.get("simcrop_bench")
     stored = meta.get("encoder") if isinstance(meta, Mapping) else None
     if isinstance(stored, Mapping):
-        names = {f.name for f in dataclasses.fields(EncoderConfig)}
-        cfg = dataclasses.replace(cfg, **{k: tuple(v) if isinstance(v, list) else v
-                                          for k, v in stored.items() if k in names})
+        cfg = EncoderConfig.from_dict({**dataclasses.asdict(cfg), **stored})
     return raw, cfg
