@@ -134,10 +134,25 @@ class TaskContext:
     fraction: int
     seed: int
     protocol: str
-    device: str
+    device_request: str  # run.device as asked: "auto", "cpu", "cuda[:N]"; see `device`
     workdir: Path  # staging folder of the run record: predictions etc. go here
     cache_dir: Path | None = None  # persistent preprocessing cache; None: preprocess in memory only
     encoder_sha256: str | None = None  # SHA-256 of encoder_checkpoint, hashed once per run
+    _device: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def device(self) -> str:
+        """The torch device, resolved on first use: a task that needs no torch never imports it."""
+        if self._device is None:
+            from .devices import resolve_device
+
+            self._device = resolve_device(self.device_request)
+        return self._device
+
+    @property
+    def device_used(self) -> str | None:
+        """The device the task asked for, None when it never needed one."""
+        return self._device
 
 
 @dataclass

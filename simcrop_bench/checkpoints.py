@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .api import Method, PretrainContext
 from .atomic import file_lock, work_dir, write_json
@@ -40,10 +40,12 @@ def resolve_encoder(
     data_roots: dict[str, DataRoot],
     fingerprints: dict[str, str],
     results: Path,
-    device: str,
+    device: Callable[[], str],
     world: int = 1,
 ) -> tuple[Path | None, dict[str, Any] | None]:
     """The method's pretrained encoder: reused when the store has it, pretrained otherwise.
+
+    ``device()`` resolves the pretraining device; it is asked only when there is pretraining to do.
 
     ``world``: processes of the pretraining (``--gpus N``); a cell asks for the encoder that its
     sweep's N-process pretraining job stored, and never pretrains one itself with another count.
@@ -79,7 +81,7 @@ def _process_rank() -> int:
 
 
 def _resolve_locked(method: Method, key: str, folder: Path, data_roots: dict[str, DataRoot],
-                    fingerprints: dict[str, str], device: str, world: int) -> tuple[Path | None, dict[str, Any] | None]:
+                    fingerprints: dict[str, str], device: Callable[[], str], world: int) -> tuple[Path | None, dict[str, Any] | None]:
     if (folder / META_FILE).is_file():
         meta = json.loads((folder / META_FILE).read_text())
         log(f"reusing pretrained {method.name} encoder {folder}")
@@ -95,7 +97,7 @@ def _resolve_locked(method: Method, key: str, folder: Path, data_roots: dict[str
     ctx = PretrainContext(
         workdir=work,
         seed=PRETRAIN_SEED,
-        device=device,
+        device=device(),
         data_roots={name: root.path for name, root in data_roots.items()},
     )
     produced = Path(method.pretrain(ctx))

@@ -6,6 +6,7 @@ import platform
 import resource
 import socket
 import subprocess
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -49,14 +50,13 @@ def peak_host_memory_mb() -> float:
 
 
 def collect(device: str) -> dict[str, object]:
-    import torch
-
+    torch = sys.modules.get("torch")  # not imported: the run computed without torch
     return {
         **git_state(),
         "packages": package_versions(),
         "python": platform.python_version(),
         "device": device_description(device),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads() if torch else None,
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
     }

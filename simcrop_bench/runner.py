@@ -7,6 +7,8 @@ what executors run, in-process or on a cluster node.
 
 from __future__ import annotations
 
+import functools
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -15,6 +17,7 @@ from typing import Any
 
 from . import registry
 from .atomic import file_lock, staged_dir, work_dir
+from .devices import resolve_device
 from .config import PROFILES, PROTOCOLS, ResolvedConfig, RunSettings, apply_overrides, parse_set, set_path
 from .errors import ConfigError
 from .records import RECORD_FILE, existing_record, run_dir
@@ -101,16 +104,6 @@ def plan_run(req: RunRequest) -> RunPlan:
     return RunPlan(req, resolve_config(req, method_cls, task_cls), method_cls, task_cls)
 
 
-def _device(requested: str) -> str:
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"run.device={requested}: no CUDA device is available")
-    return requested
-
-
 def run_job(req: RunRequest) -> dict[str, Any]:
     """Run one cell and return its record (the existing one when skipped)."""
     plan = plan_run(req)
@@ -143,14 +136,12 @@ def pretrain_job(req: RunRequest) -> dict[str, Any]:
     roots = {name: resolve_data_root(name) for name in method.pretrain_datasets}
     fingerprints = {name: data_fingerprint(root.path) for name, root in roots.items()}
     checkpoint, meta = resolve_encoder(method, cfg.to_dict()["method"], roots, fingerprints, Path(req.results),
-                                       _device(cfg.run.device), world=req.gpus)
+                                       functools.partial(resolve_device, cfg.run.device), world=req.gpus)
     return {"method": cfg.method_name, "checkpoint": None if checkpoint is None else str(checkpoint),
             "meta": meta}
 
 
 def execute(plan: RunPlan) -> dict[str, Any]:
-    import torch
-
     from . import provenance
     from .api import TaskContext
     from .protocols.finetune_state import STATE_FILE
@@ -162,11 +153,13 @@ def execute(plan: RunPlan) -> dict[str, Any]:
 
     cfg, req = plan.config, plan.request
     started = time.time()
-    device = _device(cfg.run.device)
-    if cfg.run.num_threads:
-        torch.set_num_threads(cfg.run.num_threads)
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+    if cfg.run.num_threads or "torch" in sys.modules:  # torch is imported only for a task that needs it
+        import torch
+
+        if cfg.run.num_threads:
+            torch.set_num_threads(cfg.run.num_threads)
+        if torch.cuda.is_initialized():  # an earlier cell of this process used CUDA: its peak is not ours
+            torch.cuda.reset_peak_memory_stats()
 
     task_root = resolve_data_root(plan.task_cls.dataset, req.data_root)
     if task_root.synthetic:
@@ -176,7 +169,8 @@ def execute(plan: RunPlan) -> dict[str, Any]:
     pretrain_roots = {name: resolve_data_root(name) for name in method.pretrain_datasets}
     fingerprints = {name: data_fingerprint(root.path) for name, root in pretrain_roots.items()}
     checkpoint, checkpoint_meta = resolve_encoder(
-        method, cfg.to_dict()["method"], pretrain_roots, fingerprints, Path(req.results), device, world=req.gpus
+        method, cfg.to_dict()["method"], pretrain_roots, fingerprints, Path(req.results),
+        functools.partial(resolve_device, cfg.run.device), world=req.gpus
     )
     # The store's meta already holds the file's hash; hashing a ViT-B checkpoint again costs seconds.
     checkpoint_sha = None if checkpoint is None else (checkpoint_meta or {}).get("sha256") or file_sha256(checkpoint)
@@ -196,13 +190,17 @@ def execute(plan: RunPlan) -> dict[str, Any]:
             fraction=cfg.run.fraction,
             seed=cfg.run.seed,
             protocol=cfg.run.protocol,
-            device=device,
+            device_request=cfg.run.device,
             workdir=staging,
             cache_dir=cache_dir() / "preprocessed" if cfg.run.cache else None,
         )
         result = task.run(ctx)
+        # A task that never asked for a device computed in numpy on the CPU (a probe on cached features).
+        device = ctx.device_used or "cpu"
         peak_mb = provenance.peak_host_memory_mb()
         if device.startswith("cuda"):
+            import torch
+
             peak_mb = torch.cuda.max_memory_allocated() / 2**20
         record = {
             "run_id": plan.run_dir.relative_to(Path(req.results) / "runs").as_posix(),
