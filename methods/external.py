@@ -39,15 +39,15 @@ class External(Method):
     def configure(cls, config: ExternalConfig) -> None:
         from simcrop_bench.errors import ConfigError
         from simcrop_bench.hashing import file_sha256
-        from simcrop_bench.models.vit3d import read_encoder_checkpoint
+        from simcrop_bench.weights import checkpoint_architecture
 
         if not config.weights:
             raise ConfigError("method external needs --weights PATH (an encoder checkpoint in the released format)")
         path = Path(config.weights)
         if not path.is_file():
             raise ConfigError(f"--weights {path}: no such file")
-        _, config.encoder = read_encoder_checkpoint(path)  # weights_only: a foreign pickle cannot run code
         config.weights_sha256 = file_sha256(path)
+        config.encoder = checkpoint_architecture(path, config.weights_sha256)
 
     def provided_encoder(self):
         path = Path(self.config.weights)

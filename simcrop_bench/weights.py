@@ -9,6 +9,7 @@ mismatches, no transformer blocks) unless explicitly allowed.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,29 @@ from .atomic import atomic_path, staged_dir, write_json
 from .checkpoints import ENCODER_FILE, META_FILE
 from .errors import UserError
 from .hashing import file_sha256
+from .models.config import EncoderConfig
+
+
+def checkpoint_architecture(path: Path, sha256: str) -> EncoderConfig:
+    """The encoder architecture a checkpoint was saved from, remembered by the file's content hash.
+
+    Reading it imports torch and unpickles the file (seconds for a ViT-B), yet it depends on the
+    bytes alone: it is read once per content, and ``run --weights`` on a warm feature cache then
+    needs no torch at all. A file that fails to read is never remembered.
+    """
+    from .data.roots import cache_dir
+
+    memo = cache_dir() / "checkpoint-architectures" / f"{sha256}.json"
+    if memo.is_file():
+        try:
+            return EncoderConfig.from_dict(json.loads(memo.read_text()))
+        except (ValueError, TypeError):  # damaged: read the checkpoint again
+            pass
+    from .models.vit3d import read_encoder_checkpoint
+
+    _, cfg = read_encoder_checkpoint(path)  # weights_only: a foreign pickle cannot run code
+    write_json(memo, dataclasses.asdict(cfg))
+    return cfg
 
 
 def inspect_checkpoint(path: Path) -> dict[str, Any]:
