@@ -27,14 +27,27 @@ QUICK = ["--set", "task.num_steps=12", "--set", "task.start_epoch=0", "--set", "
          "--set", "task.bootstrap_resamples=200", "--device", "cpu"]
 
 
-def run_task(task: str, results: Path, *extra: str, method: str = "scratch") -> dict:
+def run_task(task: str, results: Path, *extra: str, method: str = "scratch", env: dict | None = None) -> dict:
     args = ["run", "-t", task, "--results", str(results), *QUICK, *extra]
     if "--weights" not in extra:
         args[1:1] = ["-m", method]
-    result = run_cli(*args)
+    result = run_cli(*args, env=env)
     assert result.returncode == 0, result.stderr
     records = sorted(results.glob(f"runs/{task}/**/record.json"), key=lambda p: p.stat().st_mtime)
-    return json.loads(records[-1].read_text()) | {"_dir": str(records[-1].parent)}
+    return json.loads(records[-1].read_text()) | {"_dir": str(records[-1].parent), "_stderr": result.stderr}
+
+
+def run_warm_without_torch(task: str, results: Path, *extra: str) -> dict:
+    """A rerun on a warm feature cache: every feature a hit, and torch never imported by the process."""
+    record = run_task(task, results, *extra, "--force", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    imported = {line.rsplit("|", 1)[-1].strip() for line in record["_stderr"].splitlines()
+                if line.startswith("import time:")}
+    assert "numpy" in imported and "simcrop_bench.protocols.probe_head" in imported  # the import log is real
+    assert not {name for name in imported if name == "torch" or name.startswith("torch.")}
+    assert set(record["details"]["feature_cache_hits"].values()) == {True}
+    assert record["details"]["encoder_built"] is False and record["details"]["head_impl"] == "numpy"
+    assert record["provenance"]["torch_threads"] is None
+    return record
 
 
 def predictions(record: dict) -> list[dict[str, str]]:
@@ -79,6 +92,12 @@ def test_cached_protocol_is_a_labelled_variant_and_logreg_works(tmp_path):
     y = np.array([int(r["y:nodule"]) for r in rows])
     p = np.array([float(r["p:nodule"]) for r in rows])
     assert cached["metrics"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-6)
+    assert cached["details"]["encoder_built"] is True and cached["details"]["head_impl"] == "numpy"
+
+    # The same cell on the warm cache: no torch, and exactly the cold run's predictions.
+    warm = run_warm_without_torch("luna16_cls", results, "--set", "task.probe=cached")
+    assert warm["metrics"] == cached["metrics"] and predictions(warm) == rows
+    assert warm["details"]["history"] == cached["details"]["history"]
 
     logreg = run_task("luna16_cls", results, "--set", "task.probe=cached", "--set", "task.head=logreg")
     assert logreg["variant"] == "lp-cached-logreg"
@@ -128,9 +147,11 @@ def test_external_weights_are_evaluated_without_pretraining_and_reuse_cached_fea
     first = run_task("luna16_cls", results, "--weights", str(weights), "--set", "task.probe=cached")
     assert first["method"] == "external" and first["checkpoint"]["sha256"] == first["config"]["method"]["weights_sha256"]
     assert first["config"]["method"]["encoder"]["num_heads"] == 4  # from the exported config, not D / 64
-    second = run_task("luna16_cls", results, "--weights", str(weights), "--set", "task.probe=cached", "--seed", "7")
-    # Fixed weights: a new seed changes nothing the features depend on.
-    assert second["details"]["feature_cache_hits"] == {"selection": True, "test": True, "train": True}
+    # Fixed weights: a new seed changes nothing the features depend on. The checkpoint's architecture is
+    # remembered by its hash, so this run reads neither the checkpoint nor torch.
+    second = run_warm_without_torch("luna16_cls", results, "--weights", str(weights), "--set", "task.probe=cached",
+                                    "--seed", "7")
+    assert second["config"]["method"] == first["config"]["method"]
 
 
 def test_external_weights_bad_input_is_one_line(tmp_path):

@@ -8,8 +8,8 @@ Two protocols share this config:
   (the exact speed-up of §6.6).
 * ``cached`` — the fast, explicitly labelled variant ``lp-cached`` (§6.6): training features come
   from one deterministic pass and are cached on disk with the evaluation features; the head
-  is trained on them (``head=linear``, the same optimiser, schedule and stopping rules) or fitted
-  by scikit-learn logistic regression (``head=logreg``). Not comparable to the paper.
+  is trained on them (``head=linear``, the same optimiser, schedule and stopping rules, in numpy)
+  or fitted by scikit-learn logistic regression (``head=logreg``). Not comparable to the paper.
 """
 
 from __future__ import annotations

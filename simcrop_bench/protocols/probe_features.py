@@ -5,6 +5,9 @@ so they are extracted once. On disk they are keyed by everything that determines
 encoder's weights (checkpoint SHA-256, or the seed of a random initialisation), its
 architecture, the deterministic transform chain with its parameters, and each source file's
 signature — a change in any of them is a cache miss, never a stale hit.
+
+No torch import: a probe whose features are all cached looks them up, and trains its head
+(:mod:`.probe_head`), without loading torch; extraction lives in :mod:`.probe_torch`.
 """
 
 from __future__ import annotations
@@ -13,8 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
-from torch.utils.data import DataLoader, Dataset
+import numpy as np
 
 from ..atomic import atomic_path
 from ..config import stable_hash
@@ -22,7 +24,7 @@ from ..data.intensity import HU_WINDOW
 from ..hashing import source_signature
 from ..models.config import EncoderConfig
 
-FEATURE_CACHE_VERSION = 1
+FEATURE_CACHE_VERSION = 2  # 2: float32 .npy files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,21 +54,6 @@ class ProbeInput:
                 "hu_window": list(HU_WINDOW)}
 
 
-class VolumeDataset(Dataset):
-    """One encoder input ``(1, X, Y, Z)`` per volume path, through a MONAI dictionary chain."""
-
-    def __init__(self, paths: Sequence[Path], chain) -> None:
-        self.paths, self.chain = [str(p) for p in paths], chain
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        from ..data.volume_transforms import apply_chain
-
-        return apply_chain(self.chain, {"image": self.paths[index]})["image"].as_tensor().float()
-
-
 def encoder_identity(encoder: EncoderConfig, checkpoint_sha256: str | None, init_seed: int) -> dict[str, Any]:
     """What determines the frozen encoder's weights and architecture."""
     weights = {"checkpoint_sha256": checkpoint_sha256} if checkpoint_sha256 else {"random_init_seed": init_seed}
@@ -79,33 +66,17 @@ def feature_key(identity: dict[str, Any], spec: dict[str, Any], paths: Sequence[
                         "sources": [source_signature(p) for p in paths]}, length=20)
 
 
-@torch.no_grad()
-def extract(pooled: Callable[[torch.Tensor], torch.Tensor], paths: Sequence[Path], chain, *, batch_size: int,
-            device: torch.device, amp: bool, num_workers: int = 0, on_batch: Callable[[int], None] | None = None
-            ) -> torch.Tensor:
-    """Pooled features ``(N, D)`` float32 in path order."""
-    loader = DataLoader(VolumeDataset(paths, chain), batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    out = []
-    for batch in loader:
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            out.append(pooled(batch.to(device)).float().cpu())
-        if on_batch:
-            on_batch(len(batch))
-    return torch.cat(out) if out else torch.zeros(0)
-
-
-def cached(cache_dir: Path | None, key: str, compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
-    """``compute()`` once per key; returns (features, whether they came from the cache)."""
+def cached(cache_dir: Path | None, key: str, compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
+    """``compute()`` once per key; returns (float32 features ``(N, D)``, whether they came from the cache)."""
     if cache_dir is None:
         return compute(), False
-    path = cache_dir / f"{key}.pt"
+    path = cache_dir / f"{key}.npy"
     if path.is_file():
         try:
-            return torch.load(path, weights_only=True), True
-        except Exception:  # a damaged entry is recomputed, not trusted
+            return np.load(path, allow_pickle=False), True
+        except (OSError, ValueError):  # a damaged entry is recomputed, not trusted
             pass
-    features = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(features, tmp)
+    features = np.ascontiguousarray(compute(), dtype=np.float32)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, features, allow_pickle=False)
     return features, False

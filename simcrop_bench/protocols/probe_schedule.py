@@ -1,14 +1,20 @@
 """The linear probe's schedule and its validation/stopping controller (``protocol.md`` §6.3–§6.4).
 
-Pure Python so that hazard H8 — validation only after epoch ``start_epoch``, ties counting as an
+Pure Python and numpy, so that hazard H8 — validation only after epoch ``start_epoch``, ties counting as an
 improvement for AUROC tasks, stopping checked only at the end of a pass, a cosine that rises
-again after ``num_steps`` — is unit-tested without a model.
+again after ``num_steps`` — is unit-tested without a model,
+and :func:`train_head` drives either head trainer.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol
+
+import numpy as np
+
+from ..metrics import primary_score
 
 
 def probe_lr_factor(k: int, warmup: int, total: int) -> float:
@@ -72,3 +78,44 @@ class ProbeController:
         if self.step_count % self.num_steps == 0:
             return "num_steps"
         return "patience" if self.down >= self.patience else "running"
+
+
+class HeadTrainer(Protocol):
+    """What :func:`train_head` drives: the torch trainer of ``paper``, the numpy head of ``lp-cached``."""
+
+    def update(self, features: Any, targets: Any) -> float: ...
+    def predict(self, features: Any) -> np.ndarray: ...
+    def snapshot(self) -> Any: ...
+    def restore(self, state: Any) -> None: ...
+
+
+def selection_score(kind: str, truth: np.ndarray, probs: np.ndarray) -> float:
+    value = primary_score(kind, truth, probs)
+    return float(value) if np.isfinite(value) else 0.0  # undefined (one label value): never an improvement
+
+
+def train_head(trainer: HeadTrainer, batches: Callable[[], Iterable], *, n_train: int, batch_size: int,
+               num_steps: int, patience: int, start_epoch: int, kind: str, val_features: Any,
+               val_truth: np.ndarray, bar) -> tuple[ProbeController, Any]:
+    """The §6.4 loop: passes over the training batches until the controller stops.
+
+    Returns the controller and the snapshot of the best head on the selection set (None: never validated
+    or never above the initial 0).
+    """
+    controller = ProbeController(
+        steps_per_epoch=math.ceil(n_train / batch_size), num_steps=num_steps, patience=patience,
+        start_epoch=start_epoch, ties_improve=kind != "multiclass",
+    )
+    best = None
+    task = bar.add_task("probe", total=None, status="")
+    while True:
+        for features, targets in batches():
+            loss = trainer.update(features, targets)
+            bar.update(task, advance=1, status=f"step {controller.step_count + 1} loss {loss:.4f}")
+            if controller.step():
+                if controller.report(selection_score(kind, val_truth, trainer.predict(val_features))):
+                    best = trainer.snapshot()
+        if controller.end_of_pass():
+            break
+    bar.remove_task(task)
+    return controller, best

@@ -42,7 +42,8 @@ class LinearProbeTask(Task):
 
     def run(self, ctx):
         from ..data.classification_splits import load_classification_splits
-        from .linear_probe import ProbeTarget, run_linear_probe
+        from .linear_probe import run_linear_probe
+        from .probe_target import ProbeTarget
 
         splits = load_classification_splits(self.name, ctx.data_root, ctx.fraction, ctx.protocol,
                                             val_fraction=self.config.val_fraction,
