@@ -17,8 +17,8 @@ from typing import Any
 
 from . import registry
 from .atomic import file_lock, staged_dir, work_dir
-from .devices import resolve_device
 from .config import PROFILES, PROTOCOLS, ResolvedConfig, RunSettings, apply_overrides, parse_set, set_path
+from .devices import resolve_device
 from .errors import ConfigError
 from .records import RECORD_FILE, existing_record, run_dir
 
