@@ -12,8 +12,8 @@ it is not regenerated, and no feature cache exists at the start):
 3. ``cached`` (warm) — the same run again on that cache: every feature is a cache hit.
 
 Each row reports the process wall time and the protocol's own time (``probe_wall_time_s`` in the
-record: from building the probe to the test predictions), so the fixed start-up of a Python
-process (torch, scikit-learn) can be told apart from the protocol.
+record: from building the probe to the test predictions), so a process's fixed start-up (the
+interpreter, and torch and MONAI where the protocol needs them) can be told apart from the protocol.
 """
 
 from __future__ import annotations
