@@ -34,16 +34,23 @@ def pretrain_key(method: str, method_config: dict[str, Any], data: dict[str, str
     return stable_hash(identity)
 
 
+def pretraining_inputs(method: Method) -> tuple[dict[str, DataRoot], dict[str, str]]:
+    """The data roots ``method`` pretrains on, and their fingerprints (resolving a root writes a missing twin)."""
+    from .data.roots import data_fingerprint, resolve_data_root
+
+    roots = {name: resolve_data_root(name) for name in method.pretrain_datasets}
+    return roots, {name: data_fingerprint(root.path) for name, root in roots.items()}
+
+
 def resolve_encoder(
     method: Method,
     method_config: dict[str, Any],
-    data_roots: dict[str, DataRoot],
-    fingerprints: dict[str, str],
     results: Path,
     device: Callable[[], str],
     world: int = 1,
 ) -> tuple[Path | None, dict[str, Any] | None]:
-    """The method's pretrained encoder: reused when the store has it, pretrained otherwise.
+    """The method's encoder: provided (``external``), none (``scratch``), reused when the store has it,
+    pretrained otherwise.
 
     ``device()`` resolves the pretraining device; it is asked only when there is pretraining to do.
 
@@ -55,6 +62,7 @@ def resolve_encoder(
         return provided
     if not method.pretrains:
         return None, None
+    data_roots, fingerprints = pretraining_inputs(method)
     key = pretrain_key(method.name, method_config, fingerprints, world)
     folder = results / "checkpoints" / method.name / key
     # One pretraining per key even when several jobs (seeds of a `run --executor local`, a requeued

@@ -56,6 +56,14 @@ class RunPlan:
         return run_dir(Path(self.request.results), self.config.task_name, self.config.method_name,
                        run.fraction, run.seed, run.profile, self.config.config_hash)
 
+    def encoder(self) -> tuple[Path | None, dict[str, Any] | None]:
+        """The method's encoder checkpoint and store meta: provided, none, stored, or pretrained now."""
+        from .checkpoints import resolve_encoder
+
+        cfg = self.config
+        return resolve_encoder(self.method_cls(cfg.method), cfg.to_dict()["method"], Path(self.request.results),
+                               functools.partial(resolve_device, cfg.run.device), world=self.request.gpus)
+
 
 def resolve_config(req: RunRequest, method_cls: type, task_cls: type) -> ResolvedConfig:
     """defaults → profile → per-fraction profile → ``--set``; every step is validated."""
@@ -123,29 +131,32 @@ def _cell_lock(results: Path, final: Path):
 
 def pretrain_job(req: RunRequest) -> dict[str, Any]:
     """Only the cell's pretraining (a sweep's pretraining job): store or reuse the method's encoder."""
-    from .checkpoints import resolve_encoder
-    from .data.roots import data_fingerprint, resolve_data_root
-
     plan = plan_run(req)
-    cfg = plan.config
-    if cfg.run.num_threads:  # as execute() does: the thread count changes float reduction order
+    _prepare_torch(plan.config.run.num_threads)
+    checkpoint, meta = plan.encoder()
+    return {"method": plan.config.method_name, "checkpoint": None if checkpoint is None else str(checkpoint),
+            "meta": meta}
+
+
+def _prepare_torch(num_threads: int) -> None:
+    """``run.num_threads`` (it changes float reduction order), and a fresh CUDA peak for this cell.
+
+    torch is imported only when threads are set or it is loaded already: a task that needs no torch
+    never pays its import.
+    """
+    if num_threads or "torch" in sys.modules:
         import torch
 
-        torch.set_num_threads(cfg.run.num_threads)
-    method = plan.method_cls(cfg.method)
-    roots = {name: resolve_data_root(name) for name in method.pretrain_datasets}
-    fingerprints = {name: data_fingerprint(root.path) for name, root in roots.items()}
-    checkpoint, meta = resolve_encoder(method, cfg.to_dict()["method"], roots, fingerprints, Path(req.results),
-                                       functools.partial(resolve_device, cfg.run.device), world=req.gpus)
-    return {"method": cfg.method_name, "checkpoint": None if checkpoint is None else str(checkpoint),
-            "meta": meta}
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        if torch.cuda.is_initialized():  # an earlier cell of this process used CUDA: its peak is not ours
+            torch.cuda.reset_peak_memory_stats()
 
 
 def execute(plan: RunPlan) -> dict[str, Any]:
     from . import provenance
     from .api import TaskContext
     from .protocols.finetune_state import STATE_FILE
-    from .checkpoints import resolve_encoder
     from .hashing import file_sha256
     from .data.roots import cache_dir, data_fingerprint, resolve_data_root
     from .progress import log
@@ -153,25 +164,13 @@ def execute(plan: RunPlan) -> dict[str, Any]:
 
     cfg, req = plan.config, plan.request
     started = time.time()
-    if cfg.run.num_threads or "torch" in sys.modules:  # torch is imported only for a task that needs it
-        import torch
-
-        if cfg.run.num_threads:
-            torch.set_num_threads(cfg.run.num_threads)
-        if torch.cuda.is_initialized():  # an earlier cell of this process used CUDA: its peak is not ours
-            torch.cuda.reset_peak_memory_stats()
+    _prepare_torch(cfg.run.num_threads)
 
     task_root = resolve_data_root(plan.task_cls.dataset, req.data_root)
     if task_root.synthetic:
         log(f"[yellow]data: synthetic {task_root.dataset} twin at {task_root.path} — numbers are SYNTHETIC, "
             f"not comparable to published results[/yellow]")
-    method = plan.method_cls(cfg.method)
-    pretrain_roots = {name: resolve_data_root(name) for name in method.pretrain_datasets}
-    fingerprints = {name: data_fingerprint(root.path) for name, root in pretrain_roots.items()}
-    checkpoint, checkpoint_meta = resolve_encoder(
-        method, cfg.to_dict()["method"], pretrain_roots, fingerprints, Path(req.results),
-        functools.partial(resolve_device, cfg.run.device), world=req.gpus
-    )
+    checkpoint, checkpoint_meta = plan.encoder()
     # The store's meta already holds the file's hash; hashing a ViT-B checkpoint again costs seconds.
     checkpoint_sha = None if checkpoint is None else (checkpoint_meta or {}).get("sha256") or file_sha256(checkpoint)
 

@@ -104,16 +104,15 @@ def plan_sweep(methods: list[str], tasks: list[str], fractions: list[int], seeds
 
 def _pretraining_state(plan: RunPlan, method_config: dict, pretrain_key: Callable) -> tuple[str | None, bool]:
     """(store key, whether a pretraining job is needed) for the cell's method."""
-    from .data.roots import data_fingerprint, resolve_data_root
+    from .checkpoints import pretraining_inputs
 
     method = plan.method_cls(plan.config.method)
     if not method.pretrains or method.provided_encoder() is not None:
         return None, False
     # Resolving the roots here also writes missing synthetic twins once, before any job starts,
     # instead of letting parallel jobs race to generate the same twin.
-    roots = {name: resolve_data_root(name) for name in method.pretrain_datasets}
-    key = pretrain_key(method.name, method_config, {n: data_fingerprint(r.path) for n, r in roots.items()},
-                       plan.request.gpus)
+    _, fingerprints = pretraining_inputs(method)
+    key = pretrain_key(method.name, method_config, fingerprints, plan.request.gpus)
     stored = Path(plan.request.results) / "checkpoints" / method.name / key / "meta.json"
     return key, not stored.is_file()
 
