@@ -98,6 +98,9 @@ def test_cached_protocol_is_a_labelled_variant_and_logreg_works(tmp_path):
     warm = run_warm_without_torch("luna16_cls", results, "--set", "task.probe=cached")
     assert warm["metrics"] == cached["metrics"] and predictions(warm) == rows
     assert warm["details"]["history"] == cached["details"]["history"]
+    # The reused features name how they were computed: by the cold run, on the CPU, in fp32.
+    assert warm["details"]["feature_origins"] == cached["details"]["feature_origins"]
+    assert {(o["device"], o["precision"]) for o in warm["details"]["feature_origins"].values()} == {("cpu", "fp32")}
 
     logreg = run_task("luna16_cls", results, "--set", "task.probe=cached", "--set", "task.head=logreg")
     assert logreg["variant"] == "lp-cached-logreg"

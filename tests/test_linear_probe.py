@@ -84,10 +84,15 @@ def test_feature_cache_is_keyed_by_weights_transform_and_source_files(tmp_path):
         return extract(model.pooled, paths, spec.evaluation_chain(), batch_size=2, device=torch.device("cpu"),
                        amp=False)
 
-    first, hit = cached(tmp_path / "cache", key, compute)
-    assert not hit and first.shape == (3, 32)
-    again, hit = cached(tmp_path / "cache", key, compute)
-    assert hit and np.array_equal(first, again) and again.dtype == np.float32
+    first = cached(tmp_path / "cache", key, compute, lambda: {"device": "cpu", "precision": "fp32"})
+    assert not first.hit and first.features.shape == (3, 32)
+
+    def must_not_run():
+        raise AssertionError("a cache hit computes nothing")
+
+    again = cached(tmp_path / "cache", key, must_not_run, must_not_run)
+    assert again.hit and np.array_equal(first.features, again.features) and again.features.dtype == np.float32
+    assert again.origin == first.origin == {"device": "cpu", "precision": "fp32"}  # how the stored copy was made
     # Anything the features depend on changes the key.
     assert feature_key(encoder_identity(TINY, None, init_seed=43), spec.evaluation_spec(), paths) != key
     assert feature_key(encoder_identity(TINY, "ab" * 32, 42), spec.evaluation_spec(), paths) != key

@@ -58,6 +58,12 @@ class _FrozenEncoder:
     def amp(self) -> bool:
         return self.cfg.amp and self.parts[2].type == "cuda"
 
+    def origin(self) -> dict[str, Any]:
+        """How this run extracts features (stored with them in the cache)."""
+        from .probe_torch import extraction_origin
+
+        return extraction_origin(self.parts[2], self.amp)
+
     def extract(self, paths, chain, on_batch) -> np.ndarray:
         from .probe_torch import extract
 
@@ -83,14 +89,16 @@ def run_linear_probe(ctx: TaskContext, cfg: LinearProbeConfig, splits, target: P
     identity = encoder_identity(ctx.encoder, checkpoint_sha, ctx.seed)
     feature_dir = ctx.cache_dir / "probe-features" if ctx.cache_dir is not None else None
     hits: dict[str, bool] = {}
+    origins: dict[str, dict] = {}
 
     def features(name: str, rows) -> np.ndarray:
         key = feature_key(identity, probe_input.evaluation_spec(), rows.paths)
         task = bar.add_task(f"features {name}", total=len(rows.paths), status="")
-        feats, hits[name] = cached(feature_dir, key, lambda: encoder.extract(
-            rows.paths, probe_input.evaluation_chain(), on_batch=lambda n: bar.advance(task, n)))
+        entry = cached(feature_dir, key, lambda: encoder.extract(
+            rows.paths, probe_input.evaluation_chain(), on_batch=lambda n: bar.advance(task, n)), encoder.origin)
         bar.remove_task(task)
-        return feats
+        hits[name], origins[name] = entry.hit, entry.origin
+        return entry.features
 
     targets = target.train_targets(splits.train.labels)
     loop = dict(n_train=len(targets), batch_size=cfg.batch_size, num_steps=cfg.num_steps, patience=cfg.patience,
@@ -149,7 +157,7 @@ def run_linear_probe(ctx: TaskContext, cfg: LinearProbeConfig, splits, target: P
         "aggregation": aggregation,
         "selection_on_test": splits.selection_on_test, "grouping": splits.grouping,
         "split_source": splits.source, "warnings": list(splits.warnings),
-        "feature_cache_hits": hits, "metric_details": scores.details,
+        "feature_cache_hits": hits, "feature_origins": origins, "metric_details": scores.details,
         "head_impl": head_impl, "amp_impl": "native" if head_impl == "torch" and encoder.amp else "off",
         "encoder_built": encoder.built,  # False: every feature came from the cache, torch never loaded
         "encoder_load": None if load_report is None else dataclasses.asdict(load_report),

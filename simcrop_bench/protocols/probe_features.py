@@ -13,12 +13,13 @@ No torch import: a probe whose features are all cached looks them up, and trains
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, write_json
 from ..config import stable_hash
 from ..data.intensity import HU_WINDOW
 from ..hashing import source_signature
@@ -66,17 +67,35 @@ def feature_key(identity: dict[str, Any], spec: dict[str, Any], paths: Sequence[
                         "sources": [source_signature(p) for p in paths]}, length=20)
 
 
-def cached(cache_dir: Path | None, key: str, compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
-    """``compute()`` once per key; returns (float32 features ``(N, D)``, whether they came from the cache)."""
+@dataclasses.dataclass(frozen=True)
+class CachedFeatures:
+    features: np.ndarray  # float32 (N, D), in path order
+    hit: bool  # read from the cache, not computed by this run
+    origin: dict[str, Any]  # how they were computed (device, autocast, torch version, when); {} if unknown
+
+
+def cached(cache_dir: Path | None, key: str, compute: Callable[[], np.ndarray],
+           origin: Callable[[], dict[str, Any]] = dict) -> CachedFeatures:
+    """``compute()`` once per key. ``origin()``, asked after computing, is stored next to the features
+    (``<key>.json``) so that a run reusing them records where they came from: the key names what
+    determines the features, the origin how this copy was computed (fp16 autocast on CUDA vs fp32)."""
     if cache_dir is None:
-        return compute(), False
-    path = cache_dir / f"{key}.npy"
+        features = compute()
+        return CachedFeatures(features, False, origin())
+    path, sidecar = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     if path.is_file():
         try:
-            return np.load(path, allow_pickle=False), True
+            features = np.load(path, allow_pickle=False)
         except (OSError, ValueError):  # a damaged entry is recomputed, not trusted
             pass
+        else:
+            try:
+                return CachedFeatures(features, True, json.loads(sidecar.read_text()))
+            except (OSError, ValueError):
+                return CachedFeatures(features, True, {})
     features = np.ascontiguousarray(compute(), dtype=np.float32)
+    described = origin()
+    write_json(sidecar, described)  # first: features without their origin are never left behind
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, features, allow_pickle=False)
-    return features, False
+    return CachedFeatures(features, False, described)

@@ -7,8 +7,9 @@ whose every step runs the frozen encoder on freshly augmented volumes.
 from __future__ import annotations
 
 import copy
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -60,6 +61,12 @@ def extract(pooled: Callable[[torch.Tensor], torch.Tensor], paths: Sequence[Path
         if on_batch:
             on_batch(len(batch))
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def extraction_origin(device: torch.device, amp: bool) -> dict[str, Any]:
+    """What a feature copy depends on beyond its cache key: where and in which precision it was computed."""
+    return {"device": str(device), "precision": "fp16-autocast" if amp else "fp32", "torch": torch.__version__,
+            "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 class TorchHeadTrainer:
