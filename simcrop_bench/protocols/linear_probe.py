@@ -101,8 +101,7 @@ def run_linear_probe(ctx: TaskContext, cfg: LinearProbeConfig, splits, target: P
         return entry.features
 
     targets = target.train_targets(splits.train.labels)
-    loop = dict(n_train=len(targets), batch_size=cfg.batch_size, num_steps=cfg.num_steps, patience=cfg.patience,
-                start_epoch=cfg.start_epoch, kind=target.kind, val_truth=target.truth(splits.val.labels))
+    loop = dict(n_train=len(targets), kind=target.kind, val_truth=target.truth(splits.val.labels))
     controller, best, head_impl = None, None, "sklearn"
     with progress() as bar:
         val_feats, test_feats = features("selection", splits.val), features("test", splits.test)
@@ -117,7 +116,7 @@ def run_linear_probe(ctx: TaskContext, cfg: LinearProbeConfig, splits, target: P
                 head = NumpyHead(train_x.shape[1], target.num_outputs, cfg, multiclass=target.multiclass,
                                  seed=ctx.seed)
                 controller, best = train_head(head, feature_batches(train_x, targets, cfg.batch_size, ctx.seed),
-                                              val_features=val_x, bar=bar, **loop)
+                                              cfg, val_features=val_x, bar=bar, **loop)
                 if best is not None:
                     head.restore(best)
                 test_probs = head.predict(test_x)
@@ -128,7 +127,7 @@ def run_linear_probe(ctx: TaskContext, cfg: LinearProbeConfig, splits, target: P
             model, _, device = encoder.parts
             trainer = TorchHeadTrainer(model, cfg, device, target)
             batches = volume_batches(model, probe_input, splits.train.paths, targets, cfg, ctx.seed, device)
-            controller, best = train_head(trainer, batches, val_features=val_feats, bar=bar, **loop)
+            controller, best = train_head(trainer, batches, cfg, val_features=val_feats, bar=bar, **loop)
             if best is not None:
                 trainer.restore(best)
             test_probs = trainer.predict(test_feats)
@@ -136,7 +135,7 @@ def run_linear_probe(ctx: TaskContext, cfg: LinearProbeConfig, splits, target: P
     load_report = encoder.parts[1] if encoder.built else None
     test_rows, aggregation = splits.test, None
     if cfg.aggregate != "volume":
-        test_rows, test_probs, conflicts = aggregate_rows(splits.test, test_probs, unit, target.kind == "multiclass")
+        test_rows, test_probs, conflicts = aggregate_rows(splits.test, test_probs, unit, target.multiclass)
         aggregation = {"unit": cfg.aggregate, "volumes": len(splits.test), "units": len(test_rows),
                        "units_with_disagreeing_labels": conflicts}
     scores = target.score(test_rows.labels, test_probs)
@@ -181,17 +180,17 @@ def _fit_logreg(x_train: np.ndarray, y: np.ndarray, x_test: np.ndarray, target: 
     """scikit-learn logistic regression on the normalised cached features (``lp-cached-logreg``)."""
     from sklearn.linear_model import LogisticRegression
 
-    columns = [y] if target.kind == "multiclass" else [y[:, c] for c in range(y.shape[1])]
+    columns = [y] if target.multiclass else [y[:, c] for c in range(y.shape[1])]
     out = []
     for column in columns:
         if len(np.unique(column)) < 2:  # one label value in training: predict it with certainty
-            if target.kind == "multiclass":
+            if target.multiclass:
                 return np.eye(len(target.label_names))[np.full(len(x_test), int(column[0]))]
             out.append(np.full((len(x_test), 1), float(column[0])))
             continue
         fit = LogisticRegression(C=cfg.logreg_c, max_iter=2000, random_state=seed).fit(x_train, column)
         probs = fit.predict_proba(x_test)
-        if target.kind == "multiclass":  # classes absent from training get probability 0
+        if target.multiclass:  # classes absent from training get probability 0
             full = np.zeros((len(x_test), len(target.label_names)))
             full[:, fit.classes_.astype(int)] = probs
             return full
@@ -205,7 +204,7 @@ def _prediction_rows(rows, target: ProbeTarget, probs: np.ndarray) -> list[dict[
     out = []
     for i, (vid, group) in enumerate(zip(rows.ids, rows.groups)):
         row: dict[str, Any] = {"case": vid, "group": group}
-        if target.kind == "multiclass":
+        if target.multiclass:
             row["label"] = int(np.asarray(rows.labels).reshape(-1)[i])
             row.update({f"p:{name}": float(probs[i, c]) for c, name in enumerate(names)})
         else:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Protocol
 import numpy as np
 
 from ..metrics import primary_score
+from .probe_config import LinearProbeConfig
 
 
 def probe_lr_factor(k: int, warmup: int, total: int) -> float:
@@ -94,17 +95,16 @@ def selection_score(kind: str, truth: np.ndarray, probs: np.ndarray) -> float:
     return float(value) if np.isfinite(value) else 0.0  # undefined (one label value): never an improvement
 
 
-def train_head(trainer: HeadTrainer, batches: Callable[[], Iterable], *, n_train: int, batch_size: int,
-               num_steps: int, patience: int, start_epoch: int, kind: str, val_features: Any,
-               val_truth: np.ndarray, bar) -> tuple[ProbeController, Any]:
+def train_head(trainer: HeadTrainer, batches: Callable[[], Iterable], cfg: LinearProbeConfig, *, n_train: int,
+               kind: str, val_features: Any, val_truth: np.ndarray, bar) -> tuple[ProbeController, Any]:
     """The §6.4 loop: passes over the training batches until the controller stops.
 
     Returns the controller and the snapshot of the best head on the selection set (None: never validated
     or never above the initial 0).
     """
     controller = ProbeController(
-        steps_per_epoch=math.ceil(n_train / batch_size), num_steps=num_steps, patience=patience,
-        start_epoch=start_epoch, ties_improve=kind != "multiclass",
+        steps_per_epoch=math.ceil(n_train / cfg.batch_size), num_steps=cfg.num_steps, patience=cfg.patience,
+        start_epoch=cfg.start_epoch, ties_improve=kind != "multiclass",
     )
     best = None
     task = bar.add_task("probe", total=None, status="")
