@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from . import registry
-from .atomic import file_lock, staged_dir, work_dir
+from .atomic import file_lock, staged_dir
 from .config import PROFILES, PROTOCOLS, ResolvedConfig, RunSettings, apply_overrides, parse_set, set_path
 from .devices import resolve_device
 from .errors import ConfigError
-from .records import RECORD_FILE, existing_record, run_dir
+from .records import existing_record, run_dir
 
 
 @dataclass
@@ -178,7 +178,6 @@ def execute(plan: RunPlan) -> dict[str, Any]:
     def resumable(folder: Path) -> bool:  # a fine-tuning state to resume from
         return (folder / STATE_FILE).is_file()
 
-    (work_dir(plan.run_dir) / RECORD_FILE).unlink(missing_ok=True)  # an attempt killed between record and rename
     with staged_dir(plan.run_dir, resumable_if=resumable) as staging:
         ctx = TaskContext(
             encoder=cfg.method.encoder,
