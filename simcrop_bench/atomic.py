@@ -75,17 +75,12 @@ def staged_dir(final: str | os.PathLike, *, resumable_if: Callable[[Path], bool]
 
 
 @contextmanager
-def file_lock(path: str | os.PathLike, enabled: bool = True) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created, with its folder) for the block.
-
-    ``enabled=False`` opens the file but takes no lock (e.g. the non-zero ranks of a job whose
-    rank 0 holds it for all of them).
-    """
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created, with its folder) for the block."""
     import fcntl
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        if enabled:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_EX)
         yield

@@ -67,6 +67,9 @@ def probe_protocols(task: str = "ctrate_cls", method: str = "scratch", weights: 
     from .data.roots import ensure_twin
     from .registry import discover, get_task
 
+    if seeds < 1:  # `records[-0:]` would be every record of the shared results folder
+        raise UserError(f"bench probe: seeds={seeds}: at least one seed per process")
+
     discover()
     task_cls = get_task(task)
     if task_cls.kind != "classification":
@@ -83,6 +86,9 @@ def probe_protocols(task: str = "ctrate_cls", method: str = "scratch", weights: 
                 (cache / "twins" / twin.name).symlink_to(twin, target_is_directory=True)
             env = {**os.environ, "SIMCROP_BENCH_CACHE": str(cache)}
             wall, records = _run_cells([*base, "--set", f"task.probe={probe}"], env, Path(tmp) / "results", seeds)
+            if sorted(record["seed"] for record in records) != list(range(42, 42 + seeds)):
+                raise UserError(f"bench probe: the {mode} run left records of seeds "
+                                f"{sorted(r['seed'] for r in records)}, expected 42…{41 + seeds}")
             details = [record.get("details", {}) for record in records]
             if warm and not all(all(d.get("feature_cache_hits", {}).values()) for d in details):
                 raise UserError(f"bench probe: the warm run missed the feature cache: "

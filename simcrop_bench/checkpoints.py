@@ -8,6 +8,7 @@ so a present folder is a complete pretraining and is reused instead of trained a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -68,7 +69,8 @@ def resolve_encoder(
     # One pretraining per key even when several jobs (seeds of a `run --executor local`, a requeued
     # job overlapping its old copy) want it at once: the others wait here, then reuse it.
     # Ranks of one job share the work: only rank 0 takes the lock.
-    with file_lock(folder.with_name(f".{folder.name}.lock"), enabled=_process_rank() == 0):
+    lock = file_lock(folder.with_name(f".{folder.name}.lock")) if _process_rank() == 0 else contextlib.nullcontext()
+    with lock:
         return _resolve_locked(method, key, folder, data_roots, fingerprints, device, world)
 
 

@@ -22,3 +22,10 @@ def test_probe_bench_runs_paper_then_cold_then_warm_cache_in_a_private_cache():
     ratios = probe_ratios(timings)
     assert ratios["end to end, cached, warm cache"] == pytest.approx(timings[0].wall_s / timings[2].wall_s)
     assert (sorted(features.rglob("*")) if features.exists() else []) == before
+
+
+def test_probe_bench_refuses_fewer_than_one_seed_in_one_line():
+    from .conftest import run_cli
+    from .test_end_to_end import assert_clean_failure
+
+    assert_clean_failure(run_cli("bench", "probe", "--seeds", "0"), "seeds=0", "at least one seed")

@@ -18,7 +18,8 @@ import torch
 from simcrop_bench.data.synthetic.luna16 import write_luna16_twin
 from simcrop_bench.protocols import segmentation
 from simcrop_bench.protocols.finetune_state import SIGKILL_AT_EPOCH_ENV, STATE_FILE, FinetuningStopped
-from simcrop_bench.runner import RunRequest, plan_run, run_job, work_dir
+from simcrop_bench.atomic import work_dir
+from simcrop_bench.runner import RunRequest, plan_run, run_job
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["task.max_epochs=3", "task.val_every=1", "task.crops_per_volume=1", "task.warmup_epochs=1",

@@ -70,13 +70,11 @@ def transform_random_states(obj: Any) -> list[np.random.RandomState]:
 def snapshot(identity: dict[str, Any], epoch: int, parts: dict[str, Any], progress: dict[str, Any]) -> dict[str, Any]:
     """The state after ``epoch`` completed epochs. ``parts``: model, optimizer, scheduler, scaler,
     generator, transforms; ``progress``: history, best_score, best_epoch, best_state."""
-    from ..config import stable_hash
     from ..pretraining.rng import capture_rng_state
 
     scaler = parts["scaler"]
     return {
         "identity": identity,
-        "identity_hash": stable_hash(identity),
         "epoch": epoch,
         "model": parts["model"].state_dict(),
         "optimizer": parts["optimizer"].state_dict(),
@@ -97,7 +95,6 @@ def save_state(workdir: Path, state: dict[str, Any]) -> None:
 
 def load_state(workdir: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
     """The saved state if there is one for this identity; a stale one is removed (logged)."""
-    from ..config import stable_hash
     from ..pretraining.training_checkpoint import load_training_checkpoint
     from ..progress import log
 
@@ -105,7 +102,7 @@ def load_state(workdir: Path, identity: dict[str, Any]) -> dict[str, Any] | None
     if not path.is_file():
         return None
     saved = load_training_checkpoint(path)
-    if saved.get("identity_hash") != stable_hash(identity):
+    if saved.get("identity") != identity:
         old = saved.get("identity") or {}
         changed = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k)) or ["format"]
         log(f"[yellow]discarding fine-tuning state {path}: saved for another run ({', '.join(changed)} "
