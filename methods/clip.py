@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from simcrop_bench.api import Method, MethodConfig
-from simcrop_bench.pretraining.config import DEMO_RECIPE
-from simcrop_bench.pretraining.config import PretrainConfig
+from simcrop_bench.pretraining.config import DEMO_RECIPE, PretrainConfig
 from simcrop_bench.registry import register_method
 
 
@@ -45,8 +44,10 @@ class CLIP(Method):
     kind = "vision-language"
     Config = CLIPConfig
     pretrain_datasets = ("ctrate",)
-    reference = ("Hamamci et al., Developing Generalist Foundation Models from a Multimodal Dataset for "
-                 "3D Computed Tomography (CT-CLIP), arXiv 2403.17834, 2024")
+    reference = (
+        "Hamamci et al., Developing Generalist Foundation Models from a Multimodal Dataset for "
+        "3D Computed Tomography (CT-CLIP), arXiv 2403.17834, 2024"
+    )
     # InfoNCE needs negatives: batches of 4 (3 steps per epoch on the twin) instead of SimCroP's 2.
     profiles = {"demo": {**DEMO_RECIPE, "clip.max_text_len": 128, "train.batch_size": 4, "train.epochs": 12}}
 
@@ -58,12 +59,18 @@ class CLIP(Method):
 
         cfg, clip = self.config, self.config.clip
         text_encoder, tokenizer = load_text_encoder(clip.text_encoder_path)
-        dataset = ctrate_volumes(ctx.data_roots["ctrate"], cfg.encoder, tokenizer=tokenizer,
-                                 max_len=clip.max_text_len, join=clip.report_join)
+        dataset = ctrate_volumes(
+            ctx.data_roots["ctrate"], cfg.encoder, tokenizer=tokenizer, max_len=clip.max_text_len, join=clip.report_join
+        )
 
         def build():
-            return VolumeReportCLIP(cfg.encoder, text_encoder, latent_dim=clip.latent_dim,
-                                    init_logit_scale=clip.init_logit_scale, text_pool=clip.text_pool)
+            return VolumeReportCLIP(
+                cfg.encoder,
+                text_encoder,
+                latent_dim=clip.latent_dim,
+                init_logit_scale=clip.init_logit_scale,
+                text_pool=clip.text_pool,
+            )
 
         return PretrainingParts(build, dataset)
 

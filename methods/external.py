@@ -38,8 +38,8 @@ class External(Method):
     @classmethod
     def configure(cls, config: ExternalConfig) -> None:
         from simcrop_bench.errors import ConfigError
-        from simcrop_bench.hashing import file_sha256
-        from simcrop_bench.weights import checkpoint_architecture
+        from simcrop_bench.run.weights import checkpoint_architecture
+        from simcrop_bench.util.hashing import file_sha256
 
         if not config.weights:
             raise ConfigError("method external needs --weights PATH (an encoder checkpoint in the released format)")
@@ -51,5 +51,9 @@ class External(Method):
 
     def provided_encoder(self):
         path = Path(self.config.weights)
-        return path, {"method": "external", "source": str(path), "sha256": self.config.weights_sha256,
-                      "synthetic": False}
+        return path, {
+            "method": "external",
+            "source": str(path),
+            "sha256": self.config.weights_sha256,
+            "synthetic": False,
+        }

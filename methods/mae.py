@@ -15,8 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from simcrop_bench.api import Method, MethodConfig
-from simcrop_bench.pretraining.config import DEMO_RECIPE
-from simcrop_bench.pretraining.config import PretrainConfig
+from simcrop_bench.pretraining.config import DEMO_RECIPE, PretrainConfig
 from simcrop_bench.registry import register_method
 
 

@@ -5,7 +5,8 @@ MRM restores a masked image (MAE) and a masked report whose decoder sees the ima
 global token: the average of the projected image tokens, added to every report position — no
 cross-attention, no image–text alignment. SimCroP's configuration expresses exactly this structure,
 so ``mrm`` is SimCroP with ``fusion = gap_only`` (the GAP token is the decoder's only image input)
-and ``alignment = off``, plus MRM's own objective settings: 50 % of the real report tokens masked (never padding), MIM against
+and ``alignment = off``, plus MRM's own objective settings:
+50 % of the real report tokens masked (never padding), MIM against
 per-patch normalised targets averaged over the masked voxels (MRM's ``--norm_pix_loss`` MAE loss).
 Everything else is SimCroP's (``methods/simcrop.py``): data, decoders, recipe, export.
 

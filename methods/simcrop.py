@@ -63,15 +63,26 @@ class SimCroP(Method):
         if cfg.processes > 1 and ctx.device != "cpu":
             raise ConfigError("method.processes > 1 is implemented for CPU (gloo) runs; GPU jobs come with SLURM (#7)")
         recipe = PretrainConfig(**{**vars(train), "seed": ctx.seed})
-        model, summary = pretrain_simcrop(cfg.encoder, cfg.simcrop, recipe, ctx.data_roots["ctrate"], ctx.workdir,
-                                          ctx.device, cfg.processes)
+        model, summary = pretrain_simcrop(
+            cfg.encoder, cfg.simcrop, recipe, ctx.data_roots["ctrate"], ctx.workdir, ctx.device, cfg.processes
+        )
         simcrop = cfg.simcrop.resolved()
-        metadata = {"method": self.name, "switches": simcrop.switches(), "pos_embed_variant": cfg.encoder.pos_embed,
-                    "input": {"orientation": "RAS", "hu_window": [-1000, 1000], "scaled_to": [-1, 1],
-                              "img_size": list(cfg.encoder.img_size), "patch_size": list(cfg.encoder.patch_size)},
-                    "seed": ctx.seed, **summary}
+        metadata = {
+            "method": self.name,
+            "switches": simcrop.switches(),
+            "pos_embed_variant": cfg.encoder.pos_embed,
+            "input": {
+                "orientation": "RAS",
+                "hu_window": [-1000, 1000],
+                "scaled_to": [-1, 1],
+                "img_size": list(cfg.encoder.img_size),
+                "patch_size": list(cfg.encoder.patch_size),
+            },
+            "seed": ctx.seed,
+            **summary,
+        }
         if simcrop.init_encoder:
-            from simcrop_bench.hashing import file_sha256
+            from simcrop_bench.util.hashing import file_sha256
 
             metadata["init_encoder"] = {"path": simcrop.init_encoder, "sha256": file_sha256(Path(simcrop.init_encoder))}
         path = ctx.workdir / "encoder.pth"
@@ -105,10 +116,14 @@ class SimCroPNoFusion(SimCroP):
 
 
 def _topk_variant(k: int) -> type:
-    variant = type(f"SimCroPTop{k}", (SimCroP,), {
-        "__doc__": f"SimCroP ablation with K = {k} patches per sentence (simcrop uses 32).",
-        "variant_overrides": {"simcrop.topk": k},
-    })
+    variant = type(
+        f"SimCroPTop{k}",
+        (SimCroP,),
+        {
+            "__doc__": f"SimCroP ablation with K = {k} patches per sentence (simcrop uses 32).",
+            "variant_overrides": {"simcrop.topk": k},
+        },
+    )
     return register_method(f"simcrop-k{k}")(variant)
 
 

@@ -11,11 +11,12 @@ See ``docs/add-a-method.md`` for a complete example.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
-from .models.config import EncoderConfig
+from simcrop_bench.models.config import EncoderConfig
 
 # Encoder sizes per profile, shared by every method so that comparisons use one backbone.
 ENCODER_PROFILES: dict[str, dict[str, Any]] = {
@@ -144,7 +145,7 @@ class TaskContext:
     def device(self) -> str:
         """The torch device, resolved on first use: a task that needs no torch never imports it."""
         if self._device is None:
-            from .devices import resolve_device
+            from simcrop_bench.run.devices import resolve_device
 
             self._device = resolve_device(self.device_request)
         return self._device

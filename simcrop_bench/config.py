@@ -15,10 +15,11 @@ import hashlib
 import json
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, is_dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
-from .errors import ConfigError
+from simcrop_bench.errors import ConfigError
 
 PROFILES = ("demo", "paper")
 PROTOCOLS = ("heldout", "legacy")

@@ -18,11 +18,12 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
-from .errors import RegistryError
+from simcrop_bench.errors import RegistryError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILTIN_DIRS = {"methods": REPO_ROOT / "methods", "tasks": REPO_ROOT / "tasks"}

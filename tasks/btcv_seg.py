@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from simcrop_bench.api import Task
-from simcrop_bench.protocols.segmentation_config import SegmentationConfig
+from simcrop_bench.protocols.segmentation.config import SegmentationConfig
 from simcrop_bench.registry import register_task
 
 
@@ -31,9 +31,22 @@ class BTCVSeg(Task):
 
     kind = "segmentation"
     dataset = "btcv"
-    labels = ("background", "spleen", "right kidney", "left kidney", "gallbladder", "esophagus", "liver",
-              "stomach", "aorta", "inferior vena cava", "portal and splenic veins", "pancreas",
-              "right adrenal gland", "left adrenal gland")
+    labels = (
+        "background",
+        "spleen",
+        "right kidney",
+        "left kidney",
+        "gallbladder",
+        "esophagus",
+        "liver",
+        "stomach",
+        "aorta",
+        "inferior vena cava",
+        "portal and splenic veins",
+        "pancreas",
+        "right adrenal gland",
+        "left adrenal gland",
+    )
     fractions = (100,)
     metric = "dice"
     higher_is_better = True
@@ -57,7 +70,7 @@ class BTCVSeg(Task):
 
     def run(self, ctx):
         from simcrop_bench.data.btcv import btcv_seg_splits
-        from simcrop_bench.protocols.segmentation import run_segmentation
+        from simcrop_bench.protocols.segmentation.finetune import run_segmentation
 
         splits = btcv_seg_splits(ctx.data_root, ctx.protocol, val_carve=self.config.val_carve)
         # Without a selection set (heldout default) the final epoch is tested.

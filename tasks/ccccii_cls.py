@@ -9,7 +9,7 @@ confusion matrix are reported as secondary (§8).
 
 from __future__ import annotations
 
-from simcrop_bench.protocols.probe_task import LinearProbeTask, cell
+from simcrop_bench.protocols.probe.task import LinearProbeTask, cell
 from simcrop_bench.registry import register_task
 
 

@@ -11,7 +11,7 @@ Metric: macro AUROC over the 18 labels, with a patient-level bootstrap interval 
 from __future__ import annotations
 
 from simcrop_bench.data.labels import CTRATE_LABELS
-from simcrop_bench.protocols.probe_task import LinearProbeTask, cell
+from simcrop_bench.protocols.probe.task import LinearProbeTask, cell
 from simcrop_bench.registry import register_task
 
 

@@ -10,7 +10,7 @@ Metric: AUROC of the single logit's sigmoid, bootstrap over series (§8–§9).
 
 from __future__ import annotations
 
-from simcrop_bench.protocols.probe_task import LinearProbeTask, cell
+from simcrop_bench.protocols.probe.task import LinearProbeTask, cell
 from simcrop_bench.registry import register_task
 
 

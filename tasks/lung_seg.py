@@ -10,7 +10,7 @@ Metric: test Dice, mean over cases of the foreground-class mean (background excl
 from __future__ import annotations
 
 from simcrop_bench.api import Task
-from simcrop_bench.protocols.segmentation_config import SegmentationConfig
+from simcrop_bench.protocols.segmentation.config import SegmentationConfig
 from simcrop_bench.registry import register_task
 
 
@@ -48,10 +48,13 @@ class LungSeg(Task):
 
     def run(self, ctx):
         from simcrop_bench.data.luna16 import lung_seg_splits
-        from simcrop_bench.protocols.segmentation import run_segmentation
+        from simcrop_bench.protocols.segmentation.finetune import run_segmentation
 
         splits = lung_seg_splits(
-            ctx.data_root, ctx.fraction, ctx.protocol,
-            validation_cases=self.config.validation_cases, val_fraction=self.config.val_fraction,
+            ctx.data_root,
+            ctx.fraction,
+            ctx.protocol,
+            validation_cases=self.config.validation_cases,
+            val_fraction=self.config.val_fraction,
         )
         return run_segmentation(ctx, self.config, splits, self.labels)

@@ -10,7 +10,7 @@ Metric: macro AUROC over the 16 labels (paper-comparable), bootstrap over volume
 
 from __future__ import annotations
 
-from simcrop_bench.protocols.probe_task import LinearProbeTask, cell
+from simcrop_bench.protocols.probe.task import LinearProbeTask, cell
 from simcrop_bench.registry import register_task
 
 
@@ -20,10 +20,22 @@ class RadChestCTCls(LinearProbeTask):
 
     dataset = "radchestct"
     labels = (
-        "Medical material", "Calcification", "Cardiomegaly", "Pericardial effusion", "Hiatal hernia",
-        "Lymphadenopathy", "Emphysema", "Atelectasis", "Lung nodule", "Lung opacity",
-        "Pulmonary fibrotic sequela", "Pleural effusion", "Peribronchial thickening", "Consolidation",
-        "Bronchiectasis", "Interlobular septal thickening",
+        "Medical material",
+        "Calcification",
+        "Cardiomegaly",
+        "Pericardial effusion",
+        "Hiatal hernia",
+        "Lymphadenopathy",
+        "Emphysema",
+        "Atelectasis",
+        "Lung nodule",
+        "Lung opacity",
+        "Pulmonary fibrotic sequela",
+        "Pleural effusion",
+        "Peribronchial thickening",
+        "Consolidation",
+        "Bronchiectasis",
+        "Interlobular septal thickening",
     )
     fractions = (10, 100)
     metric = "auc"

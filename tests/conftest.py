@@ -26,7 +26,11 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "simcrop_bench.cli", *args],
-        cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=900,
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
 
 

@@ -17,8 +17,20 @@ from simcrop_bench.data.synthetic.luna16 import write_luna16_twin
 
 from .conftest import REPO, run_cli
 
-FAST = ["--set", "task.max_epochs=1", "--set", "task.val_every=1", "--set", "task.crops_per_volume=1",
-        "--set", "task.warmup_epochs=1", "--set", "method.train.epochs=1", "--device", "cpu"]
+FAST = [
+    "--set",
+    "task.max_epochs=1",
+    "--set",
+    "task.val_every=1",
+    "--set",
+    "task.crops_per_volume=1",
+    "--set",
+    "task.warmup_epochs=1",
+    "--set",
+    "method.train.epochs=1",
+    "--device",
+    "cpu",
+]
 
 
 def documented_example() -> str:

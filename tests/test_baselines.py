@@ -18,10 +18,10 @@ from simcrop_bench.api import PretrainContext
 from simcrop_bench.baselines.clip import VolumeReportCLIP, clip_infonce
 from simcrop_bench.baselines.mae import MaskedAutoencoder
 from simcrop_bench.baselines.simmim import SimMIM, block_mask
-from simcrop_bench.check_method import check_config, tiny_twin
 from simcrop_bench.config import apply_overrides
 from simcrop_bench.models.config import EncoderConfig
 from simcrop_bench.models.vit3d import ViT3D, load_encoder_weights, read_checkpoint
+from simcrop_bench.pretraining.check_method import check_config, tiny_twin
 from simcrop_bench.pretraining.scalars import read_metrics
 from simcrop_bench.simcrop.losses import normalise_patches
 from simcrop_bench.simcrop.model import SimCroPModel
@@ -40,8 +40,14 @@ def images(batch: int = 2, seed: int = 0) -> torch.Tensor:
 
 def tiny_bert() -> BertModel:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=VOCAB, hidden_size=24, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=48, max_position_embeddings=TEXT_LEN)
+    config = BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=24,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=48,
+        max_position_embeddings=TEXT_LEN,
+    )
     return BertModel(config, add_pooling_layer=False)
 
 
@@ -112,7 +118,7 @@ def test_simmim_block_mask_counts_and_blocks():
     for h in (0, 2):
         for w in (0, 2):
             for d in (0, 2):
-                block = grid[:, h:h + 2, w:w + 2, d:d + 2].flatten(1)
+                block = grid[:, h : h + 2, w : w + 2, d : d + 2].flatten(1)
                 assert (block == block[:, :1]).all()  # a block is masked as a whole
     single = block_mask(noise, (4, 4, 4), (1, 1, 1), 0.6)
     assert single.sum(dim=1).tolist() == [39.0] * 3  # ceil(64 · 0.6)
@@ -227,9 +233,14 @@ def test_mrm_report_decoder_sees_the_image_only_through_its_mean():
 def test_mrm_step_has_no_alignment_loss_and_trains_the_encoder():
     model = tiny_mrm_model()
     report = torch.tensor([[IDS.cls] + list(range(5, 5 + TEXT_LEN - 1))] * 2)
-    batch = {"image": images(), "report_ids": report, "report_attention_mask": torch.ones_like(report),
-             "findings_ids": report, "findings_attention_mask": torch.ones_like(report),
-             "sentence_ids": torch.zeros_like(report)}
+    batch = {
+        "image": images(),
+        "report_ids": report,
+        "report_attention_mask": torch.ones_like(report),
+        "findings_ids": report,
+        "findings_attention_mask": torch.ones_like(report),
+        "sentence_ids": torch.zeros_like(report),
+    }
     out = model(batch, generator=torch.Generator().manual_seed(0))
     assert out["loss_align"].item() == 0.0
     assert out["loss"].item() == pytest.approx((out["loss_mim"] + out["loss_mlm"]).item(), rel=1e-6)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simcrop_bench.bench import probe_protocols, probe_ratios
+from simcrop_bench.bench.probe import probe_protocols, probe_ratios
 from simcrop_bench.data.roots import cache_dir
 
 

@@ -8,14 +8,28 @@ import pytest
 
 from .conftest import run_cli
 
-FAST = ["--set", "task.max_epochs=1", "--set", "task.val_every=1", "--set", "task.crops_per_volume=1",
-        "--set", "task.warmup_epochs=1", "--set", "task.bootstrap_resamples=100", "--device", "cpu"]
+FAST = [
+    "--set",
+    "task.max_epochs=1",
+    "--set",
+    "task.val_every=1",
+    "--set",
+    "task.crops_per_volume=1",
+    "--set",
+    "task.warmup_epochs=1",
+    "--set",
+    "task.bootstrap_resamples=100",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["heldout", "legacy"])
 def test_btcv_seg_runs_with_the_protocols_selection_rule(tmp_path, protocol):
-    result = run_cli("run", "-m", "scratch", "-t", "btcv_seg", "--protocol", protocol, "--results", str(tmp_path), *FAST)
+    result = run_cli(
+        "run", "-m", "scratch", "-t", "btcv_seg", "--protocol", protocol, "--results", str(tmp_path), *FAST
+    )
     assert result.returncode == 0, result.stderr
     record = json.loads(next(tmp_path.glob("runs/btcv_seg/**/record.json")).read_text())
     assert set(record["per_class"]["dice"]) >= {"spleen", "liver", "left adrenal gland"}

@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from simcrop_bench.data.check_ctrate import check_ctrate_official, check_ctrate_simcrop
-from simcrop_bench.data.check_official_other import (check_btcv_official, check_ccccii_official,
-                                                     check_radchestct_official)
+from simcrop_bench.data.check.ctrate import check_ctrate_official, check_ctrate_simcrop
+from simcrop_bench.data.check.official_other import (
+    check_btcv_official,
+    check_ccccii_official,
+    check_radchestct_official,
+)
 from simcrop_bench.data.synthetic.btcv import write_btcv_twin
 from simcrop_bench.data.synthetic.ccccii import write_ccccii_twin
 from simcrop_bench.data.synthetic.ctrate import write_ctrate_twin
@@ -61,10 +64,16 @@ def edit_csv(path, edit) -> None:
     path.write_text(buffer.getvalue(), encoding="utf-8")
 
 
-@pytest.mark.parametrize("check, name", [
-    (check_ctrate_official, "ctrate"), (check_ctrate_simcrop, "ctrate"), (check_btcv_official, "btcv"),
-    (check_ccccii_official, "ccccii"), (check_radchestct_official, "radchestct"),
-])
+@pytest.mark.parametrize(
+    "check, name",
+    [
+        (check_ctrate_official, "ctrate"),
+        (check_ctrate_simcrop, "ctrate"),
+        (check_btcv_official, "btcv"),
+        (check_ccccii_official, "ccccii"),
+        (check_radchestct_official, "radchestct"),
+    ],
+)
 def test_clean_twin_has_no_problems(twins, check, name):
     report = check(twins / name)
     assert report.ok, [str(p) for p in report.problems]
@@ -84,6 +93,7 @@ def test_ctrate_official_damage(twins, tmp_path):
 
     def blank_findings(rows):
         return [r[:3] + [""] + r[4:] if r[0] == empty else r for r in rows]
+
     edit_csv(train_reports, blank_findings)
     damage["empty report"] = (train_reports, f"{empty}: empty report")
 
@@ -105,7 +115,8 @@ def test_ctrate_official_damage(twins, tmp_path):
 
     def blank_slope(rows):
         slope = rows[0].index("RescaleSlope")
-        return [r[:slope] + [""] + r[slope + 1:] if r[0] == names[3] else r for r in rows]
+        return [r[:slope] + [""] + r[slope + 1 :] if r[0] == names[3] else r for r in rows]
+
     edit_csv(metadata, blank_slope)
     damage["v1 metadata"] = (metadata, f"{names[3]}: v1 volume needs numeric RescaleSlope")
 
@@ -192,6 +203,7 @@ def test_ccccii_official_damage(twins, tmp_path):
     def wrong_count(table):
         table[3][4] = str(int(table[3][4]) + 1)
         return table
+
     edit_csv(unzip, wrong_count)
     damage["n_slice"] = (unzip, "line 4: n_slice")
 

@@ -11,8 +11,8 @@ import textwrap
 import pytest
 
 from simcrop_bench import registry
-from simcrop_bench.check_method import check_method
 from simcrop_bench.errors import RegistryError
+from simcrop_bench.pretraining.check_method import check_method
 
 from .conftest import run_cli
 
@@ -21,7 +21,11 @@ FAULTY = textwrap.dedent(
     """Methods that break the contract on purpose, one fault each."""
     import dataclasses
 
-    from simcrop_bench.api import Method, MethodConfig, PretrainingParts
+    from simcrop_bench.api import Method
+
+    from simcrop_bench.api import MethodConfig
+
+    from simcrop_bench.api import PretrainingParts
     from simcrop_bench.registry import register_method
 
 
@@ -66,7 +70,8 @@ FAULTY = textwrap.dedent(
             encoder = self.config.encoder
             if self.fault == "wide":  # ignores self.config.encoder
                 encoder = dataclasses.replace(encoder, embed_dim=encoder.embed_dim + 16)
-            return PretrainingParts(lambda: build_model(encoder, self.fault), RandomVolumes(self.config.encoder.img_size))
+            volumes = RandomVolumes(self.config.encoder.img_size)
+            return PretrainingParts(lambda: build_model(encoder, self.fault), volumes)
 
         def pretrain(self, ctx):
             import torch
@@ -110,8 +115,10 @@ def failures(report, check: str) -> list[str]:
 def registered_methods() -> list:
     """Every registered method; SimCroP's ablations (simcrop's code path with other settings) marked slow."""
     registry.discover()
-    return [pytest.param(name, marks=pytest.mark.slow) if name.startswith("simcrop-") else name
-            for name, *_ in registry.entries("methods")]
+    return [
+        pytest.param(name, marks=pytest.mark.slow) if name.startswith("simcrop-") else name
+        for name, *_ in registry.entries("methods")
+    ]
 
 
 @pytest.mark.parametrize("name", registered_methods())
@@ -128,14 +135,14 @@ def test_wrong_encoder_output_shape(faulty_plugin):
     report = check_method("faulty-wide", plugins=[faulty_plugin])
     (shape,) = failures(report, "encoder")
     assert "output shape (2, 9, 48), expected (2, 9, 32)" in shape
-    assert any("does not load into ViT3D(method.encoder)" in m and "shape mismatch" in m
-               for m in failures(report, "export"))
+    assert any(
+        "does not load into ViT3D(method.encoder)" in m and "shape mismatch" in m for m in failures(report, "export")
+    )
 
 
 def test_loss_that_is_not_a_scalar(faulty_plugin):
     report = check_method("faulty-vector", plugins=[faulty_plugin])
-    assert failures(report, "step") == [
-        "loss has shape (2,), not a scalar: reduce it to a 0-dim tensor (e.g. .mean())"]
+    assert failures(report, "step") == ["loss has shape (2,), not a scalar: reduce it to a 0-dim tensor (e.g. .mean())"]
     assert not failures(report, "encoder")
 
 
@@ -147,11 +154,14 @@ def test_nan_loss(faulty_plugin):
     assert any("non-finite weights" in m for m in exported)
 
 
-@pytest.mark.parametrize("fault, expected", [
-    ("no_file", "pretrain returned None"),
-    ("bare", "has no 'model' state dict"),
-    ("no_encoder", "lacks the encoder keys patch_embed.proj.*, cls_token, pos_embed, blocks.*, norm.*"),
-])
+@pytest.mark.parametrize(
+    "fault, expected",
+    [
+        ("no_file", "pretrain returned None"),
+        ("bare", "has no 'model' state dict"),
+        ("no_encoder", "lacks the encoder keys patch_embed.proj.*, cls_token, pos_embed, blocks.*, norm.*"),
+    ],
+)
 def test_missing_export(faulty_plugin, fault, expected):
     report = check_method(f"faulty-{fault}", plugins=[faulty_plugin])
     (message,) = failures(report, "export")
@@ -170,7 +180,9 @@ def test_cli_prints_one_line_per_violation_and_exits_nonzero(faulty_plugin):
     good = run_cli("check-method", "scratch")
     assert good.returncode == 0 and "scratch satisfies the method contract" in good.stdout
     unknown = run_cli("check-method", "faulty-vectr", "--plugin", faulty_plugin)
-    assert unknown.returncode == 2 and "error: unknown method 'faulty-vectr'; did you mean faulty-vector" in unknown.stderr
+    assert (
+        unknown.returncode == 2 and "error: unknown method 'faulty-vectr'; did you mean faulty-vector" in unknown.stderr
+    )
 
 
 def test_unknown_method_is_a_registry_error():

@@ -10,15 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simcrop_bench.data.classification_splits import (
-    ClassificationSplits, load_classification_splits, split_folder, task_fractions,
-)
 from simcrop_bench.data.datasets import synthesize
-from simcrop_bench.data.split_files import import_splits, read_split_csv
+from simcrop_bench.data.splits.classification import (
+    ClassificationSplits,
+    load_classification_splits,
+    split_folder,
+    task_fractions,
+)
+from simcrop_bench.data.splits.files import import_splits, read_split_csv
+from simcrop_bench.data.splits.fractions import fraction_subset
 from simcrop_bench.data.synthetic.ccccii import write_ccccii_twin
 from simcrop_bench.data.synthetic.radchestct import write_radchestct_twin
 from simcrop_bench.errors import ConfigError, DataError
-from simcrop_bench.splits import fraction_subset
 
 TASKS = {"ctrate_cls": "ctrate", "radchestct_cls": "radchestct", "ccccii_cls": "ccccii", "luna16_cls": "luna16"}
 CSVS = ("train_list.csv", "train_list_10.csv", "train_list_1.csv", "val_list.csv", "test_list.csv")
@@ -119,8 +122,12 @@ def test_ctrate_groups_paths_and_labels(twins):
 
 
 def test_label_shapes_grouping_and_transpose(twins):
-    expected = {"ctrate_cls": (18, "patient"), "radchestct_cls": (16, "volume"), "ccccii_cls": (None, "scan"),
-                "luna16_cls": (1, "series")}
+    expected = {
+        "ctrate_cls": (18, "patient"),
+        "radchestct_cls": (16, "volume"),
+        "ccccii_cls": (None, "scan"),
+        "luna16_cls": (1, "series"),
+    }
     for task, (width, grouping) in expected.items():
         splits = load(twins, task, 100, "legacy")
         assert splits.grouping == grouping and splits.transpose_dhw is (task == "ccccii_cls")

@@ -23,8 +23,18 @@ from .conftest import run_cli
 from .test_end_to_end import assert_clean_failure
 
 # A short probe: validation from the first epoch, a few dozen updates.
-QUICK = ["--set", "task.num_steps=12", "--set", "task.start_epoch=0", "--set", "task.warmup_steps=2",
-         "--set", "task.bootstrap_resamples=200", "--device", "cpu"]
+QUICK = [
+    "--set",
+    "task.num_steps=12",
+    "--set",
+    "task.start_epoch=0",
+    "--set",
+    "task.warmup_steps=2",
+    "--set",
+    "task.bootstrap_resamples=200",
+    "--device",
+    "cpu",
+]
 
 
 def run_task(task: str, results: Path, *extra: str, method: str = "scratch", env: dict | None = None) -> dict:
@@ -40,9 +50,10 @@ def run_task(task: str, results: Path, *extra: str, method: str = "scratch", env
 def run_warm_without_torch(task: str, results: Path, *extra: str) -> dict:
     """A rerun on a warm feature cache: every feature a hit, and torch never imported by the process."""
     record = run_task(task, results, *extra, "--force", env={"PYTHONPROFILEIMPORTTIME": "1"})
-    imported = {line.rsplit("|", 1)[-1].strip() for line in record["_stderr"].splitlines()
-                if line.startswith("import time:")}
-    assert "numpy" in imported and "simcrop_bench.protocols.probe_head" in imported  # the import log is real
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in record["_stderr"].splitlines() if line.startswith("import time:")
+    }
+    assert "numpy" in imported and "simcrop_bench.protocols.probe.numpy_head" in imported  # the import log is real
     assert not {name for name in imported if name == "torch" or name.startswith("torch.")}
     assert set(record["details"]["feature_cache_hits"].values()) == {True}
     assert record["details"]["encoder_built"] is False and record["details"]["head_impl"] == "numpy"
@@ -148,20 +159,24 @@ def test_external_weights_are_evaluated_without_pretraining_and_reuse_cached_fea
     weights = _export(tmp_path / "encoder.pth", demo)
     results = tmp_path / "r"
     first = run_task("luna16_cls", results, "--weights", str(weights), "--set", "task.probe=cached")
-    assert first["method"] == "external" and first["checkpoint"]["sha256"] == first["config"]["method"]["weights_sha256"]
+    assert (
+        first["method"] == "external" and first["checkpoint"]["sha256"] == first["config"]["method"]["weights_sha256"]
+    )
     assert first["config"]["method"]["encoder"]["num_heads"] == 4  # from the exported config, not D / 64
     # Fixed weights: a new seed changes nothing the features depend on. The checkpoint's architecture is
     # remembered by its hash, so this run reads neither the checkpoint nor torch.
-    second = run_warm_without_torch("luna16_cls", results, "--weights", str(weights), "--set", "task.probe=cached",
-                                    "--seed", "7")
+    second = run_warm_without_torch(
+        "luna16_cls", results, "--weights", str(weights), "--set", "task.probe=cached", "--seed", "7"
+    )
     assert second["config"]["method"] == first["config"]["method"]
 
 
 def test_external_weights_bad_input_is_one_line(tmp_path):
     missing = run_cli("run", "-t", "luna16_cls", "--weights", str(tmp_path / "nope.pth"), "--results", str(tmp_path))
     assert_clean_failure(missing, "nope.pth", "no such file")
-    wrong = run_cli("run", "-m", "scratch", "-t", "luna16_cls", "--weights", str(tmp_path / "x.pth"),
-                    "--results", str(tmp_path))
+    wrong = run_cli(
+        "run", "-m", "scratch", "-t", "luna16_cls", "--weights", str(tmp_path / "x.pth"), "--results", str(tmp_path)
+    )
     assert_clean_failure(wrong, "--weights", "use --method external")
     neither = run_cli("run", "-t", "luna16_cls", "--results", str(tmp_path))
     assert_clean_failure(neither, "--method")
@@ -175,7 +190,10 @@ def test_aggregate_scan_and_patient_score_mean_probabilities_per_unit(tmp_path):
     volume = run_task("ctrate_cls", results, *base)
     volume_rows = predictions(volume)
     labels = list(volume["per_class"]["test"])
-    for aggregate, unit_of in (("scan", lambda r: "_".join(r["case"].split("_")[:3])), ("patient", lambda r: r["group"])):
+    for aggregate, unit_of in (
+        ("scan", lambda r: "_".join(r["case"].split("_")[:3])),
+        ("patient", lambda r: r["group"]),
+    ):
         record = run_task("ctrate_cls", results, *base, "--set", f"task.aggregate={aggregate}")
         assert record["variant"] == f"lp-cached-logreg+agg-{aggregate}"
         units: dict[str, list[dict]] = {}
@@ -187,14 +205,28 @@ def test_aggregate_scan_and_patient_score_mean_probabilities_per_unit(tmp_path):
         for row in rows:
             members = units[row["case"]]
             for name in labels:
-                assert float(row[f"p:{name}"]) == pytest.approx(np.mean([float(m[f"p:{name}"]) for m in members]), abs=1e-6)
+                assert float(row[f"p:{name}"]) == pytest.approx(
+                    np.mean([float(m[f"p:{name}"]) for m in members]), abs=1e-6
+                )
                 assert int(row[f"y:{name}"]) == max(int(m[f"y:{name}"]) for m in members)
         assert record["metrics"]["auc"] == pytest.approx(recomputed_macro_auc(rows, labels), abs=1e-6)
 
 
 def test_aggregate_patient_is_refused_without_patient_ids(tmp_path):
-    result = run_cli("run", "-m", "scratch", "-t", "luna16_cls", "--results", str(tmp_path / "r"), *QUICK,
-                     "--set", "task.probe=cached", "--set", "task.aggregate=patient")
+    result = run_cli(
+        "run",
+        "-m",
+        "scratch",
+        "-t",
+        "luna16_cls",
+        "--results",
+        str(tmp_path / "r"),
+        *QUICK,
+        "--set",
+        "task.probe=cached",
+        "--set",
+        "task.aggregate=patient",
+    )
     assert_clean_failure(result, "task.aggregate=patient needs patient ids")
 
 
@@ -203,8 +235,8 @@ def test_purge_test_patients_from_train_drops_their_rows(tmp_path):
     """A copy of the twin whose test list also holds a training patient's volume (a §5.3 leak)."""
     import shutil
 
-    from simcrop_bench.data.classification_splits import load_classification_splits
     from simcrop_bench.data.roots import ensure_twin
+    from simcrop_bench.data.splits.classification import load_classification_splits
 
     root = tmp_path / "ctrate"
     shutil.copytree(ensure_twin("ctrate"), root)
@@ -224,18 +256,30 @@ def test_purge_test_patients_from_train_drops_their_rows(tmp_path):
     assert purged.test.ids == plain.test.ids and len(purged.train) + len(purged.val) < len(plain.train) + len(plain.val)
     assert any("purge_test_patients_from_train removed" in w for w in purged.warnings)
 
-    record = run_task("ctrate_cls", tmp_path / "r", "--set", "task.probe=cached",
-                      "--set", "task.purge_test_patients_from_train=true", "--data-root", str(root))
+    record = run_task(
+        "ctrate_cls",
+        tmp_path / "r",
+        "--set",
+        "task.probe=cached",
+        "--set",
+        "task.purge_test_patients_from_train=true",
+        "--data-root",
+        str(root),
+    )
     assert record["variant"] == "lp-cached+purged"
     assert record["details"]["splits"]["train"] == len(purged.train)
 
 
 def test_aggregate_rows_multiclass_takes_the_most_frequent_class_and_counts_disagreements():
-    from simcrop_bench.data.classification_splits import SplitRows
-    from simcrop_bench.protocols.probe_aggregate import aggregate_rows, unit_of
+    from simcrop_bench.data.splits.classification import SplitRows
+    from simcrop_bench.protocols.probe.aggregate import aggregate_rows, unit_of
 
-    rows = SplitRows(ids=["s1_a", "s1_b", "s1_c", "s2_a"], groups=["p1", "p1", "p1", "p2"],
-                     labels=np.array([2, 2, 0, 1]), paths=[Path(f"{i}.nii.gz") for i in range(4)])
+    rows = SplitRows(
+        ids=["s1_a", "s1_b", "s1_c", "s2_a"],
+        groups=["p1", "p1", "p1", "p2"],
+        labels=np.array([2, 2, 0, 1]),
+        paths=[Path(f"{i}.nii.gz") for i in range(4)],
+    )
     probs = np.array([[0.1, 0.1, 0.8], [0.2, 0.2, 0.6], [0.6, 0.2, 0.2], [0.1, 0.8, 0.1]])
     units, unit_probs, conflicts = aggregate_rows(rows, probs, unit_of("patient", "patient", None), multiclass=True)
     assert units.ids == ["p1", "p2"] and units.labels.tolist() == [2, 1] and conflicts == 1

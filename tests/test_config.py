@@ -2,7 +2,7 @@ import pytest
 
 from simcrop_bench.config import stable_hash
 from simcrop_bench.errors import ConfigError
-from simcrop_bench.runner import RunRequest, plan_run
+from simcrop_bench.run.cell import RunRequest, plan_run
 
 
 def plan(**kwargs):
@@ -21,8 +21,15 @@ def test_profiles_set_published_and_demo_sizes():
 
 
 def test_set_overrides_are_typed():
-    cfg = plan(overrides=["task.max_epochs=7", "method.encoder.img_size=32,32,16", "task.spacing=none",
-                          "task.amp=false", "task.lr=3e-4"]).config
+    cfg = plan(
+        overrides=[
+            "task.max_epochs=7",
+            "method.encoder.img_size=32,32,16",
+            "task.spacing=none",
+            "task.amp=false",
+            "task.lr=3e-4",
+        ]
+    ).config
     assert cfg.task.max_epochs == 7 and cfg.method.encoder.img_size == (32, 32, 16)
     assert cfg.task.spacing is None and cfg.task.amp is False and cfg.task.lr == pytest.approx(3e-4)
     assert plan(overrides=["method.encoder.pos_embed=A"]).config.method.encoder.pos_embed == "A"

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from simcrop_bench.data.check_luna16 import check_luna16_simcrop
+from simcrop_bench.data.check.luna16 import check_luna16_simcrop
 from simcrop_bench.data.synthetic.luna16 import write_luna16_twin
 
 from .conftest import run_cli
@@ -109,8 +109,8 @@ def test_cli_synth_is_deterministic_and_checks_clean(tmp_path):
 
 
 def test_official_luna16_layout_check(tmp_path):
-    from simcrop_bench.data.check_luna16 import check_luna16_official
-    from simcrop_bench.data.metaimage import read_mhd, write_mhd
+    from simcrop_bench.data.check.luna16 import check_luna16_official
+    from simcrop_bench.data.formats.metaimage import read_mhd, write_mhd
     from simcrop_bench.data.synthetic.luna16 import write_luna16_official
 
     root = tmp_path / "official"
@@ -133,15 +133,19 @@ def test_official_luna16_layout_check(tmp_path):
     annotations.write_text(annotations.read_text().replace("diameter_mm", "diam"))
 
     found = [str(p) for p in check_luna16_official(root).problems]
-    expected = [(raw, "data bytes"), (missing, "lung mask is missing"), (masks[1], "unknown label values [9]"),
-                (annotations, "is not seriesuid")]
+    expected = [
+        (raw, "data bytes"),
+        (missing, "lung mask is missing"),
+        (masks[1], "unknown label values [9]"),
+        (annotations, "is not seriesuid"),
+    ]
     for path, message in expected:
         assert any(p.startswith(str(path)) and message in p for p in found), (path, found)
     assert len(found) == len(expected)
 
 
 def test_classification_store_check(tmp_path):
-    from simcrop_bench.data.check_classification import check_ccccii_simcrop
+    from simcrop_bench.data.check.classification import check_ccccii_simcrop
     from simcrop_bench.data.synthetic.ccccii import write_ccccii_twin
 
     root = tmp_path / "cc"

@@ -58,11 +58,31 @@ def test_cli_prepare_forwards_options_that_apply(tmp_path):
     official = tmp_path / "ctrate-official"
     synthesize("ctrate", "official", official, cases=2, seed=3)
     out = tmp_path / "ctrate-prepared"
-    done = run_cli("data", "prepare", "--dataset", "ctrate", "--from", str(official), "--out", str(out),
-                   "--spacing", "10.5,10.5,10.5")
+    done = run_cli(
+        "data",
+        "prepare",
+        "--dataset",
+        "ctrate",
+        "--from",
+        str(official),
+        "--out",
+        str(out),
+        "--spacing",
+        "10.5,10.5,10.5",
+    )
     assert done.returncode == 0, done.stderr
     volume = next(out.rglob("*.nii.gz"))
     assert nib.load(str(volume)).header.get_zooms()[:3] == pytest.approx((10.5, 10.5, 10.5))
-    refused = run_cli("data", "prepare", "--dataset", "btcv", "--from", str(official), "--out", str(tmp_path / "x"),
-                      "--spacing", "1,1,1")
+    refused = run_cli(
+        "data",
+        "prepare",
+        "--dataset",
+        "btcv",
+        "--from",
+        str(official),
+        "--out",
+        str(tmp_path / "x"),
+        "--spacing",
+        "1,1,1",
+    )
     assert refused.returncode == 2 and "--spacing does not apply to btcv" in refused.stderr

@@ -14,12 +14,20 @@ import pytest
 
 from simcrop_bench.data.roots import resolve_data_root
 from simcrop_bench.data.synthetic.luna16 import write_luna16_twin
-from simcrop_bench.metrics import dice_per_class
+from simcrop_bench.stats.metrics import dice_per_class
 
 from .conftest import run_cli
 
-FAST = ["--set", "task.max_epochs=2", "--set", "task.val_every=1", "--set", "task.crops_per_volume=1",
-        "--set", "task.warmup_epochs=1"]
+FAST = [
+    "--set",
+    "task.max_epochs=2",
+    "--set",
+    "task.val_every=1",
+    "--set",
+    "task.crops_per_volume=1",
+    "--set",
+    "task.warmup_epochs=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +43,11 @@ def records_under(results: Path) -> list[Path]:
 
 def assert_clean_failure(result, *expected: str) -> None:
     assert result.returncode != 0
-    lines = [line for line in result.stderr.splitlines() if line.strip() and "Warning" not in line
-             and not line.startswith("  warn")]
+    lines = [
+        line
+        for line in result.stderr.splitlines()
+        if line.strip() and "Warning" not in line and not line.startswith("  warn")
+    ]
     errors = [line for line in lines if line.startswith("error: ")]
     assert len(errors) == 1, result.stderr
     assert "Traceback" not in result.stderr
@@ -47,8 +58,24 @@ def assert_clean_failure(result, *expected: str) -> None:
 @pytest.mark.slow
 def test_run_seeds_skip_leaderboard_and_table(twin, tmp_path):
     results = tmp_path / "results"
-    args = ["run", "-m", "scratch", "-t", "lung_seg", "--data-root", str(twin), "--results", str(results),
-            "--seed", "1", "--seed", "2", "--device", "cpu", *FAST]
+    args = [
+        "run",
+        "-m",
+        "scratch",
+        "-t",
+        "lung_seg",
+        "--data-root",
+        str(twin),
+        "--results",
+        str(results),
+        "--seed",
+        "1",
+        "--seed",
+        "2",
+        "--device",
+        "cpu",
+        *FAST,
+    ]
     first = run_cli(*args)
     assert first.returncode == 0, first.stderr
     paths = records_under(results)
@@ -83,12 +110,26 @@ def test_run_seeds_skip_leaderboard_and_table(twin, tmp_path):
 
 @pytest.mark.slow
 def test_metric_recomputes_from_saved_predictions(twin, tmp_path):
-    from simcrop_bench.protocols.segmentation import preprocessing
-    from simcrop_bench.protocols.segmentation_config import SegmentationConfig
+    from simcrop_bench.protocols.segmentation.config import SegmentationConfig
+    from simcrop_bench.protocols.segmentation.finetune import preprocessing
 
     results = tmp_path / "results"
-    done = run_cli("run", "-m", "scratch", "-t", "lung_seg", "--data-root", str(twin), "--results",
-                   str(results), "--protocol", "legacy", "--device", "cpu", *FAST)
+    done = run_cli(
+        "run",
+        "-m",
+        "scratch",
+        "-t",
+        "lung_seg",
+        "--data-root",
+        str(twin),
+        "--results",
+        str(results),
+        "--protocol",
+        "legacy",
+        "--device",
+        "cpu",
+        *FAST,
+    )
     assert done.returncode == 0, done.stderr
     folder = records_under(results)[0].parent
     record = json.loads((folder / "record.json").read_text())
@@ -100,8 +141,10 @@ def test_metric_recomputes_from_saved_predictions(twin, tmp_path):
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3
     for row in rows:
-        item = {"image": str(twin / "images" / f"{row['case']}.nii.gz"),
-                "label": str(twin / "masks_processed" / f"{row['case']}.nii.gz")}
+        item = {
+            "image": str(twin / "images" / f"{row['case']}.nii.gz"),
+            "label": str(twin / "masks_processed" / f"{row['case']}.nii.gz"),
+        }
         label = pipeline(item)["label"][0].numpy()
         pred = np.asanyarray(nib.load(folder / "predictions" / f"{row['case']}.nii.gz").dataobj)
         dice = dice_per_class(pred, label, 4)
@@ -156,7 +199,8 @@ def test_twin_is_generated_once_and_marked_synthetic():
 TOY_METHOD = textwrap.dedent(
     '''
     """A pretraining method that only draws seeded weights: exercises the checkpoint store."""
-    from simcrop_bench.api import Method, MethodConfig
+    from simcrop_bench.api import Method
+    from simcrop_bench.api import MethodConfig
     from simcrop_bench.registry import register_method
 
     CALLS = []
@@ -169,7 +213,8 @@ TOY_METHOD = textwrap.dedent(
 
         def pretrain(self, ctx):
             import torch
-            from simcrop_bench.models.vit3d import ViT3D, export_released
+            from simcrop_bench.models.vit3d import ViT3D
+            from simcrop_bench.models.vit3d import export_released
             CALLS.append(ctx.seed)
             torch.manual_seed(ctx.seed)
             path = ctx.workdir / "encoder.pth"
@@ -183,14 +228,21 @@ TOY_METHOD = textwrap.dedent(
 def test_pretrained_checkpoint_is_stored_and_reused(twin, tmp_path):
     import sys
 
-    from simcrop_bench.runner import RunRequest, run_job
+    from simcrop_bench.run.cell import RunRequest, run_job
 
     plugin = tmp_path / "toy_pretrain.py"
     plugin.write_text(TOY_METHOD)
     results = tmp_path / "results"
     overrides = [FAST[i + 1] for i in range(0, len(FAST), 2)]
-    common = dict(method="toy_pretrain", task="lung_seg", data_root=str(twin), results=str(results),
-                  plugins=[str(plugin)], device="cpu", overrides=overrides)
+    common = dict(
+        method="toy_pretrain",
+        task="lung_seg",
+        data_root=str(twin),
+        results=str(results),
+        plugins=[str(plugin)],
+        device="cpu",
+        overrides=overrides,
+    )
     first = run_job(RunRequest(seed=1, **common))
     second = run_job(RunRequest(seed=2, **common))
     module = next(m for name, m in sys.modules.items() if name.startswith("simcrop_bench_plugins.toy_pretrain"))
@@ -206,15 +258,35 @@ def test_pretrained_checkpoint_is_stored_and_reused(twin, tmp_path):
 @pytest.mark.slow
 def test_official_layout_prepared_runs_like_the_simcrop_twin(twin, tmp_path):
     official, prepared = tmp_path / "official", tmp_path / "prepared"
-    assert run_cli("data", "synth", "--dataset", "luna16", "--layout", "official", "--out", str(official),
-                   "--cases", "8").returncode == 0
+    assert (
+        run_cli(
+            "data", "synth", "--dataset", "luna16", "--layout", "official", "--out", str(official), "--cases", "8"
+        ).returncode
+        == 0
+    )
     done = run_cli("data", "prepare", "--dataset", "luna16", "--from", str(official), "--out", str(prepared))
     assert done.returncode == 0, done.stderr
     dice = {}
     for name, root in (("simcrop", twin), ("prepared", prepared)):
         results = tmp_path / f"results-{name}"
-        ran = run_cli("run", "-m", "scratch", "-t", "lung_seg", "--data-root", str(root), "--results", str(results),
-                      "--seed", "3", "--device", "cpu", "--set", "run.cache=false", *FAST)
+        ran = run_cli(
+            "run",
+            "-m",
+            "scratch",
+            "-t",
+            "lung_seg",
+            "--data-root",
+            str(root),
+            "--results",
+            str(results),
+            "--seed",
+            "3",
+            "--device",
+            "cpu",
+            "--set",
+            "run.cache=false",
+            *FAST,
+        )
         assert ran.returncode == 0, ran.stderr
         record = json.loads(records_under(results)[0].read_text())
         assert record["synthetic"] is True
@@ -226,9 +298,24 @@ def test_official_layout_prepared_runs_like_the_simcrop_twin(twin, tmp_path):
 @pytest.mark.slow
 def test_simcrop_pretrains_on_the_ctrate_twin_and_fine_tunes(twin, tmp_path):
     results = tmp_path / "results"
-    done = run_cli("run", "-m", "simcrop", "-t", "lung_seg", "--data-root", str(twin), "--results", str(results),
-                   "--device", "cpu", "--set", "method.train.epochs=1", "--set", "method.simcrop.max_text_len=128",
-                   *FAST)
+    done = run_cli(
+        "run",
+        "-m",
+        "simcrop",
+        "-t",
+        "lung_seg",
+        "--data-root",
+        str(twin),
+        "--results",
+        str(results),
+        "--device",
+        "cpu",
+        "--set",
+        "method.train.epochs=1",
+        "--set",
+        "method.simcrop.max_text_len=128",
+        *FAST,
+    )
     assert done.returncode == 0, done.stderr
     record = json.loads(records_under(results)[0].read_text())
     assert record["method"] == "simcrop" and record["method_kind"] == "vision-language"

@@ -9,13 +9,13 @@ import signal
 
 import pytest
 
-from simcrop_bench.clusters import load_profile
 from simcrop_bench.errors import ConfigError
-from simcrop_bench.executors import InlineExecutor, get_executor, wait
-from simcrop_bench.jobs import BenchJob, _RequeueAfterCheckpoint
-from simcrop_bench.ledger import Entry, Ledger
+from simcrop_bench.jobs.callables import BenchJob, _RequeueAfterCheckpoint
+from simcrop_bench.jobs.clusters import load_profile
+from simcrop_bench.jobs.executors import InlineExecutor, get_executor, wait
+from simcrop_bench.jobs.ledger import Entry, Ledger
 from simcrop_bench.pretraining.preemption import stop_on_signals
-from simcrop_bench.runner import RunRequest
+from simcrop_bench.run.cell import RunRequest
 
 from .conftest import run_cli
 
@@ -77,9 +77,21 @@ def test_local_executor_runs_subprocesses_with_folders_logs_and_ledger_states(tm
     assert good.result() == 5 and good.paths.result_pickle.is_file()  # ran in its own process, via a pickle
     assert good.paths.stdout.is_file() and good.paths.folder.parent == tmp_path / "logs"
     ledger = Ledger(tmp_path)
-    ledger.add([Entry("s1", label, "cell", job.job_id, "local", stdout=str(job.paths.stdout),
-                      stderr=str(job.paths.stderr), result_pickle=str(job.paths.result_pickle))
-                for label, job in (("good", good), ("bad", bad))])
+    ledger.add(
+        [
+            Entry(
+                "s1",
+                label,
+                "cell",
+                job.job_id,
+                "local",
+                stdout=str(job.paths.stdout),
+                stderr=str(job.paths.stderr),
+                result_pickle=str(job.paths.result_pickle),
+            )
+            for label, job in (("good", good), ("bad", bad))
+        ]
+    )
     states = {e.label: e for e in ledger.refresh()}
     assert states["good"].state == "COMPLETED" and states["bad"].state == "FAILED"
     assert "ZeroDivisionError" in states["bad"].error
@@ -116,7 +128,7 @@ def test_checkpoint_requeues_the_same_job_with_the_same_request():
 
 
 def test_gpus_need_a_multi_process_executor_and_change_the_encoder_identity(tmp_path):
-    from simcrop_bench.checkpoints import pretrain_key
+    from simcrop_bench.run.encoder_store import pretrain_key
 
     out = run_cli("run", "--method", "mae", "--task", "luna16_cls", "--gpus", "2", "--results", str(tmp_path))
     assert out.returncode == 2 and "--gpus 2 starts one process per GPU" in out.stderr

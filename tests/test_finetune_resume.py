@@ -16,19 +16,33 @@ import pytest
 import torch
 
 from simcrop_bench.data.synthetic.luna16 import write_luna16_twin
-from simcrop_bench.protocols import segmentation
-from simcrop_bench.protocols.finetune_state import SIGKILL_AT_EPOCH_ENV, STATE_FILE, FinetuningStopped
-from simcrop_bench.atomic import work_dir
-from simcrop_bench.runner import RunRequest, plan_run, run_job
+from simcrop_bench.protocols.segmentation import finetune as segmentation
+from simcrop_bench.protocols.segmentation.state import SIGKILL_AT_EPOCH_ENV, STATE_FILE, FinetuningStopped
+from simcrop_bench.run.cell import RunRequest, plan_run, run_job
+from simcrop_bench.util.atomic import work_dir
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = ["task.max_epochs=3", "task.val_every=1", "task.crops_per_volume=1", "task.warmup_epochs=1",
-        "task.bootstrap_resamples=0", "task.num_workers=0", "run.num_threads=1"]
+TINY = [
+    "task.max_epochs=3",
+    "task.val_every=1",
+    "task.crops_per_volume=1",
+    "task.warmup_epochs=1",
+    "task.bootstrap_resamples=0",
+    "task.num_workers=0",
+    "run.num_threads=1",
+]
 
 
 def request(twin: Path, results: Path, *extra: str, force: bool = False) -> RunRequest:
-    return RunRequest(method="scratch", task="lung_seg", data_root=str(twin), results=str(results),
-                      device="cpu", overrides=[*TINY, *extra], force=force)
+    return RunRequest(
+        method="scratch",
+        task="lung_seg",
+        data_root=str(twin),
+        results=str(results),
+        device="cpu",
+        overrides=[*TINY, *extra],
+        force=force,
+    )
 
 
 def state_of(req: RunRequest) -> dict:
@@ -72,6 +86,7 @@ def signal_in_epoch(monkeypatch, epoch: int, signum: int = signal.SIGUSR1) -> No
             on_step(loss)
             if len(calls) == epoch:
                 os.kill(os.getpid(), signum)
+
         return original(model, loader, loss_fn, optimizer, scaler, amp, step, stop)
 
     monkeypatch.setattr(segmentation, "train_epoch", patched)
@@ -99,10 +114,18 @@ def test_stop_signal_then_rerun_resumes_exactly(twin, reference, tmp_path, monke
 
 def test_sigkill_then_rerun_resumes_from_the_last_saved_epoch(twin, reference, tmp_path, capfd):
     req = request(twin, tmp_path / "results")
-    code = ("import sys; from tests.test_finetune_resume import request; from simcrop_bench.runner import run_job; "
-            "from pathlib import Path; run_job(request(Path(sys.argv[1]), Path(sys.argv[2])))")
-    proc = subprocess.run([sys.executable, "-c", code, str(twin), str(tmp_path / "results")], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, env={**os.environ, SIGKILL_AT_EPOCH_ENV: "2"})
+    code = (
+        "import sys; from tests.test_finetune_resume import request; from simcrop_bench.run.cell import run_job; "
+        "from pathlib import Path; run_job(request(Path(sys.argv[1]), Path(sys.argv[2])))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(twin), str(tmp_path / "results")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, SIGKILL_AT_EPOCH_ENV: "2"},
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     saved = state_of(req)
     assert saved["epoch"] == 2 and [e["epoch"] for e in saved["history"]] == [0, 1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from simcrop_bench.hashing import _file_sha256, file_sha256
+from simcrop_bench.util.hashing import _file_sha256, file_sha256
 
 
 def test_sha256_is_read_once_per_content_and_follows_edits(tmp_path):

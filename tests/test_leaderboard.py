@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from simcrop_bench.errors import UserError
-from simcrop_bench.leaderboard import (
+from simcrop_bench.reporting.leaderboard import (
     aggregate,
     format_mean_std,
     leaderboard,
@@ -42,17 +42,26 @@ def make_record(
     return {
         "schema_version": 1,
         "run_id": f"{task}/{method}/f{fraction}/s{seed}/{profile}-{protocol}-{cell_hash}",
-        "method": method, "task": task, "fraction": fraction, "seed": seed,
-        "profile": profile, "protocol": protocol, "synthetic": synthetic,
-        "primary_metric": metric, "higher_is_better": higher_is_better,
+        "method": method,
+        "task": task,
+        "fraction": fraction,
+        "seed": seed,
+        "profile": profile,
+        "protocol": protocol,
+        "synthetic": synthetic,
+        "primary_metric": metric,
+        "higher_is_better": higher_is_better,
         "metrics": {metric: value, "loss": 0.1},
         "per_class": {metric: {"left lung": value}},
-        "config": {"lr": 1e-3}, "config_hash": "3fa9c2d1e4b7", "cell_hash": cell_hash,
+        "config": {"lr": 1e-3},
+        "config_hash": "3fa9c2d1e4b7",
+        "cell_hash": cell_hash,
         "checkpoint": None,
         "data": {"dataset": "luna16", "root": "/x", "fingerprint": "f", "synthetic": synthetic},
-        "provenance": {"git_commit": "abc", "git_dirty": False, "packages": {}, "device": "cpu",
-                       "hostname": "h"},
-        "wall_time_s": 1.0, "peak_memory_mb": 10.0, "created_utc": "2026-11-28T12:00:00Z",
+        "provenance": {"git_commit": "abc", "git_dirty": False, "packages": {}, "device": "cpu", "hostname": "h"},
+        "wall_time_s": 1.0,
+        "peak_memory_mb": 10.0,
+        "created_utc": "2026-11-28T12:00:00Z",
     }
 
 
@@ -140,8 +149,21 @@ def test_records_frame_columns() -> None:
     frame = records_frame([make_record(value=0.5, seed=7)])
 
     assert list(frame.columns) == [
-        "task", "method", "fraction", "seed", "profile", "protocol", "synthetic",
-        "cell_hash", "metric", "value", "ci_low", "ci_high", "higher_is_better", "run_id"]
+        "task",
+        "method",
+        "fraction",
+        "seed",
+        "profile",
+        "protocol",
+        "synthetic",
+        "cell_hash",
+        "metric",
+        "value",
+        "ci_low",
+        "ci_high",
+        "higher_is_better",
+        "run_id",
+    ]
     row = frame.iloc[0]
     assert (row["metric"], row["value"], row["seed"]) == ("dice", 0.5, 7)
     assert np.isnan(row["ci_low"]) and np.isnan(row["ci_high"])  # the record has no interval
@@ -160,12 +182,16 @@ def test_variant_is_part_of_the_protocol_label_and_filter(tmp_path: Path) -> Non
 
 
 def test_single_seed_shows_its_bootstrap_interval_several_seeds_do_not(tmp_path: Path) -> None:
-    one = {**make_record(seed=1, value=0.8, cell_hash="one"),
-           "intervals": {"dice": {"low": 0.71, "high": 0.86, "unit": "group"}}}
+    one = {
+        **make_record(seed=1, value=0.8, cell_hash="one"),
+        "intervals": {"dice": {"low": 0.71, "high": 0.86, "unit": "group"}},
+    }
     write_record(tmp_path, one)
     for seed in (1, 2):
-        rec = {**make_record(seed=seed, value=0.7 + seed / 10, method="other", cell_hash="two"),
-               "intervals": {"dice": {"low": 0.1, "high": 0.9}}}
+        rec = {
+            **make_record(seed=seed, value=0.7 + seed / 10, method="other", cell_hash="two"),
+            "intervals": {"dice": {"low": 0.1, "high": 0.9}},
+        }
         write_record(tmp_path, rec)
     board = leaderboard(tmp_path)
     single = board[board["method"] == "scratch"].iloc[0]
@@ -225,20 +251,25 @@ def test_duplicate_seed_in_one_cell_is_rejected() -> None:
 
 
 def test_sorting_is_direction_aware() -> None:
-    records = [
-        make_record(task="a_seg", method=m, value=v) for m, v in
-        (("low", 0.5), ("high", 0.9), ("mid", 0.7))
-    ] + [
-        make_record(task="b_hd", method=m, value=v, metric="hd95", higher_is_better=False)
-        for m, v in (("low", 5.0), ("high", 9.0), ("mid", 7.0))
-    ] + [make_record(task="a_seg", method="few", fraction=10, value=0.1)]
+    records = (
+        [make_record(task="a_seg", method=m, value=v) for m, v in (("low", 0.5), ("high", 0.9), ("mid", 0.7))]
+        + [
+            make_record(task="b_hd", method=m, value=v, metric="hd95", higher_is_better=False)
+            for m, v in (("low", 5.0), ("high", 9.0), ("mid", 7.0))
+        ]
+        + [make_record(task="a_seg", method="few", fraction=10, value=0.1)]
+    )
 
     agg = aggregate(records_frame(records))
 
     assert list(zip(agg["task"], agg["fraction"], agg["method"])) == [
         ("a_seg", 10, "few"),
-        ("a_seg", 100, "high"), ("a_seg", 100, "mid"), ("a_seg", 100, "low"),
-        ("b_hd", 100, "low"), ("b_hd", 100, "mid"), ("b_hd", 100, "high"),
+        ("a_seg", 100, "high"),
+        ("a_seg", 100, "mid"),
+        ("a_seg", 100, "low"),
+        ("b_hd", 100, "low"),
+        ("b_hd", 100, "mid"),
+        ("b_hd", 100, "high"),
     ]
 
 
@@ -263,8 +294,7 @@ def test_leaderboard_filters(tmp_path: Path) -> None:
 def agg():
     records = [make_record(seed=s, value=v) for s, v in ((1, 0.7), (2, 0.8), (3, 0.9))]
     records.append(make_record(method="simcrop", value=0.85, synthetic=False))
-    records.append(make_record(task="lung_hd", metric="hd95", higher_is_better=False,
-                               value=12.3456))
+    records.append(make_record(task="lung_hd", metric="hd95", higher_is_better=False, value=12.3456))
     return aggregate(records_frame(records))
 
 

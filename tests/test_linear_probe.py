@@ -11,9 +11,9 @@ import torch
 
 from simcrop_bench.models.config import EncoderConfig
 from simcrop_bench.models.vit3d import CheckpointError, ViT3D, export_released
-from simcrop_bench.protocols.probe_features import ProbeInput, cached, encoder_identity, feature_key
-from simcrop_bench.protocols.probe_model import LinearProbe
-from simcrop_bench.protocols.probe_torch import extract
+from simcrop_bench.protocols.probe.features import ProbeInput, cached, encoder_identity, feature_key
+from simcrop_bench.protocols.probe.model import LinearProbe
+from simcrop_bench.protocols.probe.torch_trainer import extract
 
 TINY = EncoderConfig(img_size=(32, 32, 16), embed_dim=32, depth=2, num_heads=2)
 
@@ -81,8 +81,9 @@ def test_feature_cache_is_keyed_by_weights_transform_and_source_files(tmp_path):
     key = feature_key(identity, spec.evaluation_spec(), paths)
 
     def compute():
-        return extract(model.pooled, paths, spec.evaluation_chain(), batch_size=2, device=torch.device("cpu"),
-                       amp=False)
+        return extract(
+            model.pooled, paths, spec.evaluation_chain(), batch_size=2, device=torch.device("cpu"), amp=False
+        )
 
     first = cached(tmp_path / "cache", key, compute, lambda: {"device": "cpu", "precision": "fp32"})
     assert not first.hit and first.features.shape == (3, 32)
@@ -102,4 +103,5 @@ def test_feature_cache_is_keyed_by_weights_transform_and_source_files(tmp_path):
     assert feature_key(identity, spec.evaluation_spec(), paths) != key
     # Drop-path does not enter the key: evaluation features are computed without it.
     assert encoder_identity(TINY, None, 42) == encoder_identity(
-        EncoderConfig(**{**TINY.__dict__, "drop_path_rate": 0.3}), None, 42)
+        EncoderConfig(**{**TINY.__dict__, "drop_path_rate": 0.3}), None, 42
+    )

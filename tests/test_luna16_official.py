@@ -13,9 +13,9 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientation, Orientationd
 
-from simcrop_bench.data.metaimage import mhd_to_nifti_affine, read_mhd, write_mhd
-from simcrop_bench.data.nifti import array_sha256, lps_nifti_affine, write_nifti_gz
-from simcrop_bench.data.prepare_luna16 import PREPARE_MANIFEST, convert_official_to_simcrop
+from simcrop_bench.data.formats.metaimage import mhd_to_nifti_affine, read_mhd, write_mhd
+from simcrop_bench.data.formats.nifti import array_sha256, lps_nifti_affine, write_nifti_gz
+from simcrop_bench.data.prepare.luna16 import PREPARE_MANIFEST, convert_official_to_simcrop
 from simcrop_bench.data.synthetic.luna16 import (
     MARKER,
     luna16_official_is_complete,
@@ -31,8 +31,19 @@ SEED = 20251128
 SHAPE, SPACING = (64, 64, 32), (5.25, 5.25, 10.5)
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # nibabel world: MONAI must not assume its LPS default
 HEADER_KEYS = [
-    "ObjectType", "NDims", "BinaryData", "BinaryDataByteOrderMSB", "CompressedData", "TransformMatrix", "Offset",
-    "CenterOfRotation", "AnatomicalOrientation", "ElementSpacing", "DimSize", "ElementType", "ElementDataFile",
+    "ObjectType",
+    "NDims",
+    "BinaryData",
+    "BinaryDataByteOrderMSB",
+    "CompressedData",
+    "TransformMatrix",
+    "Offset",
+    "CenterOfRotation",
+    "AnatomicalOrientation",
+    "ElementSpacing",
+    "DimSize",
+    "ElementType",
+    "ElementDataFile",
 ]
 
 
@@ -86,11 +97,15 @@ def test_nifti_affine_of_a_metaimage(tmp_path):
     assert np.array_equal(image.direction, direction) and image.header["AnatomicalOrientation"] == "LPI"
     cyclic = np.array([[0.0, 0, 1], [1, 0, 0], [0, 1, 0]])  # not symmetric: catches a transposed TransformMatrix
     write_mhd(tmp_path / "c.mhd", np.zeros((4, 5, 6), np.int16), spacing, offset, compressed=False, direction=cyclic)
-    assert read_mhd(tmp_path / "c.mhd").header["TransformMatrix"] == "0 1 0 0 0 1 1 0 0"  # ITK: axis 0's direction first
+    assert (
+        read_mhd(tmp_path / "c.mhd").header["TransformMatrix"] == "0 1 0 0 0 1 1 0 0"
+    )  # ITK: axis 0's direction first
     assert np.array_equal(read_mhd(tmp_path / "c.mhd").direction, cyclic)
     for d in (np.eye(3), direction, cyclic):
         lps_world = np.asarray(offset) + d @ (ijk * spacing)
-        np.testing.assert_allclose(mhd_to_nifti_affine(spacing, offset, d) @ np.append(ijk, 1), np.append(flip @ lps_world, 1))
+        np.testing.assert_allclose(
+            mhd_to_nifti_affine(spacing, offset, d) @ np.append(ijk, 1), np.append(flip @ lps_world, 1)
+        )
 
 
 def _expect_error(path, fragment: str) -> None:
@@ -114,16 +129,22 @@ def test_corrupt_metaimages_raise_data_error_naming_the_file(tmp_path):
     raw.unlink()
     _expect_error(tmp_path / "a.mhd", "a.raw")  # missing data file
     zraw.write_bytes(b"not zlib at all" * 4)
-    (tmp_path / "b.mhd").write_text((tmp_path / "b.mhd").read_text().replace(f"CompressedDataSize = {len(good_zraw)}", "CompressedDataSize = 60"))
+    (tmp_path / "b.mhd").write_text(
+        (tmp_path / "b.mhd").read_text().replace(f"CompressedDataSize = {len(good_zraw)}", "CompressedDataSize = 60")
+    )
     _expect_error(tmp_path / "b.mhd", "b.zraw")  # bad zlib
-    (tmp_path / "b.mhd").write_text((tmp_path / "b.mhd").read_text().replace("CompressedDataSize = 60", f"CompressedDataSize = {len(good_zraw)}"))
+    (tmp_path / "b.mhd").write_text(
+        (tmp_path / "b.mhd").read_text().replace("CompressedDataSize = 60", f"CompressedDataSize = {len(good_zraw)}")
+    )
     zraw.write_bytes(good_zraw[: len(good_zraw) // 2])
     _expect_error(tmp_path / "b.mhd", "b.zraw")  # truncated zraw
     raw.write_bytes(good_raw)
-    for broken, what in ((header.replace("NDims = 3", "NDims 3"), "line 2"),
-                         (header.replace("MET_SHORT", "MET_FANCY"), "MET_FANCY"),
-                         (header.replace("DimSize = 5 4 3", "DimSize = 5 4"), "DimSize"),
-                         (header.replace("ElementSpacing = 1 1 1", "ElementSpacing = 1 x 1"), "ElementSpacing")):
+    for broken, what in (
+        (header.replace("NDims = 3", "NDims 3"), "line 2"),
+        (header.replace("MET_SHORT", "MET_FANCY"), "MET_FANCY"),
+        (header.replace("DimSize = 5 4 3", "DimSize = 5 4"), "DimSize"),
+        (header.replace("ElementSpacing = 1 1 1", "ElementSpacing = 1 x 1"), "ElementSpacing"),
+    ):
         (tmp_path / "c.mhd").write_text(broken)
         _expect_error(tmp_path / "c.mhd", "c.mhd")
         _expect_error(tmp_path / "c.mhd", what)
@@ -184,15 +205,22 @@ def test_annotations_and_candidates_land_in_the_right_lung(roots):
             assert (world[0] > 0) == (nodule["side"] == "left")  # LPS +x is patient-left
             if diameter >= 15:
                 assert hu[voxel] > -500
-            hits = [c for c in candidates if c["seriesuid"] == uid and c["class"] == "1"
-                    and np.linalg.norm(world - [float(c[k]) for k in ("coordX", "coordY", "coordZ")]) < diameter / 2]
+            hits = [
+                c
+                for c in candidates
+                if c["seriesuid"] == uid
+                and c["class"] == "1"
+                and np.linalg.norm(world - [float(c[k]) for k in ("coordX", "coordY", "coordZ")]) < diameter / 2
+            ]
             assert len(hits) == 1
             sides.add(nodule["side"])
         mine = [c for c in candidates if c["seriesuid"] == uid]
         assert sum(c["class"] == "1" for c in mine) == len(rows) and sum(c["class"] == "0" for c in mine) >= 4
         for c in mine:
             if c["class"] == "0":  # false candidates sit near the lung surface, inside the grid
-                voxel = np.rint(([float(c[k]) for k in ("coordX", "coordY", "coordZ")] - np.asarray(mask.offset)) / mask.spacing)
+                voxel = np.rint(
+                    ([float(c[k]) for k in ("coordX", "coordY", "coordZ")] - np.asarray(mask.offset)) / mask.spacing
+                )
                 assert np.all(voxel >= 0) and np.all(voxel < SHAPE)
     assert sides == {"left", "right"}
 
@@ -214,8 +242,13 @@ def test_official_twin_is_byte_identical_for_the_same_seed(roots, tmp_path):
 
 def _load_ras(path: str) -> MetaTensor:
     """The segmentation path of the harness: load with the affine, reorient to RAS."""
-    load = Compose([LoadImaged(keys="x", image_only=True), EnsureChannelFirstd(keys="x", channel_dim="no_channel"),
-                    Orientationd(keys="x", axcodes="RAS", labels=RAS_LABELS)])
+    load = Compose(
+        [
+            LoadImaged(keys="x", image_only=True),
+            EnsureChannelFirstd(keys="x", channel_dim="no_channel"),
+            Orientationd(keys="x", axcodes="RAS", labels=RAS_LABELS),
+        ]
+    )
     return load({"x": path})["x"]
 
 
@@ -255,8 +288,13 @@ def test_conversion_resumes_and_redoes_changed_sources(roots, tmp_path):
             (src / p.relative_to(base / "official")).parent.mkdir(parents=True, exist_ok=True)
             (src / p.relative_to(base / "official")).write_bytes(p.read_bytes())
     edited = read_mhd(src / "seg-lungs-LUNA16" / f"{second['uid']}.mhd")
-    write_mhd(src / "seg-lungs-LUNA16" / f"{second['uid']}.mhd", np.where(edited.array == 5, 0, edited.array).astype(np.uint8),
-              edited.spacing, edited.offset, compressed=True)
+    write_mhd(
+        src / "seg-lungs-LUNA16" / f"{second['uid']}.mhd",
+        np.where(edited.array == 5, 0, edited.array).astype(np.uint8),
+        edited.spacing,
+        edited.offset,
+        compressed=True,
+    )
     third = convert_official_to_simcrop(src, dst)
     assert (third["converted"], third["skipped"]) == (2, N_CASES - 2)
     relabelled = np.asanyarray(nib.load(str(dst / "masks_processed" / f"{second['uid']}.nii.gz")).dataobj)
@@ -269,16 +307,27 @@ def _tiny_official(root, *, mask_values=(0, 3, 4, 5), mask_shape=(4, 4, 2)):
     write_mhd(root / "seg-lungs-LUNA16" / "1.2.3.mhd", labels, (1, 1, 2), (-5, -5, -9), compressed=True)
 
 
-@pytest.mark.parametrize("problem, fragment", [
-    ("no_subsets", "subset"), ("no_mask", "seg-lungs-LUNA16"), ("bad_values", "1.2.3.mhd"), ("bad_shape", "DimSize"),
-    ("bad_zlib", "1.2.3.zraw"), ("bad_split", "dataset_10.json"), ("empty_split_dir", "splits"),
-])
+@pytest.mark.parametrize(
+    "problem, fragment",
+    [
+        ("no_subsets", "subset"),
+        ("no_mask", "seg-lungs-LUNA16"),
+        ("bad_values", "1.2.3.mhd"),
+        ("bad_shape", "DimSize"),
+        ("bad_zlib", "1.2.3.zraw"),
+        ("bad_split", "dataset_10.json"),
+        ("empty_split_dir", "splits"),
+    ],
+)
 def test_conversion_errors_name_the_file(tmp_path, problem, fragment):
     src, splits = tmp_path / "src", tmp_path / "splits"
     splits.mkdir()
     if problem != "no_subsets":
-        _tiny_official(src, mask_values=(0, 3, 7) if problem == "bad_values" else (0, 3, 4, 5),
-                       mask_shape=(4, 4, 3) if problem == "bad_shape" else (4, 4, 2))
+        _tiny_official(
+            src,
+            mask_values=(0, 3, 7) if problem == "bad_values" else (0, 3, 4, 5),
+            mask_shape=(4, 4, 3) if problem == "bad_shape" else (4, 4, 2),
+        )
     else:
         src.mkdir()
     if problem == "no_mask":
@@ -320,8 +369,10 @@ def test_left_lung_marker_lands_at_low_axis0_indices(tmp_path):
 
     # Segmentation path: reader + affine + Orientation to RAS.
     mhd = read_mhd(tmp_path / "lps.mhd")
-    from_mhd = MetaTensor(torch.from_numpy(np.ascontiguousarray(mhd.array))[None],
-                          affine=torch.from_numpy(mhd_to_nifti_affine(mhd.spacing, mhd.offset, mhd.direction)))
+    from_mhd = MetaTensor(
+        torch.from_numpy(np.ascontiguousarray(mhd.array))[None],
+        affine=torch.from_numpy(mhd_to_nifti_affine(mhd.spacing, mhd.offset, mhd.direction)),
+    )
     segmentation = {
         "LPS-stored NIfTI": _load_ras(str(tmp_path / "lps.nii.gz"))[0],
         "RAS-stored NIfTI": _load_ras(str(tmp_path / "ras.nii.gz"))[0],
@@ -333,7 +384,9 @@ def test_left_lung_marker_lands_at_low_axis0_indices(tmp_path):
 
     # Classification path: array as stored, no affine (identity), so Orientation is a no-op.
     def classification(array) -> np.ndarray:
-        no_affine = MetaTensor(torch.from_numpy(np.ascontiguousarray(array))[None], affine=torch.eye(4, dtype=torch.float64))
+        no_affine = MetaTensor(
+            torch.from_numpy(np.ascontiguousarray(array))[None], affine=torch.eye(4, dtype=torch.float64)
+        )
         return np.asarray(Orientation(axcodes="RAS", labels=RAS_LABELS)(no_affine)[0])
 
     stored = {

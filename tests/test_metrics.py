@@ -5,7 +5,13 @@ from monai.metrics import DiceMetric
 from monai.networks.utils import one_hot
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
-from simcrop_bench.metrics import WeightedAuroc, auroc_per_class, case_score, classification_scores, dice_per_class
+from simcrop_bench.stats.metrics import (
+    WeightedAuroc,
+    auroc_per_class,
+    case_score,
+    classification_scores,
+    dice_per_class,
+)
 
 
 def monai_dice(pred, target, num_classes):
@@ -46,6 +52,7 @@ def test_case_score_excludes_background_and_ignores_nan():
 
 
 # ---------------------------------------------------------------- classification metrics (protocol.md §8)
+
 
 def sklearn_auroc_per_class(y, s):
     return np.array([roc_auc_score(y[:, c], s[:, c]) if len(set(y[:, c])) == 2 else np.nan for c in range(y.shape[1])])
@@ -98,7 +105,9 @@ def test_multilabel_scores_equal_sklearn_and_exclude_undefined_classes():
     names = [f"label{c}" for c in range(5)]
     result = classification_scores("multilabel", y, s, names)
     defined = [0, 1, 3, 4]
-    assert result.metrics["auc"] == pytest.approx(roc_auc_score(y[:, defined], s[:, defined], average="macro"), abs=1e-12)
+    assert result.metrics["auc"] == pytest.approx(
+        roc_auc_score(y[:, defined], s[:, defined], average="macro"), abs=1e-12
+    )
     assert result.details["auc_excluded"] == ["label2"]
     assert np.isnan(result.per_class["label2"]["auc"]) and result.per_class["label2"]["positives"] == 0
     assert result.per_class["label1"]["positives"] == int(y[:, 1].sum())
@@ -177,7 +186,7 @@ def test_classification_scores_rejects_bad_input():
 
 @pytest.mark.parametrize("kind", ["multilabel", "binary", "multiclass"])
 def test_primary_score_equals_the_full_scores_primary_metric(kind):
-    from simcrop_bench.metrics import primary_score
+    from simcrop_bench.stats.metrics import primary_score
 
     rng = np.random.default_rng(7)
     if kind == "multiclass":
@@ -208,9 +217,12 @@ def test_f1_equals_sklearn_with_empty_columns_and_unseen_classes(seed):
     predicted = (s > 0.5).astype(int)
     for average in ("micro", "macro"):
         assert result.metrics[f"f1_{average}"] == pytest.approx(
-            f1_score(y, predicted, average=average, zero_division=0), abs=1e-12)
+            f1_score(y, predicted, average=average, zero_division=0), abs=1e-12
+        )
     labels = rng.integers(0, 2, 25)  # class 2 of 4 never true; class 3 never true nor predicted
     probs = rng.dirichlet(np.ones(4), 25)
     probs[:, 3] = 0.0
     multi = classification_scores("multiclass", labels, probs, list("wxyz"))
-    assert multi.metrics["f1_macro"] == pytest.approx(f1_score(labels, probs.argmax(1), average="macro", zero_division=0), abs=1e-12)
+    assert multi.metrics["f1_macro"] == pytest.approx(
+        f1_score(labels, probs.argmax(1), average="macro", zero_division=0), abs=1e-12
+    )

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from simcrop_bench.errors import UserError
-from simcrop_bench.leaderboard import aggregate, records_frame
-from simcrop_bench.plots import (
+from simcrop_bench.reporting.leaderboard import aggregate, records_frame
+from simcrop_bench.reporting.plots import (
     FIG_WIDTH_IN,
     efficiency_data,
     efficiency_figure,
@@ -34,20 +34,34 @@ def write_runs(results: Path, rows) -> None:
     """rows: (method, fraction, [values per seed], extra record fields) -> records under results/runs."""
     for method, fraction, values, *extra in rows:
         for seed, value in enumerate(values, start=42):
-            record = make_record(method=method, fraction=fraction, seed=seed, value=value,
-                                 **(extra[0] if extra else {}))
+            record = make_record(
+                method=method, fraction=fraction, seed=seed, value=value, **(extra[0] if extra else {})
+            )
             record["intervals"] = {"dice": {"low": value - 0.05, "high": value + 0.04}}
             write_record(results, record)
 
 
-def write_losses(results: Path, method: str, key: str, steps: int = 5, *, synthetic: bool = True,
-                 partial: bool = False) -> Path:
+def write_losses(
+    results: Path, method: str, key: str, steps: int = 5, *, synthetic: bool = True, partial: bool = False
+) -> Path:
     folder = results / "checkpoints" / method / (f".{key}.partial" if partial else key)
     folder.mkdir(parents=True)
     if not partial:
         (folder / "meta.json").write_text(json.dumps({"method": method, "synthetic": synthetic}))
-    lines = [json.dumps({"step": s, "epoch": s / 5, "lr": 1e-4, "loss": 3.0 / s, "loss_mim": 1.0 / s,
-                         "loss_mlm": 2.0 / s, "logit_scale": 14.0}) for s in range(1, steps + 1)]
+    lines = [
+        json.dumps(
+            {
+                "step": s,
+                "epoch": s / 5,
+                "lr": 1e-4,
+                "loss": 3.0 / s,
+                "loss_mim": 1.0 / s,
+                "loss_mlm": 2.0 / s,
+                "logit_scale": 14.0,
+            }
+        )
+        for s in range(1, steps + 1)
+    ]
     (folder / "metrics.jsonl").write_text("\n".join(reversed(lines)) + "\n")  # order must not matter
     return folder
 
@@ -55,13 +69,16 @@ def write_losses(results: Path, method: str, key: str, steps: int = 5, *, synthe
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     root = tmp_path / "results"
-    write_runs(root, [
-        ("scratch", 10, [0.60, 0.64]),
-        ("scratch", 100, [0.80, 0.84, 0.82]),
-        ("simcrop", 1, [0.70]),
-        ("simcrop", 10, [0.75]),
-        ("simcrop", 100, [0.90]),
-    ])
+    write_runs(
+        root,
+        [
+            ("scratch", 10, [0.60, 0.64]),
+            ("scratch", 100, [0.80, 0.84, 0.82]),
+            ("simcrop", 1, [0.70]),
+            ("simcrop", 10, [0.75]),
+            ("simcrop", 100, [0.90]),
+        ],
+    )
     return root
 
 
@@ -128,11 +145,14 @@ def test_secondary_metric_and_unknown_metric(results: Path) -> None:
         metric_board(results, "btcv_seg")
 
 
-@pytest.mark.parametrize("extra, message", [
-    ({"protocol": "legacy"}, "protocol values"),
-    ({"profile": "paper"}, "profile values"),
-    ({"synthetic": False}, "synthetic twin and real data"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"protocol": "legacy"}, "protocol values"),
+        ({"profile": "paper"}, "profile values"),
+        ({"synthetic": False}, "synthetic twin and real data"),
+    ],
+)
 def test_mixed_cells_are_refused(results: Path, extra: dict, message: str) -> None:
     write_runs(results, [("simcrop", 10, [0.5], {"cell_hash": "other", **extra})])
     board = metric_board(results, "lung_seg")
@@ -268,19 +288,22 @@ def test_plot_losses_writes_pdf(tmp_path: Path) -> None:
 
 def test_cli_plot_verbs(results: Path, tmp_path: Path) -> None:
     write_losses(results, "simcrop", "aaaa1111")
-    eff = run_cli("plot", "efficiency", "--task", "lung_seg", "--out", str(tmp_path / "e.png"),
-                  "--results", str(results))
+    eff = run_cli(
+        "plot", "efficiency", "--task", "lung_seg", "--out", str(tmp_path / "e.png"), "--results", str(results)
+    )
     assert eff.returncode == 0, eff.stderr
     assert "2 methods" in eff.stdout and "synthetic twin" in eff.stdout
     assert (tmp_path / "e.png").read_bytes()[:8] == PNG_MAGIC
-    losses = run_cli("plot", "losses", "--method", "simcrop", "--out", str(tmp_path / "l.png"),
-                     "--results", str(results))
+    losses = run_cli(
+        "plot", "losses", "--method", "simcrop", "--out", str(tmp_path / "l.png"), "--results", str(results)
+    )
     assert losses.returncode == 0, losses.stderr
     assert (tmp_path / "l.png").is_file()
 
     write_runs(results, [("simcrop", 10, [0.5], {"cell_hash": "legacy1", "protocol": "legacy"})])
-    mixed = run_cli("plot", "efficiency", "--task", "lung_seg", "--out", str(tmp_path / "m.png"),
-                    "--results", str(results))
+    mixed = run_cli(
+        "plot", "efficiency", "--task", "lung_seg", "--out", str(tmp_path / "m.png"), "--results", str(results)
+    )
     assert mixed.returncode == 2
     assert mixed.stderr.startswith("error: ") and mixed.stderr.count("\n") == 1
     assert "protocol" in mixed.stderr
@@ -288,8 +311,10 @@ def test_cli_plot_verbs(results: Path, tmp_path: Path) -> None:
 
 
 def test_modules_import_cheaply() -> None:
-    code = ("import sys, simcrop_bench.cli, simcrop_bench.plots, simcrop_bench.report; "
-            "print('HEAVY', [m for m in ('torch', 'monai', 'transformers', 'pandas', 'matplotlib') "
-            "if m in sys.modules])")
+    code = (
+        "import sys, simcrop_bench.cli, simcrop_bench.reporting.plots, simcrop_bench.reporting.report; "
+        "print('HEAVY', [m for m in ('torch', 'monai', 'transformers', 'pandas', 'matplotlib') "
+        "if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr

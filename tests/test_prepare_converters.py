@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from simcrop_bench.data.ccccii import read_ccccii_resized
-from simcrop_bench.data.prepare_ccccii import convert_ccccii_slices_to_simcrop
-from simcrop_bench.data.prepare_ctrate import convert_ctrate_official_to_simcrop
-from simcrop_bench.data.prepare_radchestct import convert_radchestct_npz_to_simcrop
+from simcrop_bench.data.prepare.ccccii import convert_ccccii_slices_to_simcrop
+from simcrop_bench.data.prepare.ctrate import convert_ctrate_official_to_simcrop
+from simcrop_bench.data.prepare.radchestct import convert_radchestct_npz_to_simcrop
 from simcrop_bench.data.synthetic.ccccii import write_ccccii_twin
 from simcrop_bench.data.synthetic.ctrate import write_ctrate_twin
 from simcrop_bench.data.synthetic.radchestct import write_radchestct_twin
@@ -30,7 +30,9 @@ SHAPE, SPACING, SEED = (48, 40, 24), (7.0, 8.0, 14.0), 11
 def _nifti_pairs(expected_root: Path, actual_root: Path, pattern: str) -> list[tuple[nib.Nifti1Image, nib.Nifti1Image]]:
     expected = sorted(expected_root.glob(pattern))
     assert expected
-    assert sorted(p.relative_to(actual_root) for p in actual_root.glob(pattern)) == [p.relative_to(expected_root) for p in expected]
+    assert sorted(p.relative_to(actual_root) for p in actual_root.glob(pattern)) == [
+        p.relative_to(expected_root) for p in expected
+    ]
     return [(nib.load(p), nib.load(actual_root / p.relative_to(expected_root))) for p in expected]
 
 
@@ -115,8 +117,9 @@ def test_radchestct_matches_twin_resumes_and_fails_on_corrupt(tmp_path):
 
 
 def test_radchestct_laterality(tmp_path):
-    write_radchestct_twin(tmp_path / "src", n_train=1, n_valid=1, n_test=1, shape=SHAPE, spacing=SPACING, seed=SEED,
-                          layout="official")
+    write_radchestct_twin(
+        tmp_path / "src", n_train=1, n_valid=1, n_test=1, shape=SHAPE, spacing=SPACING, seed=SEED, layout="official"
+    )
     npz = sorted((tmp_path / "src" / "images").glob("*.npz"))[0]
     ct = np.load(npz)["ct"].copy()
     ct[:, :, -6:] = 1000  # cols run from the patient's right: the last columns are the patient's left
@@ -135,8 +138,14 @@ def test_ccccii_matches_twin_resumes_splits_and_laterality(tmp_path):
     assert "not HU" in summary["intensity"] and not list((tmp_path / "out").glob("*.csv"))
     _assert_same(_nifti_pairs(tmp_path / "simcrop", tmp_path / "out", "images_resized/*.nii.gz"))
     assert convert_ccccii_slices_to_simcrop(tmp_path / "official", tmp_path / "out")["converted"] == 0
-    with_splits = convert_ccccii_slices_to_simcrop(tmp_path / "official", tmp_path / "out", split_files=tmp_path / "simcrop")
-    assert with_splits["split_files"] and not with_splits["split_ids_missing"] and not with_splits["split_label_mismatches"]
+    with_splits = convert_ccccii_slices_to_simcrop(
+        tmp_path / "official", tmp_path / "out", split_files=tmp_path / "simcrop"
+    )
+    assert (
+        with_splits["split_files"]
+        and not with_splits["split_ids_missing"]
+        and not with_splits["split_label_mismatches"]
+    )
     for name in with_splits["split_files"]:
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "simcrop" / name).read_bytes()
     # Laterality: brighten the patient's left in every slice (radiological display: the right-hand columns).

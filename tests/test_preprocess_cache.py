@@ -8,8 +8,8 @@ import torch
 
 from simcrop_bench.data.luna16 import lung_seg_splits
 from simcrop_bench.data.synthetic.luna16 import write_luna16_twin
-from simcrop_bench.protocols.segmentation import preprocess_cases, preprocessing
-from simcrop_bench.protocols.segmentation_config import SegmentationConfig
+from simcrop_bench.protocols.segmentation.config import SegmentationConfig
+from simcrop_bench.protocols.segmentation.finetune import preprocess_cases, preprocessing
 
 
 def entries(folder):

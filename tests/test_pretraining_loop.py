@@ -50,8 +50,9 @@ class PinnedTable(nn.Module):
     def __init__(self, version: int = 1) -> None:
         super().__init__()
         self.version = version
-        self.weight = nn.Parameter(torch.linspace(-0.5, 0.5, DIM * DIM).reshape(DIM, DIM) * version,
-                                   requires_grad=False)
+        self.weight = nn.Parameter(
+            torch.linspace(-0.5, 0.5, DIM * DIM).reshape(DIM, DIM) * version, requires_grad=False
+        )
 
     def frozen_identity(self) -> dict:
         return {"name": "table", "path": f"/somewhere/{os.getpid()}", "sha256": {"table": f"v{self.version}"}}
@@ -92,18 +93,27 @@ class TinyMasked(nn.Module):
 
 
 BASE = PretrainConfig(
-    epochs=2, batch_size=4, accum_steps=2, lr=1e-2, warmup_epochs=1, weight_decay=0.05,
-    precision="fp32", checkpoint_every=5, seed=7,
+    epochs=2,
+    batch_size=4,
+    accum_steps=2,
+    lr=1e-2,
+    warmup_epochs=1,
+    weight_decay=0.05,
+    precision="fp32",
+    checkpoint_every=5,
+    seed=7,
 )
 
 
-def train(workdir: str, stochastic: bool = True, signal_at_call: int = 0, pinned_version: int = 1,
-          **overrides) -> object:
+def train(
+    workdir: str, stochastic: bool = True, signal_at_call: int = 0, pinned_version: int = 1, **overrides
+) -> object:
     """One run of the tiny model (module-level: also called in a subprocess and spawned ranks)."""
     torch.set_num_threads(1)  # identical float reductions in every process
     cfg = replace(BASE, **overrides)
-    return pretrain(lambda: TinyMasked(stochastic, signal_at_call, pinned_version), NoisyVectors(), cfg, workdir,
-                    log_every=0)
+    return pretrain(
+        lambda: TinyMasked(stochastic, signal_at_call, pinned_version), NoisyVectors(), cfg, workdir, log_every=0
+    )
 
 
 def losses(workdir: Path) -> list[dict]:
@@ -198,7 +208,10 @@ def test_sigkill_then_resume_is_exact(tmp_path, num_workers):
     code = "import sys; from tests.test_pretraining_loop import train; train(sys.argv[1], num_workers=int(sys.argv[2]))"
     proc = subprocess.run(
         [sys.executable, "-c", code, str(run_b), str(num_workers)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, SIGKILL_AT_STEP_ENV: "6"},  # killed after step 6; last checkpoint: step 5
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr

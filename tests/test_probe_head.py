@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from simcrop_bench.models.config import LAYER_NORM_EPS, EncoderConfig
-from simcrop_bench.protocols.probe_config import LinearProbeConfig
-from simcrop_bench.protocols.probe_head import NumpyHead, feature_batches, layer_norm
-from simcrop_bench.protocols.probe_model import LinearProbe
-from simcrop_bench.protocols.probe_target import ProbeTarget
-from simcrop_bench.protocols.probe_torch import TorchHeadTrainer
+from simcrop_bench.protocols.probe.config import LinearProbeConfig
+from simcrop_bench.protocols.probe.model import LinearProbe
+from simcrop_bench.protocols.probe.numpy_head import NumpyHead, feature_batches, layer_norm
+from simcrop_bench.protocols.probe.target import ProbeTarget
+from simcrop_bench.protocols.probe.torch_trainer import TorchHeadTrainer
 
 TINY = EncoderConfig(img_size=(32, 32, 16), embed_dim=16, depth=1, num_heads=2)
 LABELS = ("a", "b", "c")
@@ -31,7 +31,9 @@ def _pair(kind: str, cfg: LinearProbeConfig):
 def _train(kind: str, cfg: LinearProbeConfig, steps: int = 40):
     rng = np.random.default_rng(1)
     x = (rng.normal(size=(24, 16)) * 3 + 1).astype(np.float32)  # far from normalised: fc_norm matters
-    labels = rng.integers(0, 3, 24) if kind == "multiclass" else rng.integers(0, 2, (24, 3 if kind == "multilabel" else 1))
+    labels = (
+        rng.integers(0, 3, 24) if kind == "multiclass" else rng.integers(0, 2, (24, 3 if kind == "multilabel" else 1))
+    )
     target, trainer, head = _pair(kind, cfg)
     targets = target.train_targets(labels)
     x_norm = layer_norm(x, LAYER_NORM_EPS)

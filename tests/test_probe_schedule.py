@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from simcrop_bench.protocols.probe_schedule import ProbeController, probe_lr_factor
+from simcrop_bench.protocols.probe.schedule import ProbeController, probe_lr_factor
 
 
 def test_lr_factor_warmup_cosine_and_the_periodic_rise_after_num_steps():

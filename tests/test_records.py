@@ -6,9 +6,9 @@ import textwrap
 
 import pytest
 
-from simcrop_bench import atomic
-from simcrop_bench.records import existing_record, run_dir, write_record
-from simcrop_bench.runner import RunRequest, run_job
+from simcrop_bench.run.cell import RunRequest, run_job
+from simcrop_bench.run.records import existing_record, run_dir, write_record
+from simcrop_bench.util import atomic as atomic
 
 
 def test_interrupted_json_write_leaves_nothing(tmp_path, monkeypatch):
@@ -76,8 +76,14 @@ def test_interrupted_run_leaves_no_record(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     results = tmp_path / "results"
-    req = RunRequest(method="scratch", task="failing_task", data_root=str(data), results=str(results),
-                     plugins=[str(plugin)], device="cpu")
+    req = RunRequest(
+        method="scratch",
+        task="failing_task",
+        data_root=str(data),
+        results=str(results),
+        plugins=[str(plugin)],
+        device="cpu",
+    )
     with pytest.raises(RuntimeError, match="node lost"):
         run_job(req)
     task_dir = results / "runs" / "failing_task"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from simcrop_bench.errors import UserError
-from simcrop_bench.reference_rows import load_reference_rows
-from simcrop_bench.tables import paper_table
+from simcrop_bench.reporting.tables.build import paper_table
+from simcrop_bench.reporting.tables.reference_rows import load_reference_rows
 from tests.test_tables import md_cells, table_agg
 
 TASKS = {"lung_seg", "ctrate_cls"}
@@ -29,20 +29,25 @@ def test_csv_and_yaml_load(tmp_path: Path) -> None:
     rows = load_reference_rows(write(tmp_path, HEADER + INVENTED), tasks=TASKS)
     assert len(rows) == 1 and rows[0].value == 0.99 and rows[0].std == 0.001
     assert rows[0].label == "mae (reported in Invented et al. (test data))"
-    yaml_text = ("# invented test data\n- {method: clip, task: ctrate_cls, fraction: 10, metric: auc, value: 0.7,\n"
-                 "   citation: Invented 2099, protocol: invented}\n")
+    yaml_text = (
+        "# invented test data\n- {method: clip, task: ctrate_cls, fraction: 10, metric: auc, value: 0.7,\n"
+        "   citation: Invented 2099, protocol: invented}\n"
+    )
     rows = load_reference_rows(write(tmp_path, yaml_text, "reported.yaml"), tasks=TASKS)
     assert rows[0].std is None and rows[0].fraction == 10.0
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    ("mae,lung_seg,100,dice,0.9,,,invented,\n", "row 2: missing citation"),
-    ("mae,lung_seg,100,dice,0.9,,Invented 2099,,\n", "row 2: missing protocol"),
-    ("mae,lung_sgm,100,dice,0.9,,Invented 2099,invented,\n", "row 2: unknown task 'lung_sgm'"),
-    ("mae,lung_seg,100,dice,0.9x,,Invented 2099,invented,\n", "row 2: value '0.9x' is not a number"),
-    ("mae,lung_seg,ten,dice,0.9,,Invented 2099,invented,\n", "row 2: fraction 'ten' is not a number"),
-    ("mae,lung_seg,100,dice,0.9,n/a,Invented 2099,invented,\n", "row 2: std 'n/a' is not a number"),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("mae,lung_seg,100,dice,0.9,,,invented,\n", "row 2: missing citation"),
+        ("mae,lung_seg,100,dice,0.9,,Invented 2099,,\n", "row 2: missing protocol"),
+        ("mae,lung_sgm,100,dice,0.9,,Invented 2099,invented,\n", "row 2: unknown task 'lung_sgm'"),
+        ("mae,lung_seg,100,dice,0.9x,,Invented 2099,invented,\n", "row 2: value '0.9x' is not a number"),
+        ("mae,lung_seg,ten,dice,0.9,,Invented 2099,invented,\n", "row 2: fraction 'ten' is not a number"),
+        ("mae,lung_seg,100,dice,0.9,n/a,Invented 2099,invented,\n", "row 2: std 'n/a' is not a number"),
+    ],
+)
 def test_invalid_rows_name_file_and_row(tmp_path: Path, line: str, expected: str) -> None:
     path = write(tmp_path, HEADER + line)
     with pytest.raises(UserError) as info:
@@ -52,8 +57,12 @@ def test_invalid_rows_name_file_and_row(tmp_path: Path, line: str, expected: str
 
 
 def test_yaml_row_numbers_and_unknown_key(tmp_path: Path) -> None:
-    path = write(tmp_path, "- {method: a, task: lung_seg, fraction: 1, metric: dice, value: 1, citation: x, protocol: y}\n"
-                           "- {method: a, task: lung_seg, fraction: 1, metric: dice, value: 1, citation: x}\n", "r.yml")
+    path = write(
+        tmp_path,
+        "- {method: a, task: lung_seg, fraction: 1, metric: dice, value: 1, citation: x, protocol: y}\n"
+        "- {method: a, task: lung_seg, fraction: 1, metric: dice, value: 1, citation: x}\n",
+        "r.yml",
+    )
     with pytest.raises(UserError, match=r"r\.yml row 2: missing protocol"):
         load_reference_rows(path, tasks=TASKS)
     with pytest.raises(UserError, match="unknown column 'cite'"):

@@ -11,7 +11,8 @@ from .conftest import run_cli
 PLUGIN = textwrap.dedent(
     '''
     """A user's method living outside the repository."""
-    from simcrop_bench.api import Method, MethodConfig
+    from simcrop_bench.api import Method
+    from simcrop_bench.api import MethodConfig
     from simcrop_bench.registry import register_method
 
     @register_method("{name}")

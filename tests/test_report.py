@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from simcrop_bench import report as report_module
 from simcrop_bench.errors import UserError
-from simcrop_bench.records import write_per_case
-from simcrop_bench.report import build_report, git_commit
+from simcrop_bench.reporting import report as report_module
+from simcrop_bench.reporting.report import build_report, git_commit
+from simcrop_bench.run.records import write_per_case
 from tests.test_leaderboard import make_record, write_record
 from tests.test_plots import write_losses
 
@@ -28,14 +28,16 @@ def build_results(root: Path) -> Path:
     for method, base in values.items():
         for task, metric, fractions in (("lung_seg", "dice", (10, 100)), ("ctrate_cls", "auroc", (1, 10, 100))):
             for i, fraction in enumerate(fractions):
-                for seed in ((42, 43) if method != "mae" else (42,)):
+                for seed in (42, 43) if method != "mae" else (42,):
                     value = base + 0.05 * i + 0.01 * (seed - 42)
-                    record = make_record(method=method, task=task, fraction=fraction, seed=seed,
-                                         value=value, metric=metric)
+                    record = make_record(
+                        method=method, task=task, fraction=fraction, seed=seed, value=value, metric=metric
+                    )
                     record["intervals"] = {metric: {"low": value - 0.04, "high": value + 0.03}}
                     path = write_record(root, record)
-                    write_per_case(path.parent / "per_case.csv",
-                                   [{"case": f"case{c}", metric: value + 0.01 * c} for c in range(3)])
+                    write_per_case(
+                        path.parent / "per_case.csv", [{"case": f"case{c}", metric: value + 0.01 * c} for c in range(3)]
+                    )
     # One fraction only: listed, no curve.
     write_record(root, make_record(method="simcrop", task="btcv_seg", fraction=100, value=0.7))
     for method in ("simcrop", "mae"):
@@ -89,9 +91,13 @@ def test_report_contents(tmp_path: Path) -> None:
     html = built.index.read_text(encoding="utf-8")
     dom = parse(html)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["efficiency-ctrate_cls-demo-heldout-synthetic.png",
-                     "efficiency-lung_seg-demo-heldout-synthetic.png",
-                     "index.html", "losses-mae.png", "losses-simcrop.png"]
+    assert names == [
+        "efficiency-ctrate_cls-demo-heldout-synthetic.png",
+        "efficiency-lung_seg-demo-heldout-synthetic.png",
+        "index.html",
+        "losses-mae.png",
+        "losses-simcrop.png",
+    ]
     assert sorted(img["src"] for img in dom.images) == [n for n in names if n.endswith(".png")]
     assert all(img.get("alt") for img in dom.images)
     assert dom.tags["table"] >= 2  # leaderboard + paper table(s)
@@ -157,7 +163,7 @@ def test_git_commit_reads_the_checkout_without_git(tmp_path: Path) -> None:
 def test_cli_report(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from simcrop_bench.cli import app
+    from simcrop_bench.cli.main import app
 
     results = build_results(tmp_path / "results")
     result = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "site"), "--results", str(results)])
@@ -178,8 +184,14 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     results = build_results(tmp_path / "results")
     built = build_report(results, tmp_path / "report")
     url = built.index.resolve().as_uri()
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2000"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1200,2000",
+    ]
     shot = tmp_path / "screenshot.png"
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", url], capture_output=True, timeout=120)
     dumped = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)

@@ -9,14 +9,26 @@ import numpy as np
 import pytest
 
 from simcrop_bench.data.labeller import label_mentions, label_report, largest_size_mm
+from simcrop_bench.data.labels import CTRATE_LABELS
 from simcrop_bench.data.sentences import (
-    simcrop_period_boundaries, simcrop_sentence_ids, simcrop_sentence_spans, split_sentences,
+    simcrop_period_boundaries,
+    simcrop_sentence_ids,
+    simcrop_sentence_spans,
+    split_sentences,
 )
 from simcrop_bench.data.synthetic.copula import nearest_positive_definite
-from simcrop_bench.data.labels import CTRATE_LABELS
 from simcrop_bench.data.synthetic.findings import (
-    DISTRACTOR_TYPES, FINDING_TYPES, LABEL_INDEX, LABEL_TYPES, NEAR_MISS_TYPES, PREVALENCE, Finding,
-    ctrate_labels, latent_correlation_matrix, sample_findings, with_defaults,
+    DISTRACTOR_TYPES,
+    FINDING_TYPES,
+    LABEL_INDEX,
+    LABEL_TYPES,
+    NEAR_MISS_TYPES,
+    PREVALENCE,
+    Finding,
+    ctrate_labels,
+    latent_correlation_matrix,
+    sample_findings,
+    with_defaults,
 )
 from simcrop_bench.data.synthetic.phantom import DATASET_CODES, case_rngs
 from simcrop_bench.data.synthetic.report_phrases import NEGATION_FORMS, NEGATION_NOUNS, Phrasing, negative_sentence
@@ -89,8 +101,11 @@ def _example_groups(kinds) -> dict[str, list[list[Finding]]]:
         findings = sample_findings(case_rngs(SEED, DATASET_CODES["ctrate"], i)["findings"])
         for f in findings:
             if f.type in kinds:
-                group = [n for n in findings if n.type == "lung_nodule" and n.lobe == f.lobe] \
-                    if f.type == "lung_nodule" else [f]
+                group = (
+                    [n for n in findings if n.type == "lung_nodule" and n.lobe == f.lobe]
+                    if f.type == "lung_nodule"
+                    else [f]
+                )
                 found.setdefault(_template_branch(group), group)
     out: dict[str, list[list[Finding]]] = {k: [] for k in kinds}
     for key, group in found.items():
@@ -116,18 +131,21 @@ def test_near_miss_and_distractor_templates_never_label(k):
             assert label_report(text) == [0] * 18, text
 
 
-@pytest.mark.parametrize("text", [
-    "A few punctate densities under 3 mm are seen in the right upper lobe; no nodule requiring follow-up.",
-    "A 2 mm nodule is seen in the lingula, too small to require follow-up.",
-    "A 2.5 mm nodule is noted in the left lower lobe.",
-    "Several lymph nodes under 10 mm are seen in the subcarinal region.",
-    "A 8.5 mm lymph node is present at the right hilar station, within normal size limits.",
-    "A 12 mm nodule is seen in the left adrenal gland.",
-    "Right adrenal nodule, 12 mm, indeterminate.",
-    "A 7 mm hypodense nodule is seen in the left lobe of the thyroid gland.",
-    "A 9 mm calcified gallstone is seen in the gallbladder.",
-    "No consolidation is seen in the left lung.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "A few punctate densities under 3 mm are seen in the right upper lobe; no nodule requiring follow-up.",
+        "A 2 mm nodule is seen in the lingula, too small to require follow-up.",
+        "A 2.5 mm nodule is noted in the left lower lobe.",
+        "Several lymph nodes under 10 mm are seen in the subcarinal region.",
+        "A 8.5 mm lymph node is present at the right hilar station, within normal size limits.",
+        "A 12 mm nodule is seen in the left adrenal gland.",
+        "Right adrenal nodule, 12 mm, indeterminate.",
+        "A 7 mm hypodense nodule is seen in the left lobe of the thyroid gland.",
+        "A 9 mm calcified gallstone is seen in the gallbladder.",
+        "No consolidation is seen in the left lung.",
+    ],
+)
 def test_near_misses_do_not_flip_labels(text):
     assert label_report(text) == [0] * 18
 
@@ -138,49 +156,65 @@ def test_near_misses_do_not_flip_labels(text):
 @pytest.mark.parametrize("form", NEGATION_FORMS)
 def test_every_negation_form_negates_every_label(form):
     subject = "the lungs"
-    for kind, nouns in NEGATION_NOUNS.items():
+    for nouns in NEGATION_NOUNS.values():
         for noun in nouns:
             text = negative_sentence([noun], subject, form, FixedPhrasing(0))
             assert label_report(text) == [0] * 18, text
     # coordinated lists after (or before) one cue are negated as a whole
     all_nouns = [nouns[0] for nouns in NEGATION_NOUNS.values()]
     for start in range(0, len(all_nouns), 4):
-        text = negative_sentence(all_nouns[start:start + 4], subject, form, FixedPhrasing(1))
+        text = negative_sentence(all_nouns[start : start + 4], subject, form, FixedPhrasing(1))
         assert label_report(text) == [0] * 18, text
 
 
-@pytest.mark.parametrize("text", [
-    "No nodule, consolidation or ground-glass opacity is seen.",
-    "Both lungs are clear, without nodule, consolidation or ground-glass opacity.",
-    "Consolidation is not seen.", "Atelectasis is not observed.", "Emphysema is not identified.",
-    "Pleural effusion is absent.", "The pleural spaces are free of fluid.",
-    "The study is negative for pericardial effusion.", "Pneumonia with consolidation is ruled out.",
-    "There is no evidence of emphysema, bronchiectasis or mosaic attenuation.",
-    "The pericardium is not thickened and contains no fluid.",
-    "No lymph nodes are enlarged.", "The bronchial walls are not thickened.",
-    "Emphysema, bronchiectasis and GGO are not seen in either lung.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "No nodule, consolidation or ground-glass opacity is seen.",
+        "Both lungs are clear, without nodule, consolidation or ground-glass opacity.",
+        "Consolidation is not seen.",
+        "Atelectasis is not observed.",
+        "Emphysema is not identified.",
+        "Pleural effusion is absent.",
+        "The pleural spaces are free of fluid.",
+        "The study is negative for pericardial effusion.",
+        "Pneumonia with consolidation is ruled out.",
+        "There is no evidence of emphysema, bronchiectasis or mosaic attenuation.",
+        "The pericardium is not thickened and contains no fluid.",
+        "No lymph nodes are enlarged.",
+        "The bronchial walls are not thickened.",
+        "Emphysema, bronchiectasis and GGO are not seen in either lung.",
+    ],
+)
 def test_negation_cues(text):
     assert label_report(text) == [0] * 18
 
 
 def test_clause_boundaries_limit_negation():
-    assert label_report("No consolidation is seen in the left lung; consolidation is present in the right lower lobe.") \
-        == _one_hot("consolidation")
-    assert label_report("The heart is not enlarged, but calcification is seen along the right coronary artery.") \
-        == _one_hot("coronary_artery_wall_calcification")
-    assert label_report("No pleural effusion, however atelectasis is present in the right lower lobe.") \
-        == _one_hot("atelectasis")
+    assert label_report(
+        "No consolidation is seen in the left lung; consolidation is present in the right lower lobe."
+    ) == _one_hot("consolidation")
+    assert label_report(
+        "The heart is not enlarged, but calcification is seen along the right coronary artery."
+    ) == _one_hot("coronary_artery_wall_calcification")
+    assert label_report("No pleural effusion, however atelectasis is present in the right lower lobe.") == _one_hot(
+        "atelectasis"
+    )
     # A verb ends the scope of a cue and blocks a post-negation from reaching back.
-    assert label_report("Emphysema is present in both upper lobes and bronchiectasis is not seen.") \
-        == _one_hot("emphysema")
-    assert label_report("No pleural effusion is seen, and fluid is present in the pericardium.") \
-        == _one_hot("pericardial_effusion")
+    assert label_report("Emphysema is present in both upper lobes and bronchiectasis is not seen.") == _one_hot(
+        "emphysema"
+    )
+    assert label_report("No pleural effusion is seen, and fluid is present in the pericardium.") == _one_hot(
+        "pericardial_effusion"
+    )
 
 
 def test_uncertainty_is_configurable():
-    for text in ("Possible consolidation in the right lower lobe.", "Atelectasis cannot be excluded in the lingula.",
-                 "Linear densities in the left lower lobe likely represent linear atelectasis."):
+    for text in (
+        "Possible consolidation in the right lower lobe.",
+        "Atelectasis cannot be excluded in the lingula.",
+        "Linear densities in the left lower lobe likely represent linear atelectasis.",
+    ):
         assert sum(label_report(text)) == 1
         assert label_report(text, uncertain_positive=False) == [0] * 18
         assert any(m.uncertain for m in label_mentions(text))
@@ -188,10 +222,12 @@ def test_uncertainty_is_configurable():
 
 def test_anchor_separates_aortic_from_coronary_calcification():
     assert label_report("Calcified plaques line the aortic arch.") == _one_hot("arterial_wall_calcification")
-    assert label_report("Calcification is seen along the left anterior descending coronary artery.") \
-        == _one_hot("coronary_artery_wall_calcification")
-    assert label_report("Calcification is present in the aorta and the coronary arteries.") \
-        == _one_hot("arterial_wall_calcification", "coronary_artery_wall_calcification")
+    assert label_report("Calcification is seen along the left anterior descending coronary artery.") == _one_hot(
+        "coronary_artery_wall_calcification"
+    )
+    assert label_report("Calcification is present in the aorta and the coronary arteries.") == _one_hot(
+        "arterial_wall_calcification", "coronary_artery_wall_calcification"
+    )
 
 
 def test_size_thresholds():
@@ -244,8 +280,10 @@ def test_sampled_prevalences_and_correlation_match_targets():
     labels = np.array([ctrate_labels(sample_findings(rng)) for _ in range(3000)], dtype=float)
     for kind, target in PREVALENCE.items():
         assert abs(labels[:, LABEL_INDEX[kind]].mean() - target) < 0.04, kind
-    corr = np.corrcoef(labels[:, LABEL_INDEX["arterial_wall_calcification"]],
-                       labels[:, LABEL_INDEX["coronary_artery_wall_calcification"]])[0, 1]
+    corr = np.corrcoef(
+        labels[:, LABEL_INDEX["arterial_wall_calcification"]],
+        labels[:, LABEL_INDEX["coronary_artery_wall_calcification"]],
+    )[0, 1]
     assert corr > 0.5
     assert abs(labels.sum(axis=1).mean() - 3.44) < 0.25
     assert abs((labels.sum(axis=1) == 0).mean() - 0.111) < 0.03
@@ -270,10 +308,10 @@ def test_same_seed_gives_identical_report_and_other_seeds_differ():
 
 
 def test_sections_in_order_and_every_region_present(cases):
-    for findings, report in cases:
+    for _findings, report in cases:
         sections = [s.section for s in report.sentences if s.section != "impression"]
         assert [s for s in SECTIONS if s in sections] == list(dict.fromkeys(sections)) == list(SECTIONS)
-        assert all(s.section == "impression" for s in report.sentences[len(sections):])
+        assert all(s.section == "impression" for s in report.sentences[len(sections) :])
         assert all(s.polarity in POLARITIES for s in report.sentences)
         assert sum(s.polarity == "transition" and s.section == "lung_window" for s in report.sentences) == 1
 
@@ -292,8 +330,11 @@ def test_every_finding_has_its_sentence_and_slots_match(cases):
             for f in group:
                 expected = "positive" if f.type in LABEL_INDEX else "distractor"
                 assert s.polarity == expected
-                if f.type in ("lung_nodule", "lymphadenopathy", "pleural_effusion") and s.section != "impression" \
-                        and len(group) == 1:
+                if (
+                    f.type in ("lung_nodule", "lymphadenopathy", "pleural_effusion")
+                    and s.section != "impression"
+                    and len(group) == 1
+                ):
                     assert f"{f.size_mm:g} mm" in s.text, s.text
                 if f.lobe and s.section != "impression" and f.type != "emphysema":
                     lobe = f.lobe.replace("_", " ")
@@ -307,7 +348,7 @@ def test_sentence_index_matches_the_project_splitter(cases):
         assert [s.index for s in report.sentences] == list(range(len(expected)))
         for s in report.sentences:
             source = report.impression_text if s.section == "impression" else report.findings_text
-            assert source[s.span[0]:s.span[1]] == s.text
+            assert source[s.span[0] : s.span[1]] == s.text
         n_findings = sum(s.section != "impression" for s in report.sentences)
         assert 12 <= n_findings <= 60
 
@@ -315,22 +356,51 @@ def test_sentence_index_matches_the_project_splitter(cases):
 # ---------------------------------------------------------------- sentence splitting
 
 
-SPLIT_TEXT = ('A 3.5 mm nodule is seen. A node measures 12.25 mm in short axis. It is approx. 4 mm thick.'
-              '\nLung window:\n• Item one • Item two. The last sentence was cut by trunc')
+SPLIT_TEXT = (
+    "A 3.5 mm nodule is seen. A node measures 12.25 mm in short axis. It is approx. 4 mm thick."
+    "\nLung window:\n• Item one • Item two. The last sentence was cut by trunc"
+)
 
 
 def test_split_sentences_keeps_decimals_and_abbreviations():
     assert split_sentences(SPLIT_TEXT) == [
-        "A 3.5 mm nodule is seen.", "A node measures 12.25 mm in short axis.", "It is approx. 4 mm thick.",
-        "Lung window:", "Item one", "Item two.", "The last sentence was cut by trunc",
+        "A 3.5 mm nodule is seen.",
+        "A node measures 12.25 mm in short axis.",
+        "It is approx. 4 mm thick.",
+        "Lung window:",
+        "Item one",
+        "Item two.",
+        "The last sentence was cut by trunc",
     ]
     assert split_sentences('Heart size is normal. "') == ["Heart size is normal."]
     assert split_sentences("e.g. this vs. that, i.e. one. Dr. Who.") == ["e.g. this vs. that, i.e. one.", "Dr. Who."]
 
 
 def test_simcrop_period_rule_on_tokens_and_text():
-    tokens = ["[CLS]", "a", "3", ".", "5", "mm", "nodule", ".", "12", ".", "25", "mm", ".",
-              "approx", ".", "12", "mm", ".", "approx", ".", "4", "cut"]
+    tokens = [
+        "[CLS]",
+        "a",
+        "3",
+        ".",
+        "5",
+        "mm",
+        "nodule",
+        ".",
+        "12",
+        ".",
+        "25",
+        "mm",
+        ".",
+        "approx",
+        ".",
+        "12",
+        "mm",
+        ".",
+        "approx",
+        ".",
+        "4",
+        "cut",
+    ]
     assert simcrop_sentence_ids(tokens) == [1] * 8 + [2] * 2 + [3] * 3 + [4] * 2 + [5] * 3 + [0] * 4
     assert simcrop_sentence_ids([2, 7, 18, 8, 18, 0], period=18, single_digits={20, 21}) == [1, 1, 1, 2, 2, 0]
     text = "A 3.5 mm nodule. A node of 12.25 mm. It is approx. 12 mm thick. Approx. 4 mm. Truncated tail"

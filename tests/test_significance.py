@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from simcrop_bench.errors import UserError
-from simcrop_bench.predictions import align, read_per_case
-from simcrop_bench.records import write_per_case
-from simcrop_bench.significance import (
+from simcrop_bench.run.predictions import align, read_per_case
+from simcrop_bench.run.records import write_per_case
+from simcrop_bench.stats.bootstrap import bootstrap_interval, paired_bootstrap
+from simcrop_bench.stats.significance import (
     PairedSeed,
     SeedPredictions,
     holm,
@@ -19,7 +20,6 @@ from simcrop_bench.significance import (
     seed_averaged_interval,
     two_sided_p,
 )
-from simcrop_bench.statistics import bootstrap_interval, paired_bootstrap
 
 N = 40
 GROUPS = np.array([f"p{i // 2:02d}" for i in range(N)])  # two volumes per patient
@@ -92,9 +92,17 @@ def test_seed_averaged_interval_one_seed_matches_bootstrap_interval() -> None:
 
 def _per_case(path: Path, order=None, cases=None) -> Path:
     order = range(N) if order is None else order
-    rows = [{"case": (cases or [f"c{i:02d}" for i in range(N)])[i], "group": GROUPS[i],
-             "y:a": int(Y[i, 0]), "y:b": int(Y[i, 1]), "p:a": 0.1 * Y[i, 0] + 0.01 * i, "p:b": 0.5}
-            for i in order]
+    rows = [
+        {
+            "case": (cases or [f"c{i:02d}" for i in range(N)])[i],
+            "group": GROUPS[i],
+            "y:a": int(Y[i, 0]),
+            "y:b": int(Y[i, 1]),
+            "p:a": 0.1 * Y[i, 0] + 0.01 * i,
+            "p:b": 0.5,
+        }
+        for i in order
+    ]
     write_per_case(path, rows)
     return path
 

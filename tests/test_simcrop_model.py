@@ -43,15 +43,28 @@ TINY_ENCODER = EncoderConfig(img_size=(32, 32, 16), patch_size=(8, 8, 4), embed_
 
 
 def tiny_cfg(**changes) -> SimCroPConfig:
-    base = dict(vision_decoder_depth=1, vision_decoder_heads=2, text_decoder_layers=1, text_decoder_heads=2,
-                text_decoder_ffn=64, topk=4, max_text_len=TEXT_LEN)
+    base = dict(
+        vision_decoder_depth=1,
+        vision_decoder_heads=2,
+        text_decoder_layers=1,
+        text_decoder_heads=2,
+        text_decoder_ffn=64,
+        topk=4,
+        max_text_len=TEXT_LEN,
+    )
     return SimCroPConfig(**{**base, **changes})
 
 
 def tiny_text_encoder() -> BertModel:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=VOCAB, hidden_size=24, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=48, max_position_embeddings=TEXT_LEN)
+    config = BertConfig(
+        vocab_size=VOCAB,
+        hidden_size=24,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=48,
+        max_position_embeddings=TEXT_LEN,
+    )
     return BertModel(config, add_pooling_layer=False)
 
 
@@ -73,15 +86,20 @@ def tiny_batch(seed: int = 0) -> dict[str, torch.Tensor]:
         [11, 12, 13, 18, 14, 15],
     ]
     ids = torch.tensor([text_row(f) for f in findings])
-    sentence_ids = torch.tensor([simcrop_sentence_ids(r, period=IDS.period, single_digits=IDS.single_digits)
-                                 for r in ids.tolist()])
+    sentence_ids = torch.tensor(
+        [simcrop_sentence_ids(r, period=IDS.period, single_digits=IDS.single_digits) for r in ids.tolist()]
+    )
     report = torch.tensor([text_row(f + [30, 31, 18]) for f in findings])
     return {
         "image": torch.rand(2, 1, 32, 32, 16, generator=g) * 2 - 1,
-        "findings_ids": ids, "findings_attention_mask": (ids != IDS.pad).long(), "sentence_ids": sentence_ids,
-        "report_ids": report, "report_attention_mask": (report != IDS.pad).long(),
-        "report_masked_ids": mask_report_ids(report, (report != IDS.pad).long(), mask_id=IDS.mask, sep_id=IDS.sep,
-                                             prob=0.75, generator=g)[0],
+        "findings_ids": ids,
+        "findings_attention_mask": (ids != IDS.pad).long(),
+        "sentence_ids": sentence_ids,
+        "report_ids": report,
+        "report_attention_mask": (report != IDS.pad).long(),
+        "report_masked_ids": mask_report_ids(
+            report, (report != IDS.pad).long(), mask_id=IDS.mask, sep_id=IDS.sep, prob=0.75, generator=g
+        )[0],
     }
 
 
@@ -107,7 +125,9 @@ def test_infonce_faithful_and_clean_differ_by_padded_columns_and_empty_set_is_ze
     faithful, _ = alignment_infonce(sim, valid, 1.0, padded_slots="in_denominator")
     clean, _ = alignment_infonce(sim, valid, 1.0, padded_slots="masked")
     # clean: report 0 has only its positive (loss 0); faithful adds the padded column in both directions
-    padded_terms = -math.log(math.exp(0.8) / (math.exp(0.8) + math.exp(0.3))) - math.log(math.exp(0.8) / (math.exp(0.8) + 1))
+    padded_terms = -math.log(math.exp(0.8) / (math.exp(0.8) + math.exp(0.3))) - math.log(
+        math.exp(0.8) / (math.exp(0.8) + 1)
+    )
     assert (faithful - clean).item() * 3 == pytest.approx(padded_terms, rel=1e-5)
     empty, count = alignment_infonce(sim, torch.zeros_like(valid), 1.0)
     assert count == 0 and empty.item() == 0.0
@@ -144,7 +164,9 @@ def test_patch_masking_keeps_quarter_and_faithful_mim_is_075_masked_mse():
     pred, target = torch.randn(3, 64, 10), torch.randn(3, 64, 10)
     masked_mse = ((pred - target) ** 2)[masking.mask.bool()].mean()
     assert mim_loss(pred, target, masking.mask).item() == pytest.approx(0.75 * masked_mse.item(), rel=1e-5)
-    assert mim_loss(pred, target, masking.mask, loss_norm="masked_voxels").item() == pytest.approx(masked_mse.item(), rel=1e-5)
+    assert mim_loss(pred, target, masking.mask, loss_norm="masked_voxels").item() == pytest.approx(
+        masked_mse.item(), rel=1e-5
+    )
 
 
 def test_mlm_masking_rate_and_faithful_denominator():
@@ -153,8 +175,9 @@ def test_mlm_masking_rate_and_faithful_denominator():
     attention = torch.ones_like(ids)
     attention[:, 400:] = 0
     ids[:, 400:] = IDS.pad
-    masked, replaced = mask_report_ids(ids, attention, mask_id=IDS.mask, sep_id=IDS.sep, prob=0.75,
-                                       generator=torch.Generator().manual_seed(0))
+    masked, replaced = mask_report_ids(
+        ids, attention, mask_id=IDS.mask, sep_id=IDS.sep, prob=0.75, generator=torch.Generator().manual_seed(0)
+    )
     assert not replaced[:, 0].any() and not replaced[:, -1].any()
     assert replaced[:, 1:511].float().mean().item() == pytest.approx(0.75, abs=0.01)
     assert replaced[:, 400:511].any()  # faithful: padding is masked too
@@ -194,22 +217,40 @@ def test_model_forward_shapes_names_and_export():
     assert out["num_sentences"] == 3 + 1
     assert out["topk_indices"].shape == (2, 3, 4)
     assert torch.isfinite(out["loss"]) and out["loss"].item() == pytest.approx(
-        (out["loss_mim"] + out["loss_mlm"] + out["loss_align"]).item(), rel=1e-6)
+        (out["loss_mim"] + out["loss_mlm"] + out["loss_align"]).item(), rel=1e-6
+    )
     keys = set(model.state_dict())
-    for name in ("patch_embed.proj.weight", "cls_token", "pos_embed", "decoder_embed.weight", "mask_token",
-                 "decoder_pos_embed", "decoder_blocks.0.attn.qkv.weight", "decoder_norm.weight",
-                 "decoder_pred_layer.weight", "bert_feature_proj.dense_to_hidden.weight", "bert_mlp.weight",
-                 "bert_decoder.bert.fusion_layer.cross_self_attention.query.weight",
-                 "bert_decoder.bert.fusion_layer.gap_mlp.weight", "bert_decoder.bert.encoder.layer.0.output.dense.weight",
-                 "bert_decoder.cls.predictions.decoder.weight", "finding_align_img_mlp.dense_to_output.weight",
-                 "align_text_mlp.LayerNorm.weight", "bert_encoder.bert.embeddings.word_embeddings.weight"):
+    for name in (
+        "patch_embed.proj.weight",
+        "cls_token",
+        "pos_embed",
+        "decoder_embed.weight",
+        "mask_token",
+        "decoder_pos_embed",
+        "decoder_blocks.0.attn.qkv.weight",
+        "decoder_norm.weight",
+        "decoder_pred_layer.weight",
+        "bert_feature_proj.dense_to_hidden.weight",
+        "bert_mlp.weight",
+        "bert_decoder.bert.fusion_layer.cross_self_attention.query.weight",
+        "bert_decoder.bert.fusion_layer.gap_mlp.weight",
+        "bert_decoder.bert.encoder.layer.0.output.dense.weight",
+        "bert_decoder.cls.predictions.decoder.weight",
+        "finding_align_img_mlp.dense_to_output.weight",
+        "align_text_mlp.LayerNorm.weight",
+        "bert_encoder.bert.embeddings.word_embeddings.weight",
+    ):
         assert name in keys, name
     exported = export_released(model)["model"]
-    assert set(exported) == {k for k in keys if k.split(".")[0] in ("patch_embed", "cls_token", "pos_embed", "blocks", "norm")}
+    assert set(exported) == {
+        k for k in keys if k.split(".")[0] in ("patch_embed", "cls_token", "pos_embed", "blocks", "norm")
+    }
 
 
-@pytest.mark.parametrize("changes", [{"variant": "clean"}, {"fusion": "xattn_only"}, {"fusion": "gap_only"},
-                                     {"mim_norm_pix": True, "topk": 100}])
+@pytest.mark.parametrize(
+    "changes",
+    [{"variant": "clean"}, {"fusion": "xattn_only"}, {"fusion": "gap_only"}, {"mim_norm_pix": True, "topk": 100}],
+)
 def test_model_variants_run_with_finite_losses(changes):
     out = tiny_model(**changes)(tiny_batch())
     assert all(torch.isfinite(out[k]) for k in ("loss", "loss_mim", "loss_mlm", "loss_align"))
@@ -236,11 +277,21 @@ def _losses(model: SimCroPModel, batch) -> dict[str, float]:
     return {k: out[k].item() for k in ("loss_mim", "loss_mlm", "loss_align")}
 
 
-@pytest.mark.parametrize("ablation, changed, absent", [
-    ({"alignment": "off"}, {"loss_align"}, ("finding_align_img_mlp.", "align_text_mlp.")),
-    ({"fusion": "none"}, {"loss_mlm"},
-     ("bert_mlp.", "bert_decoder.bert.fusion_layer.cross_self_attention.", "bert_decoder.bert.fusion_layer.gap_mlp.")),
-])
+@pytest.mark.parametrize(
+    "ablation, changed, absent",
+    [
+        ({"alignment": "off"}, {"loss_align"}, ("finding_align_img_mlp.", "align_text_mlp.")),
+        (
+            {"fusion": "none"},
+            {"loss_mlm"},
+            (
+                "bert_mlp.",
+                "bert_decoder.bert.fusion_layer.cross_self_attention.",
+                "bert_decoder.bert.fusion_layer.gap_mlp.",
+            ),
+        ),
+    ],
+)
 def test_ablations_change_only_what_they_name(ablation, changed, absent):
     full, ablated = tiny_model(), tiny_model(**ablation)
     missing = set(full.state_dict()) - set(ablated.state_dict())
@@ -261,9 +312,14 @@ def test_ablations_change_only_what_they_name(ablation, changed, absent):
 def test_config_clean_preset_and_overrides():
     clean = SimCroPConfig(variant="clean", overrides={"mlm.labels": "all_positions"}).resolved()
     assert clean.switches() == {
-        "mlm.labels": "all_positions", "mlm.mask_padding": False, "mim.loss_norm": "masked_voxels",
-        "mim.norm_pix": False, "align.padded_slots": "masked", "align.per_report_mean": True,
-        "text_encoder.train_mode_dropout": False, "report.join": "space",
+        "mlm.labels": "all_positions",
+        "mlm.mask_padding": False,
+        "mim.loss_norm": "masked_voxels",
+        "mim.norm_pix": False,
+        "align.padded_slots": "masked",
+        "align.per_report_mean": True,
+        "text_encoder.train_mode_dropout": False,
+        "report.join": "space",
     }
     with pytest.raises(UserError):
         SimCroPConfig(overrides={"mlm.nope": 1}).resolved()

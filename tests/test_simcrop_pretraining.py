@@ -16,8 +16,16 @@ def test_items_are_reproducible_per_seed(tmp_path):
     root = tmp_path / "ctrate"
     write_ctrate_twin(root, n_cases=2, layout="simcrop")
     _, tokenizer = load_text_encoder(None)
-    dataset = PretrainingDataset(pretraining_samples(root), tokenizer, roi=(64, 64, 32), num_tokens=64,
-                                 max_len=128, mask_prob=0.75, mask_padding=True, join="concat")
+    dataset = PretrainingDataset(
+        pretraining_samples(root),
+        tokenizer,
+        roi=(64, 64, 32),
+        num_tokens=64,
+        max_len=128,
+        mask_prob=0.75,
+        mask_padding=True,
+        join="concat",
+    )
     torch.manual_seed(3)
     first = dataset[0]
     torch.manual_seed(3)

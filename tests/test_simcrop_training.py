@@ -29,7 +29,10 @@ from .test_simcrop_model import IDS, TEXT_LEN, TINY_ENCODER, tiny_batch, tiny_cf
 
 REPO = Path(__file__).resolve().parent.parent
 FINDINGS = [  # four distinct reports; sample i uses FINDINGS[i % 4]
-    [5, 6, 18, 7, 21, 18, 25, 8, 18], [11, 12, 13, 18, 14, 15], [9, 10, 18, 5, 18], [7, 7, 8, 18, 30, 31, 18],
+    [5, 6, 18, 7, 21, 18, 25, 8, 18],
+    [11, 12, 13, 18, 14, 15],
+    [9, 10, 18, 5, 18],
+    [7, 7, 8, 18, 30, 31, 18],
 ]
 
 
@@ -53,15 +56,20 @@ class TinyReports(Dataset):
         masked, _ = mask_report_ids(report[None], attention[None], mask_id=IDS.mask, sep_id=IDS.sep, prob=0.75)
         sentences = simcrop_sentence_ids(ids.tolist(), period=IDS.period, single_digits=IDS.single_digits)
         return {
-            "image": torch.rand(1, 32, 32, 16) * 2 - 1, "findings_ids": ids,
-            "findings_attention_mask": (ids != IDS.pad).long(), "sentence_ids": torch.tensor(sentences),
-            "report_ids": report, "report_attention_mask": attention, "report_masked_ids": masked[0],
+            "image": torch.rand(1, 32, 32, 16) * 2 - 1,
+            "findings_ids": ids,
+            "findings_attention_mask": (ids != IDS.pad).long(),
+            "sentence_ids": torch.tensor(sentences),
+            "report_ids": report,
+            "report_attention_mask": attention,
+            "report_masked_ids": masked[0],
             "mim_noise": torch.rand(64),
         }
 
 
-RECIPE = PretrainConfig(epochs=2, batch_size=2, accum_steps=1, lr=1e-3, warmup_epochs=1, precision="fp32",
-                        checkpoint_every=3, seed=5)
+RECIPE = PretrainConfig(
+    epochs=2, batch_size=2, accum_steps=1, lr=1e-3, warmup_epochs=1, precision="fp32", checkpoint_every=3, seed=5
+)
 
 
 def save_text_encoder(directory: Path) -> Path:
@@ -90,10 +98,18 @@ def train_tiny(workdir: str, text_dir: str, **overrides) -> object:
 def test_checkpoint_stores_text_encoder_identity_and_sigkill_resume_is_bit_exact(tmp_path, variant):
     text_dir = save_text_encoder(tmp_path / "bert")
     train_tiny(str(tmp_path / "a"), str(text_dir), cfg_variant=variant)
-    code = ("import sys; from tests.test_simcrop_training import train_tiny; "
-            "train_tiny(sys.argv[1], sys.argv[2], cfg_variant=sys.argv[3])")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "b"), str(text_dir), variant], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, env={**os.environ, SIGKILL_AT_STEP_ENV: "5"})
+    code = (
+        "import sys; from tests.test_simcrop_training import train_tiny; "
+        "train_tiny(sys.argv[1], sys.argv[2], cfg_variant=sys.argv[3])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "b"), str(text_dir), variant],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, SIGKILL_AT_STEP_ENV: "5"},
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     saved = load_training_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert saved["step"] == 3
@@ -127,11 +143,16 @@ def test_resume_with_another_text_encoder_is_refused(tmp_path):
 def test_clean_variant_cache_gives_the_uncached_losses_and_encodes_each_report_once():
     def run(cache_mb: int) -> tuple[list[float], SimCroPModel, list[torch.Tensor]]:
         torch.manual_seed(0)
-        model = SimCroPModel(TINY_ENCODER, tiny_cfg(variant="clean", text_feature_cache_mb=cache_mb),
-                             text_encoder=tiny_text_encoder(), special_ids=IDS)
+        model = SimCroPModel(
+            TINY_ENCODER,
+            tiny_cfg(variant="clean", text_feature_cache_mb=cache_mb),
+            text_encoder=tiny_text_encoder(),
+            special_ids=IDS,
+        )
         encoded: list[torch.Tensor] = []
         model.bert_encoder.bert.register_forward_pre_hook(
-            lambda _m, args, kwargs: encoded.extend(kwargs["input_ids"]), with_kwargs=True)
+            lambda _m, args, kwargs: encoded.extend(kwargs["input_ids"]), with_kwargs=True
+        )
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
         dataset, curve = TinyReports(), []
         for step in range(4):  # samples 0..7 over and over: reports 0..3, each twice per pass
@@ -223,11 +244,17 @@ def test_fp16_with_grad_scaler_on_cuda(tmp_path):
     bert = BertModel.from_pretrained(text_dir, add_pooling_layer=False)
 
     def build() -> SimCroPModel:
-        return SimCroPModel(TINY_ENCODER, tiny_cfg(), text_encoder=bert, special_ids=IDS,
-                            text_encoder_identity=text_encoder_identity(text_dir))
+        return SimCroPModel(
+            TINY_ENCODER,
+            tiny_cfg(),
+            text_encoder=bert,
+            special_ids=IDS,
+            text_encoder_identity=text_encoder_identity(text_dir),
+        )
 
-    result = pretrain(build, TinyReports(), replace(RECIPE, epochs=1, precision="fp16"), tmp_path / "run",
-                      device="cuda", log_every=0)
+    result = pretrain(
+        build, TinyReports(), replace(RECIPE, epochs=1, precision="fp16"), tmp_path / "run", device="cuda", log_every=0
+    )
     records = read_metrics(tmp_path / "run")
     assert result.step == 8 and all(math.isfinite(r["loss"]) for r in records)
     assert load_training_checkpoint(tmp_path / "run" / "checkpoint.pt")["scaler"] is not None
@@ -239,17 +266,38 @@ def test_fp16_with_grad_scaler_on_cuda(tmp_path):
 def mae_checkpoint(depth: int = 2, dim: int = 32) -> dict:
     """An ImageNet-MAE-style file: 2-D patch embedding, blocks, norm, decoder, under "model"."""
     g = torch.Generator().manual_seed(1)
-    blocks = {f"blocks.{i}.{k}": torch.randn(*shape, generator=g) for i in range(depth) for k, shape in {
-        "norm1.weight": (dim,), "norm1.bias": (dim,), "attn.qkv.weight": (3 * dim, dim), "attn.qkv.bias": (3 * dim,),
-        "attn.proj.weight": (dim, dim), "attn.proj.bias": (dim,), "norm2.weight": (dim,), "norm2.bias": (dim,),
-        "mlp.fc1.weight": (4 * dim, dim), "mlp.fc1.bias": (4 * dim,), "mlp.fc2.weight": (dim, 4 * dim),
-        "mlp.fc2.bias": (dim,)}.items()}
-    return {"model": {
-        "patch_embed.proj.weight": torch.randn(dim, 3, 16, 16, generator=g), "patch_embed.proj.bias": torch.randn(dim),
-        "cls_token": torch.randn(1, 1, dim), "pos_embed": torch.randn(1, 197, dim), "mask_token": torch.randn(1, 1, 16),
-        "norm.weight": torch.randn(dim, generator=g), "norm.bias": torch.randn(dim, generator=g),
-        "decoder_embed.weight": torch.randn(16, dim), "decoder_norm.weight": torch.randn(16), **blocks,
-    }}
+    blocks = {
+        f"blocks.{i}.{k}": torch.randn(*shape, generator=g)
+        for i in range(depth)
+        for k, shape in {
+            "norm1.weight": (dim,),
+            "norm1.bias": (dim,),
+            "attn.qkv.weight": (3 * dim, dim),
+            "attn.qkv.bias": (3 * dim,),
+            "attn.proj.weight": (dim, dim),
+            "attn.proj.bias": (dim,),
+            "norm2.weight": (dim,),
+            "norm2.bias": (dim,),
+            "mlp.fc1.weight": (4 * dim, dim),
+            "mlp.fc1.bias": (4 * dim,),
+            "mlp.fc2.weight": (dim, 4 * dim),
+            "mlp.fc2.bias": (dim,),
+        }.items()
+    }
+    return {
+        "model": {
+            "patch_embed.proj.weight": torch.randn(dim, 3, 16, 16, generator=g),
+            "patch_embed.proj.bias": torch.randn(dim),
+            "cls_token": torch.randn(1, 1, dim),
+            "pos_embed": torch.randn(1, 197, dim),
+            "mask_token": torch.randn(1, 1, 16),
+            "norm.weight": torch.randn(dim, generator=g),
+            "norm.bias": torch.randn(dim, generator=g),
+            "decoder_embed.weight": torch.randn(16, dim),
+            "decoder_norm.weight": torch.randn(16),
+            **blocks,
+        }
+    }
 
 
 def test_init_encoder_loads_blocks_and_norm_and_skips_the_2d_patch_embedding(tmp_path):
@@ -261,13 +309,22 @@ def test_init_encoder_loads_blocks_and_norm_and_skips_the_2d_patch_embedding(tmp
     torch.manual_seed(0)
     reference = SimCroPModel(TINY_ENCODER, tiny_cfg(), text_encoder=tiny_text_encoder(), special_ids=IDS)
     torch.manual_seed(0)
-    model = build_model(TINY_ENCODER, tiny_cfg(init_encoder=str(path)), tiny_text_encoder(), None, None, special_ids=IDS)
+    model = build_model(
+        TINY_ENCODER, tiny_cfg(init_encoder=str(path)), tiny_text_encoder(), None, None, special_ids=IDS
+    )
     state, before = model.state_dict(), reference.state_dict()
     for name, value in checkpoint["model"].items():
         if name.startswith(("blocks.", "norm.")):
             assert torch.equal(state[name], value), name
-    for name in ("patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "pos_embed", "mask_token",
-                 "decoder_embed.weight", "decoder_norm.weight"):
+    for name in (
+        "patch_embed.proj.weight",
+        "patch_embed.proj.bias",
+        "cls_token",
+        "pos_embed",
+        "mask_token",
+        "decoder_embed.weight",
+        "decoder_norm.weight",
+    ):
         assert torch.equal(state[name], before[name]), name  # §2.1: skipped (the 2-D kernel is not inflated)
     report = load_mae_init(model, path)
     assert len(report["loaded"]) == 2 * 12 + 2 and report["patch_embed_in_file"] == [32, 3, 16, 16]
@@ -297,17 +354,29 @@ def test_cxr_bert_directory_loads_as_plain_bert_without_its_custom_code(tmp_path
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *"0123456789", "lung", "##s", "clear"]
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
     torch.manual_seed(0)
-    reference = BertForMaskedLM(BertConfig(vocab_size=len(vocab), hidden_size=24, num_hidden_layers=1,
-                                           num_attention_heads=2, intermediate_size=48))
+    reference = BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(vocab), hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=48
+        )
+    )
     reference.save_pretrained(directory)  # weights under bert.* and cls.*, as CXRBertModel's
     config = json.loads((directory / "config.json").read_text())
-    config.update(model_type="cxr-bert", architectures=["CXRBertModel"], projection_size=128,
-                  auto_map={"AutoConfig": "configuration_cxrbert.CXRBertConfig",
-                            "AutoModel": "modeling_cxrbert.CXRBertModel"})
+    config.update(
+        model_type="cxr-bert",
+        architectures=["CXRBertModel"],
+        projection_size=128,
+        auto_map={"AutoConfig": "configuration_cxrbert.CXRBertConfig", "AutoModel": "modeling_cxrbert.CXRBertModel"},
+    )
     (directory / "config.json").write_text(json.dumps(config))
-    (directory / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "CXRBertTokenizer", "do_lower_case": True,
-         "auto_map": {"AutoTokenizer": ["tokenization_cxrbert.CXRBertTokenizer", None]}}))
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "CXRBertTokenizer",
+                "do_lower_case": True,
+                "auto_map": {"AutoTokenizer": ["tokenization_cxrbert.CXRBertTokenizer", None]},
+            }
+        )
+    )
 
     model, tokenizer = load_text_encoder(directory)
     assert model.config.hidden_dropout_prob == CXR_BERT_HIDDEN_DROPOUT

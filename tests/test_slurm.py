@@ -61,8 +61,18 @@ def records(results: Path) -> dict:
 
 def test_sweep_through_sbatch_matches_inline_and_resubmits_nothing(tmp_path):
     results, inline = tmp_path / "slurm-results", tmp_path / "inline-results"
-    sweep = ["sweep", "--methods", "scratch,mae", *CELLS, "--seeds", "42,43", "--cluster", "demo",
-             "--results", str(results)]
+    sweep = [
+        "sweep",
+        "--methods",
+        "scratch,mae",
+        *CELLS,
+        "--seeds",
+        "42,43",
+        "--cluster",
+        "demo",
+        "--results",
+        str(results),
+    ]
     dry = run_cli(*sweep, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "job P2: pretrain mae" in dry.stdout and "after P2 succeeds (afterok)" in dry.stdout
@@ -76,15 +86,26 @@ def test_sweep_through_sbatch_matches_inline_and_resubmits_nothing(tmp_path):
     entries = ledger(results)
     pretrain = [e for e in entries if e["kind"] == "pretrain"]
     cells = [e for e in entries if e["kind"] == "cell"]
-    assert [e["label"] for e in pretrain] == [line.split("job P2: ")[1] for line in dry.stdout.splitlines()
-                                              if "job P2: " in line]
+    assert [e["label"] for e in pretrain] == [
+        line.split("job P2: ")[1] for line in dry.stdout.splitlines() if "job P2: " in line
+    ]
     assert sorted(e["label"] for e in cells) == planned  # the dry run showed what was submitted
     assert all(e["depends_on"] == pretrain[0]["job_id"] for e in cells if "/mae/" in e["label"])
     assert all(e["depends_on"] is None for e in cells if "/scratch/" in e["label"])
     assert {e["state"] for e in entries} == {"COMPLETED"}
 
-    out = run_cli("sweep", "--executor", "inline", "--methods", "scratch,mae", *CELLS, "--seeds", "42,43",
-                  "--results", str(inline))
+    out = run_cli(
+        "sweep",
+        "--executor",
+        "inline",
+        "--methods",
+        "scratch,mae",
+        *CELLS,
+        "--seeds",
+        "42,43",
+        "--results",
+        str(inline),
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     on_cluster, in_process = records(results), records(inline)
     assert len(on_cluster) == 4 and on_cluster == in_process  # same metrics, encoder bytes, predictions
@@ -95,8 +116,20 @@ def test_sweep_through_sbatch_matches_inline_and_resubmits_nothing(tmp_path):
 
 
 def _submit_long_pretraining(results: Path, epochs: int, cluster: str) -> dict:
-    out = run_cli("sweep", "--methods", "mae", *CELLS, "--seeds", "42", "--set", f"method.train.epochs={epochs}",
-                  "--cluster", cluster, "--results", str(results))
+    out = run_cli(
+        "sweep",
+        "--methods",
+        "mae",
+        *CELLS,
+        "--seeds",
+        "42",
+        "--set",
+        f"method.train.epochs={epochs}",
+        "--cluster",
+        cluster,
+        "--results",
+        str(results),
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     return next(e for e in ledger(results) if e["kind"] == "pretrain")
 
@@ -140,8 +173,21 @@ def test_time_limit_requeues_and_completes(tmp_path):
 
 def test_failing_cell_is_reported_with_its_log_and_does_not_block_the_others(tmp_path):
     results = tmp_path / "results"
-    out = run_cli("sweep", "--methods", "scratch", *CELLS, "--seeds", "44,45", "--cluster", "demo",
-                  "--results", str(results), "--wait", "300", env={"SIMCROP_BENCH_TEST_FAIL_CELL": "scratch:44"})
+    out = run_cli(
+        "sweep",
+        "--methods",
+        "scratch",
+        *CELLS,
+        "--seeds",
+        "44,45",
+        "--cluster",
+        "demo",
+        "--results",
+        str(results),
+        "--wait",
+        "300",
+        env={"SIMCROP_BENCH_TEST_FAIL_CELL": "scratch:44"},
+    )
     assert out.returncode == 1, out.stdout + out.stderr  # one cell failed
     status = run_cli("status", "--results", str(results))
     failed = next(line for line in status.stdout.splitlines() if "luna16_cls/scratch/f100/s44" in line)
@@ -176,8 +222,22 @@ def test_cancel_stops_a_sweep_and_its_dependent_array(tmp_path):
 def test_gpus_runs_the_pretraining_as_several_ranks_of_one_job(tmp_path):
     # On the CPU demo profile `--gpus 2` means 2 tasks joined by gloo: the same loop as on GPUs (NCCL).
     results = tmp_path / "results"
-    out = run_cli("sweep", "--methods", "mae", *CELLS, "--seeds", "42", "--gpus", "2", "--cluster", "demo",
-                  "--results", str(results), "--wait", "400")
+    out = run_cli(
+        "sweep",
+        "--methods",
+        "mae",
+        *CELLS,
+        "--seeds",
+        "42",
+        "--gpus",
+        "2",
+        "--cluster",
+        "demo",
+        "--results",
+        str(results),
+        "--wait",
+        "400",
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "on 2 GPU(s)/processes" in out.stdout
     (store,) = results.glob("checkpoints/mae/*/meta.json")
@@ -196,11 +256,36 @@ def test_preempted_finetuning_is_requeued_and_resumes_after_its_last_epoch(tmp_p
 
     results, inline, twin = tmp_path / "results", tmp_path / "inline", tmp_path / "luna16"
     write_luna16_twin(twin, n_cases=8)  # the smallest twin: seconds per epoch
-    quick = [f"--data-root={twin}"] + [f"--set={s}" for s in ("task.max_epochs=4", "task.val_every=1", "task.crops_per_volume=1",
-                                    "task.warmup_epochs=1", "task.bootstrap_resamples=0", "task.num_workers=0",
-                                    "run.num_threads=1")] + ["--device", "cpu"]
-    out = run_cli("sweep", "--methods", "scratch", "--tasks", "lung_seg", *quick, "--seeds", "42",
-                  "--cluster", "demo", "--results", str(results))
+    quick = (
+        [f"--data-root={twin}"]
+        + [
+            f"--set={s}"
+            for s in (
+                "task.max_epochs=4",
+                "task.val_every=1",
+                "task.crops_per_volume=1",
+                "task.warmup_epochs=1",
+                "task.bootstrap_resamples=0",
+                "task.num_workers=0",
+                "run.num_threads=1",
+            )
+        ]
+        + ["--device", "cpu"]
+    )
+    out = run_cli(
+        "sweep",
+        "--methods",
+        "scratch",
+        "--tasks",
+        "lung_seg",
+        *quick,
+        "--seeds",
+        "42",
+        "--cluster",
+        "demo",
+        "--results",
+        str(results),
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     cell = next(e for e in ledger(results) if e["kind"] == "cell")
     wait_until(lambda: re.search(r"epoch [2-3]/4", log_text(cell)), 300, "fine-tuning reaching epoch 2")

@@ -11,11 +11,16 @@ import numpy as np
 import pytest
 
 from simcrop_bench.config import stable_hash
-from simcrop_bench.data.split_files import (
-    SPLIT_FILES, ctrate_group, heldout_lists, import_splits, read_split_csv, verify_sha256,
+from simcrop_bench.data.splits.files import (
+    SPLIT_FILES,
+    ctrate_group,
+    heldout_lists,
+    import_splits,
+    read_split_csv,
+    verify_sha256,
 )
+from simcrop_bench.data.splits.fractions import fraction_subset
 from simcrop_bench.errors import DataError, RegistryError
-from simcrop_bench.splits import fraction_subset
 
 CLS = "Down-stream/Classification_Linear/datasets"
 SEG = "Down-stream/Segmentation/datasets"
@@ -72,8 +77,13 @@ def build_checkout(root: Path) -> Path:
     ct_train = ctrate_rows(rng, "train", range(90001, 90041))
     ct_test = ctrate_rows(rng, "valid", range(90001, 90006))
     write_cls(cls / "CT-Rate", "ctrate_cls", ct_train, ct_test, ct_test, test_final_newline=False)
-    write_cls(cls / "RadChestCT", "radchestct_cls", radchest_rows(rng, "trn", 90001, 40),
-              radchest_rows(rng, "val", 90001, 10), radchest_rows(rng, "tst", 90001, 8))
+    write_cls(
+        cls / "RadChestCT",
+        "radchestct_cls",
+        radchest_rows(rng, "trn", 90001, 40),
+        radchest_rows(rng, "val", 90001, 10),
+        radchest_rows(rng, "tst", 90001, 8),
+    )
     cc_train = [(f"{9001 + k}.nii.gz", [rng.randint(0, 3)]) for k in range(60)]
     cc_test = [(f"{9101 + k}.nii.gz", [rng.randint(0, 3)]) for k in range(12)]
     write_cls(cls / "CC-CCII", "ccccii_cls", cc_train, cc_test, cc_test)
@@ -83,14 +93,25 @@ def build_checkout(root: Path) -> Path:
     uids = [LUNA_UID.format(k) for k in range(40)]
     labels = {"0": "background", "1": "left lung", "2": "right lung", "3": "trachea"}
     for name, training in (("dataset_10.json", uids[:3]), ("dataset_100.json", uids[:29])):
-        doc = {"name": "LUNA16", "labels": labels, "numTraining": 621, "numTest": 267,
-               "training": [seg_entry(u) for u in training],
-               "validation": [seg_entry(u) for u in uids[30:32]], "testing": [seg_entry(u) for u in uids[30:]]}
+        doc = {
+            "name": "LUNA16",
+            "labels": labels,
+            "numTraining": 621,
+            "numTest": 267,
+            "training": [seg_entry(u) for u in training],
+            "validation": [seg_entry(u) for u in uids[30:32]],
+            "testing": [seg_entry(u) for u in uids[30:]],
+        }
         write(root / SEG / "LUNA16" / name, json.dumps(doc, indent=1))
     case = lambda k: {"image": f"imagesTr/btcv_{k:03d}.nii.gz", "label": f"labelsTr/btcv_{k:03d}.nii.gz"}  # noqa: E731
-    btcv = {"name": "BTCV", "numTraining": 80, "numTest": 20,
-            "training": [case(k) for k in (1, 2, 21, 22)], "validation": [case(k) for k in (35, 36)],
-            "test": [f"imagesTs/img{k:04d}.nii.gz" for k in (61, 62)]}
+    btcv = {
+        "name": "BTCV",
+        "numTraining": 80,
+        "numTest": 20,
+        "training": [case(k) for k in (1, 2, 21, 22)],
+        "validation": [case(k) for k in (35, 36)],
+        "test": [f"imagesTs/img{k:04d}.nii.gz" for k in (61, 62)],
+    }
     write(root / SEG / "BTCV" / "dataset.json", json.dumps(btcv))
     return root
 
@@ -209,10 +230,13 @@ def test_id_starting_with_im_names_file_and_line(checkout, tmp_path):
     assert str(path) in str(exc.value) and "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize("bad_header", [
-    "NoteAcc_DEID,Medical material,Calcification,Cardiomegaly,Pericardial effusion,Hiatal hernia",  # too short
-    None,  # 'Hietal Hernia' corrected to 'Hiatal hernia'
-])
+@pytest.mark.parametrize(
+    "bad_header",
+    [
+        "NoteAcc_DEID,Medical material,Calcification,Cardiomegaly,Pericardial effusion,Hiatal hernia",  # too short
+        None,  # 'Hietal Hernia' corrected to 'Hiatal hernia'
+    ],
+)
 def test_wrong_header_is_rejected(tmp_path, bad_header):
     header = ",".join(SPLIT_FILES["radchestct_cls"].header).replace("Hietal Hernia", "Hiatal hernia")
     path = tmp_path / "train_list.csv"
@@ -223,20 +247,28 @@ def test_wrong_header_is_rejected(tmp_path, bad_header):
 
 def test_blank_lines_crlf_and_missing_final_newline_are_tolerated(tmp_path):
     path = tmp_path / "val_list.csv"
-    path.write_bytes(b"\nimage_id,label\r\n\r\n" + LUNA_UID.format(1).encode() + b".nii.gz,1\n\n"
-                     + LUNA_UID.format(2).encode() + b".nii.gz,0")
+    path.write_bytes(
+        b"\nimage_id,label\r\n\r\n"
+        + LUNA_UID.format(1).encode()
+        + b".nii.gz,1\n\n"
+        + LUNA_UID.format(2).encode()
+        + b".nii.gz,0"
+    )
     table = read_split_csv(path, "luna16_cls")
     assert table.ids == (LUNA_UID.format(1) + ".nii.gz", LUNA_UID.format(2) + ".nii.gz")
     assert table.labels.tolist() == [[1], [0]] and table.lines == (4, 6) and table.label_names == ("label",)
 
 
-@pytest.mark.parametrize("row, message", [
-    ("9001.nii.gz,x", r":3: non-integer label 'x' in column 'label'"),
-    ("9001.nii.gz,1.0", r":3: non-integer label '1\.0'"),
-    ("9001.nii.gz,1,0", r":3: 3 columns, the header has 2"),
-    ("9001.nii.gz,3", r":3: label 3 in column 'label' is not one of 0, 1, 2"),
-    ("VolumeName_1.nii.gz,1", r":3: id 'VolumeName_1\.nii\.gz' starts with 'VolumeName'"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("9001.nii.gz,x", r":3: non-integer label 'x' in column 'label'"),
+        ("9001.nii.gz,1.0", r":3: non-integer label '1\.0'"),
+        ("9001.nii.gz,1,0", r":3: 3 columns, the header has 2"),
+        ("9001.nii.gz,3", r":3: label 3 in column 'label' is not one of 0, 1, 2"),
+        ("VolumeName_1.nii.gz,1", r":3: id 'VolumeName_1\.nii\.gz' starts with 'VolumeName'"),
+    ],
+)
 def test_bad_rows_name_file_and_line(tmp_path, row, message):
     path = tmp_path / "train_list.csv"
     path.write_text(f"img_list,label\n9000.nii.gz,0\n{row}\n")
@@ -257,7 +289,7 @@ def test_ctrate_patient_overlap_is_counted(checkout, tmp_path):
     train_row = (folder / "train_list.csv").read_text().splitlines()[5]
     leaked = train_row.split(",")[0].replace(".nii.gz", "").rsplit("_", 1)[0] + "_99.nii.gz"
     for name in ("val_list.csv", "test_list.csv"):
-        (folder / name).write_text((folder / name).read_text() + "\n" + leaked + train_row[train_row.index(","):])
+        (folder / name).write_text((folder / name).read_text() + "\n" + leaked + train_row[train_row.index(",") :])
     report = import_splits(checkout, tmp_path / "d", tasks=["ctrate_cls"])
     checks = manifest(tmp_path / "d", "ctrate_cls")["checks"]
     assert checks["patient_overlap_train_test"] == 1 and checks["id_overlap_train_test"] == 0

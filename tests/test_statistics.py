@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from simcrop_bench import statistics
-from simcrop_bench.metrics import classification_scores
-from simcrop_bench.statistics import (
+from simcrop_bench.stats import bootstrap as statistics
+from simcrop_bench.stats.bootstrap import (
     bench_bootstrap,
     bootstrap_distribution,
     bootstrap_interval,
@@ -14,6 +13,7 @@ from simcrop_bench.statistics import (
     encode_groups,
     paired_bootstrap,
 )
+from simcrop_bench.stats.metrics import classification_scores
 
 
 def grouped_rows(n_groups, seed=0):
@@ -161,7 +161,11 @@ def test_bootstrap_is_deterministic_for_a_seed_and_records_it():
     other = bootstrap_interval("auc", y, scores, groups, n_resamples=100, seed=8)
     assert (other["low"], other["high"]) != (first["low"], first["high"])
     assert {k: first[k] for k in ("n_resamples", "seed", "level", "n_groups", "unit")} == {
-        "n_resamples": 100, "seed": 7, "level": 0.95, "n_groups": 30, "unit": "group",
+        "n_resamples": 100,
+        "seed": 7,
+        "level": 0.95,
+        "n_groups": 30,
+        "unit": "group",
     }
     assert first["low"] <= first["estimate"] <= first["high"]
 
@@ -201,9 +205,13 @@ def test_paired_bootstrap_uses_the_same_groups_for_both_methods():
     y, scores_a = multilabel_data(groups, seed=0)
     scores_b = np.clip(scores_a + np.random.default_rng(9).normal(scale=0.3, size=scores_a.shape), 0, 1)
     result = paired_bootstrap("auc", y, scores_a, scores_b, groups, n_resamples=60, seed=4)
-    naive = naive_resample_values("auc", y, scores_a, groups, 60, 4) - naive_resample_values("auc", y, scores_b, groups, 60, 4)
+    naive = naive_resample_values("auc", y, scores_a, groups, 60, 4) - naive_resample_values(
+        "auc", y, scores_b, groups, 60, 4
+    )
     defined = naive[~np.isnan(naive)]
-    assert result["diff"] == pytest.approx(naive_metric("auc", y, scores_a) - naive_metric("auc", y, scores_b), abs=1e-12)
+    assert result["diff"] == pytest.approx(
+        naive_metric("auc", y, scores_a) - naive_metric("auc", y, scores_b), abs=1e-12
+    )
     assert (result["low"], result["high"]) == pytest.approx(tuple(np.quantile(defined, [0.025, 0.975])), abs=1e-12)
     assert result["p_le_0"] == pytest.approx(np.mean(defined <= 0))
     assert result["diff"] > 0 and result["p_le_0"] < 0.25  # the noisier method b is worse

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from simcrop_bench.atomic import write_json
 from simcrop_bench.errors import ConfigError
-from simcrop_bench.records import write_record
-from simcrop_bench.runner import RunRequest
-from simcrop_bench.sweep import describe, plan_sweep
+from simcrop_bench.jobs.sweep import describe, plan_sweep
+from simcrop_bench.run.cell import RunRequest
+from simcrop_bench.run.records import write_record
+from simcrop_bench.util.atomic import write_json
 
 from .conftest import run_cli
 
@@ -51,8 +51,21 @@ def test_plan_reports_fractions_a_task_lacks_and_estimates_from_the_profile(tmp_
 
 
 def test_dry_run_prints_the_plan_and_submits_nothing(tmp_path):
-    out = run_cli("sweep", "--methods", "scratch,mae", *CELLS, "--seeds", "42", "--executor", "slurm",
-                  "--cluster", "demo", "--results", str(tmp_path), "--dry-run")
+    out = run_cli(
+        "sweep",
+        "--methods",
+        "scratch,mae",
+        *CELLS,
+        "--seeds",
+        "42",
+        "--executor",
+        "slurm",
+        "--cluster",
+        "demo",
+        "--results",
+        str(tmp_path),
+        "--dry-run",
+    )
     assert out.returncode == 0, out.stderr
     assert "job P2: pretrain mae (" in out.stdout and "luna16_cls/scratch/f100/s42" in out.stdout
     assert not (tmp_path / "jobs").exists()
@@ -62,8 +75,18 @@ def test_dry_run_prints_the_plan_and_submits_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_inline_sweep_keeps_going_after_a_failing_cell_and_reruns_only_it(tmp_path):
-    sweep = ["sweep", "--executor", "inline", "--methods", "scratch", *CELLS, "--seeds", "44,45",
-             "--results", str(tmp_path)]
+    sweep = [
+        "sweep",
+        "--executor",
+        "inline",
+        "--methods",
+        "scratch",
+        *CELLS,
+        "--seeds",
+        "44,45",
+        "--results",
+        str(tmp_path),
+    ]
     out = run_cli(*sweep, env={"SIMCROP_BENCH_TEST_FAIL_CELL": "scratch:44"})
     assert out.returncode == 1, out.stdout + out.stderr
     status = run_cli("status", "--results", str(tmp_path))
@@ -78,8 +101,23 @@ def test_inline_sweep_keeps_going_after_a_failing_cell_and_reruns_only_it(tmp_pa
 
 @pytest.mark.slow
 def test_run_on_the_local_executor_writes_the_record_and_logs(tmp_path):
-    out = run_cli("run", "--method", "scratch", "--task", "luna16_cls", "--set", "task.probe=cached",
-                  "--set", "run.num_threads=1", "--device", "cpu", "--executor", "local", "--results", str(tmp_path))
+    out = run_cli(
+        "run",
+        "--method",
+        "scratch",
+        "--task",
+        "luna16_cls",
+        "--set",
+        "task.probe=cached",
+        "--set",
+        "run.num_threads=1",
+        "--device",
+        "cpu",
+        "--executor",
+        "local",
+        "--results",
+        str(tmp_path),
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     entry = json.loads((tmp_path / "jobs" / "ledger.json").read_text())["jobs"][0]
     assert entry["executor"] == "local" and entry["state"] == "COMPLETED"

@@ -9,22 +9,40 @@ from pathlib import Path
 import pytest
 
 from simcrop_bench.errors import UserError
-from simcrop_bench.leaderboard import aggregate, records_frame, to_latex
-from simcrop_bench.tables import paper_table
+from simcrop_bench.reporting.leaderboard import aggregate, records_frame, to_latex
+from simcrop_bench.reporting.tables.build import paper_table
 
 
-def make_record(*, method: str, task: str, fraction: int = 100, seed: int = 1,
-                value: float = 0.5, metric: str = "dice", higher_is_better: bool = True,
-                profile: str = "demo", protocol: str = "heldout", synthetic: bool = True,
-                cell_hash: str | None = None) -> dict:
+def make_record(
+    *,
+    method: str,
+    task: str,
+    fraction: int = 100,
+    seed: int = 1,
+    value: float = 0.5,
+    metric: str = "dice",
+    higher_is_better: bool = True,
+    profile: str = "demo",
+    protocol: str = "heldout",
+    synthetic: bool = True,
+    cell_hash: str | None = None,
+) -> dict:
     """The keys the leaderboard reads (test_leaderboard.py builds full records)."""
     cell_hash = cell_hash or f"{method}-{task}-{fraction}"
     return {
-        "schema_version": 1, "run_id": f"{task}/{method}/f{fraction}/s{seed}/{cell_hash}",
-        "method": method, "task": task, "fraction": fraction, "seed": seed,
-        "profile": profile, "protocol": protocol, "synthetic": synthetic,
-        "primary_metric": metric, "higher_is_better": higher_is_better,
-        "metrics": {metric: value}, "cell_hash": cell_hash,
+        "schema_version": 1,
+        "run_id": f"{task}/{method}/f{fraction}/s{seed}/{cell_hash}",
+        "method": method,
+        "task": task,
+        "fraction": fraction,
+        "seed": seed,
+        "profile": profile,
+        "protocol": protocol,
+        "synthetic": synthetic,
+        "primary_metric": metric,
+        "higher_is_better": higher_is_better,
+        "metrics": {metric: value},
+        "cell_hash": cell_hash,
     }
 
 
@@ -33,9 +51,10 @@ def table_agg(rows, **common):
     records = []
     for method, task, fraction, values, *extra in rows:
         options = {**common, **(extra[0] if extra else {})}
-        records += [make_record(method=method, task=task, fraction=fraction, seed=seed,
-                                value=value, **options)
-                    for seed, value in enumerate(values, start=1)]
+        records += [
+            make_record(method=method, task=task, fraction=fraction, seed=seed, value=value, **options)
+            for seed, value in enumerate(values, start=1)
+        ]
     return aggregate(records_frame(records))
 
 
@@ -52,17 +71,19 @@ def md_cells(text: str) -> dict[str, list[str]]:
 @pytest.fixture
 def mixed_agg():
     """Two tasks (one lower-is-better), two fractions, three methods."""
-    return table_agg([
-        ("scratch", "lung_seg", 10, [0.60, 0.62, 0.64]),
-        ("mae", "lung_seg", 10, [0.70, 0.72, 0.74]),
-        ("simcrop", "lung_seg", 10, [0.80, 0.82, 0.84]),
-        ("scratch", "lung_seg", 100, [0.85]),
-        ("mae", "lung_seg", 100, [0.90]),
-        ("simcrop", "lung_seg", 100, [0.88]),
-        ("scratch", "lung_hd", 100, [9.0], {"metric": "hd95", "higher_is_better": False}),
-        ("mae", "lung_hd", 100, [7.0], {"metric": "hd95", "higher_is_better": False}),
-        ("simcrop", "lung_hd", 100, [5.0], {"metric": "hd95", "higher_is_better": False}),
-    ])
+    return table_agg(
+        [
+            ("scratch", "lung_seg", 10, [0.60, 0.62, 0.64]),
+            ("mae", "lung_seg", 10, [0.70, 0.72, 0.74]),
+            ("simcrop", "lung_seg", 10, [0.80, 0.82, 0.84]),
+            ("scratch", "lung_seg", 100, [0.85]),
+            ("mae", "lung_seg", 100, [0.90]),
+            ("simcrop", "lung_seg", 100, [0.88]),
+            ("scratch", "lung_hd", 100, [9.0], {"metric": "hd95", "higher_is_better": False}),
+            ("mae", "lung_hd", 100, [7.0], {"metric": "hd95", "higher_is_better": False}),
+            ("simcrop", "lung_hd", 100, [5.0], {"metric": "hd95", "higher_is_better": False}),
+        ]
+    )
 
 
 def test_markdown_layout_and_marks(mixed_agg) -> None:
@@ -104,9 +125,13 @@ def test_latex_layout_and_marks(mixed_agg) -> None:
 
 
 def test_ties_share_best_and_leave_no_second() -> None:
-    agg = table_agg([
-        ("a", "t", 100, [0.9]), ("b", "t", 100, [0.9]), ("c", "t", 100, [0.5]),
-    ])
+    agg = table_agg(
+        [
+            ("a", "t", 100, [0.9]),
+            ("b", "t", 100, [0.9]),
+            ("c", "t", 100, [0.5]),
+        ]
+    )
 
     cells = md_cells(paper_table(agg, fmt="md"))
 
@@ -115,10 +140,14 @@ def test_ties_share_best_and_leave_no_second() -> None:
 
 
 def test_tie_for_second_underlines_both() -> None:
-    agg = table_agg([
-        ("a", "t", 100, [0.9]), ("b", "t", 100, [0.7]), ("c", "t", 100, [0.7]),
-        ("d", "t", 100, [0.1]),
-    ])
+    agg = table_agg(
+        [
+            ("a", "t", 100, [0.9]),
+            ("b", "t", 100, [0.7]),
+            ("c", "t", 100, [0.7]),
+            ("d", "t", 100, [0.1]),
+        ]
+    )
 
     cells = md_cells(paper_table(agg, fmt="md"))
 
@@ -134,10 +163,13 @@ def test_values_equal_when_printed_are_tied() -> None:
 
 
 def test_single_value_column_is_bold_and_missing_cells_dashed() -> None:
-    agg = table_agg([
-        ("a", "t", 10, [0.5]),
-        ("a", "t", 100, [0.6]), ("b", "t", 100, [0.7]),
-    ])
+    agg = table_agg(
+        [
+            ("a", "t", 10, [0.5]),
+            ("a", "t", 100, [0.6]),
+            ("b", "t", 100, [0.7]),
+        ]
+    )
 
     md = md_cells(paper_table(agg, fmt="md"))
     latex = paper_table(agg, fmt="latex")
@@ -155,10 +187,12 @@ def test_method_order() -> None:
 
 
 def test_ambiguous_cell_raises_naming_cell_and_filter() -> None:
-    agg = table_agg([
-        ("a", "lung_seg", 10, [0.5], {"profile": "demo"}),
-        ("a", "lung_seg", 10, [0.6], {"profile": "full"}),
-    ])
+    agg = table_agg(
+        [
+            ("a", "lung_seg", 10, [0.5], {"profile": "demo"}),
+            ("a", "lung_seg", 10, [0.6], {"profile": "full"}),
+        ]
+    )
 
     with pytest.raises(UserError) as info:
         paper_table(agg, fmt="latex")
@@ -170,20 +204,24 @@ def test_ambiguous_cell_raises_naming_cell_and_filter() -> None:
 
 
 def test_ambiguous_cell_from_changed_config() -> None:
-    agg = table_agg([
-        ("a", "t", 100, [0.5], {"cell_hash": "old"}),
-        ("a", "t", 100, [0.6], {"cell_hash": "new"}),
-    ])
+    agg = table_agg(
+        [
+            ("a", "t", 100, [0.5], {"cell_hash": "old"}),
+            ("a", "t", 100, [0.6], {"cell_hash": "new"}),
+        ]
+    )
 
     with pytest.raises(UserError, match=r"cell_hash \(new, old\).*outdated config"):
         paper_table(agg, fmt="md")
 
 
 def test_column_mixing_profiles_across_methods_raises() -> None:
-    agg = table_agg([
-        ("a", "t", 100, [0.5], {"profile": "demo"}),
-        ("b", "t", 100, [0.6], {"profile": "full"}),
-    ])
+    agg = table_agg(
+        [
+            ("a", "t", 100, [0.5], {"profile": "demo"}),
+            ("b", "t", 100, [0.6], {"profile": "full"}),
+        ]
+    )
 
     with pytest.raises(UserError, match=r"mixes profile values \(demo, full\)"):
         paper_table(agg, fmt="md")
@@ -198,10 +236,13 @@ def test_empty_and_unknown_format() -> None:
 
 
 def test_latex_escaping_and_real_data_has_no_note() -> None:
-    agg = table_agg([
-        ("sim_crop & co", "lung_seg#1", 100, [0.5]),
-        ("100%~x", "lung_seg#1", 100, [0.4]),
-    ], synthetic=False)
+    agg = table_agg(
+        [
+            ("sim_crop & co", "lung_seg#1", 100, [0.5]),
+            ("100%~x", "lung_seg#1", 100, [0.4]),
+        ],
+        synthetic=False,
+    )
 
     text = paper_table(agg, fmt="latex", caption="R_1 {draft} $x$")
 
@@ -225,24 +266,36 @@ def test_markdown_escapes_pipes() -> None:
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
 def test_latex_compiles(tmp_path: Path, mixed_agg) -> None:
-    board = aggregate(records_frame(
-        make_record(method=method, task="lung_seg", value=value)
-        for method, value in (("sim_crop & co", 0.9), ("50%~#1", 0.8), ("x^2 {y} <a>", 0.7))
-    ))
-    body = "\n".join([
-        paper_table(mixed_agg, fmt="latex", caption="Main results on lung_seg {v1}"),
-        paper_table(board, fmt="latex"),
-        to_latex(board),
-    ])
-    document = "\n".join([
-        r"\documentclass{article}", r"\usepackage{booktabs}", r"\begin{document}",
-        body, r"\end{document}",
-    ])
+    board = aggregate(
+        records_frame(
+            make_record(method=method, task="lung_seg", value=value)
+            for method, value in (("sim_crop & co", 0.9), ("50%~#1", 0.8), ("x^2 {y} <a>", 0.7))
+        )
+    )
+    body = "\n".join(
+        [
+            paper_table(mixed_agg, fmt="latex", caption="Main results on lung_seg {v1}"),
+            paper_table(board, fmt="latex"),
+            to_latex(board),
+        ]
+    )
+    document = "\n".join(
+        [
+            r"\documentclass{article}",
+            r"\usepackage{booktabs}",
+            r"\begin{document}",
+            body,
+            r"\end{document}",
+        ]
+    )
     (tmp_path / "table.tex").write_text(document, encoding="utf-8")
 
     result = subprocess.run(
         ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "table.tex"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
     assert result.returncode == 0, result.stdout[-3000:]
@@ -257,8 +310,8 @@ import json  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from simcrop_bench.records import write_per_case  # noqa: E402
-from simcrop_bench.tables import build_table, render_table  # noqa: E402
+from simcrop_bench.reporting.tables.build import build_table, render_table  # noqa: E402
+from simcrop_bench.run.records import write_per_case  # noqa: E402
 from tests.test_leaderboard import make_record as full_record  # noqa: E402
 from tests.test_leaderboard import write_record  # noqa: E402
 
@@ -277,8 +330,14 @@ def per_case_rows(task: str, quality: str, seed: int, cases: list[str] | None = 
         elif task == "ccccii_cls":
             label = i % 3
             probs = np.eye(3)[label] * 0.8 + 0.1 if quality == "good" else rng.dirichlet(np.ones(3))
-            rows.append({"case": case, "group": f"p{i // 2}", "label": label,
-                         **{f"p:{n}": float(p) for n, p in zip(("Normal", "CP", "NCP"), probs)}})
+            rows.append(
+                {
+                    "case": case,
+                    "group": f"p{i // 2}",
+                    "label": label,
+                    **{f"p:{n}": float(p) for n, p in zip(("Normal", "CP", "NCP"), probs)},
+                }
+            )
         else:
             p = 0.2 + 0.6 * y + rng.normal(0, 0.05) if quality == "good" else rng.random()
             rows.append({"case": case, "group": f"p{i // 2}", "y:nodule": y, "p:nodule": float(p)})
@@ -288,12 +347,14 @@ def per_case_rows(task: str, quality: str, seed: int, cases: list[str] | None = 
 METRIC = {"ccccii_cls": "accuracy", "lung_seg": "dice", "btcv_seg": "dice"}
 
 
-def write_run(results: Path, method: str, task: str, fraction: int, seed: int, quality: str,
-              value: float, **record_options) -> Path:
+def write_run(
+    results: Path, method: str, task: str, fraction: int, seed: int, quality: str, value: float, **record_options
+) -> Path:
     """One fake run folder: a full record (test_leaderboard.make_record) plus per_case.csv."""
     metric = METRIC.get(task, "auc")
-    record = full_record(method=method, task=task, fraction=fraction, seed=seed, value=value, metric=metric,
-                         **record_options)
+    record = full_record(
+        method=method, task=task, fraction=fraction, seed=seed, value=value, metric=metric, **record_options
+    )
     record["intervals"] = {metric: {"low": value - 0.05, "high": value + 0.05}}
     path = write_record(results, record)
     write_per_case(path.parent / "per_case.csv", per_case_rows(task, quality, seed))
@@ -319,16 +380,27 @@ def test_cls_layout_groups_families_and_marks_significance(cls_results: Path) ->
     md = built.render("md")
     cells = md_cells(md)
 
-    assert list(cells) == ["", "*No pretraining*", "scratch", "*Self-supervised (image only)*", "mae",
-                           "*Vision-language*", "clip", "*SimCroP*", "simcrop"]
+    assert list(cells) == [
+        "",
+        "*No pretraining*",
+        "scratch",
+        "*Self-supervised (image only)*",
+        "mae",
+        "*Vision-language*",
+        "clip",
+        "*SimCroP*",
+        "simcrop",
+    ]
     header = md.splitlines()[2]
     assert "LUNA16 (auc ↑)" in header and "CC-CCII (accuracy ↑)" in header
     assert header.index("CC-CCII") < header.index("LUNA16")  # paper column order
     assert "lung_seg" not in md and "LUNA16 lungs" not in md
     assert all(c.endswith("†") for c in cells["mae"]) and all(c.endswith("†") for c in cells["scratch"])
     assert not any("†" in c for c in cells["clip"] + cells["simcrop"])  # identical predictions: p = 1
-    assert ("† significantly different from SimCroP (paired bootstrap over patients, B=300, "
-            "Holm-corrected, α=0.05, over the 6 comparisons in this table).") in md
+    assert (
+        "† significantly different from SimCroP (paired bootstrap over patients, B=300, "
+        "Holm-corrected, α=0.05, over the 6 comparisons in this table)."
+    ) in md
     assert md.startswith("† significantly") and "Note: synthetic data" in md
 
     explained = {(c["method"], c["column"]): c for c in built.explain()["cells"]}
@@ -353,11 +425,25 @@ def test_reference_none_and_explicit_reference(cls_results: Path) -> None:
 
 
 def test_explain_lists_exactly_the_three_seed_records(cls_results: Path, tmp_path: Path) -> None:
-    from simcrop_bench import cli
+    from simcrop_bench.cli import main as cli
 
     sidecar, out = tmp_path / "explain.json", tmp_path / "t.md"
-    argv = ["simcrop-bench", "table", "--results", str(cls_results), "--layout", "cls", "--format", "md",
-            "--resamples", "200", "--out", str(out), "--explain", str(sidecar)]
+    argv = [
+        "simcrop-bench",
+        "table",
+        "--results",
+        str(cls_results),
+        "--layout",
+        "cls",
+        "--format",
+        "md",
+        "--resamples",
+        "200",
+        "--out",
+        str(out),
+        "--explain",
+        str(sidecar),
+    ]
     with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as exit_info:
         patch.setattr("sys.argv", argv)
         cli.main()
@@ -391,8 +477,9 @@ def test_misaligned_test_cases_refuse_the_paired_test(tmp_path: Path) -> None:
     results = tmp_path / "results"
     write_run(results, "simcrop", "lung_seg", 100, 42, "good", 0.9)
     path = write_run(results, "mae", "lung_seg", 100, 42, "bad", 0.6)
-    write_per_case(path.parent / "per_case.csv",
-                   per_case_rows("lung_seg", "bad", 42, [f"other{i}" for i in range(N_CASES)]))
+    write_per_case(
+        path.parent / "per_case.csv", per_case_rows("lung_seg", "bad", 42, [f"other{i}" for i in range(N_CASES)])
+    )
     with pytest.raises(UserError, match="rows misaligned.*different test cases.*--reference none"):
         build_table(results, layout="seg")
     assert "†" not in render_table(results, fmt="md", layout="seg", reference="none")
@@ -400,8 +487,12 @@ def test_misaligned_test_cases_refuse_the_paired_test(tmp_path: Path) -> None:
 
 def test_seg_and_ablation_layouts(tmp_path: Path) -> None:
     results = tmp_path / "results"
-    for method, quality, value in (("simcrop", "good", 0.9), ("simcrop-noalign", "bad", 0.6),
-                                   ("simcrop-k8", "good", 0.9), ("scratch", "bad", 0.6)):
+    for method, quality, value in (
+        ("simcrop", "good", 0.9),
+        ("simcrop-noalign", "bad", 0.6),
+        ("simcrop-k8", "good", 0.9),
+        ("scratch", "bad", 0.6),
+    ):
         for task in ("lung_seg", "btcv_seg"):
             write_run(results, method, task, 100, 42, quality, value)
     seg = md_cells(build_table(results, layout="seg", n_resamples=200).render("md"))
@@ -474,31 +565,46 @@ def test_html_and_csv_formats(cls_results: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(built.render("csv"))))
     mae = [r for r in rows if r["method"] == "mae"]
     assert len(mae) == 2 and all(r["significant"] == "True" and float(r["p_holm"]) < 0.05 for r in mae)
-    assert {r["section"] for r in rows} == {"No pretraining", "Self-supervised (image only)",
-                                             "Vision-language", "SimCroP"}
+    assert {r["section"] for r in rows} == {
+        "No pretraining",
+        "Self-supervised (image only)",
+        "Vision-language",
+        "SimCroP",
+    }
     assert render_table(cls_results, layout="cls", reference="none").startswith("<table")
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
 def test_every_layout_compiles_with_daggers_and_reference_rows(tmp_path: Path, cls_results: Path) -> None:
-    from simcrop_bench.reference_rows import load_reference_rows
+    from simcrop_bench.reporting.tables.reference_rows import load_reference_rows
 
     for method, quality, value in (("simcrop-noalign", "bad", 0.6), ("scratch", "bad", 0.6)):
         write_run(cls_results, method, "lung_seg", 100, 42, quality, value)
     invented = tmp_path / "invented.csv"  # INVENTED TEST DATA, not published numbers
-    invented.write_text("method,task,fraction,metric,value,std,citation,protocol,note\n"
-                        "mae,luna16_cls,100,auc,0.9,0.01,Invented & Co. 2099 (test data),probe_x 10%,fake\n"
-                        "mae,lung_seg,100,dice,0.8,,Invented & Co. 2099 (test data),UNETR,fake\n")
+    invented.write_text(
+        "method,task,fraction,metric,value,std,citation,protocol,note\n"
+        "mae,luna16_cls,100,auc,0.9,0.01,Invented & Co. 2099 (test data),probe_x 10%,fake\n"
+        "mae,lung_seg,100,dice,0.8,,Invented & Co. 2099 (test data),UNETR,fake\n"
+    )
     rows = load_reference_rows(invented)
-    bodies = [build_table(cls_results, layout=layout, reference_rows=rows, n_resamples=100, cell=cell)
-              .render("latex", caption=f"{layout} results_1 {{v}}")
-              for layout, cell in (("cls", "std"), ("seg", "ci"), ("ablation", "std"))]
+    bodies = [
+        build_table(cls_results, layout=layout, reference_rows=rows, n_resamples=100, cell=cell).render(
+            "latex", caption=f"{layout} results_1 {{v}}"
+        )
+        for layout, cell in (("cls", "std"), ("seg", "ci"), ("ablation", "std"))
+    ]
     assert all(r"$^\dagger$" in body for body in bodies[:2]) and r"\textit{Reported" in bodies[0]
-    document = "\n".join([r"\documentclass{article}", r"\usepackage{booktabs}", r"\begin{document}",
-                          *bodies, r"\end{document}"])
+    document = "\n".join(
+        [r"\documentclass{article}", r"\usepackage{booktabs}", r"\begin{document}", *bodies, r"\end{document}"]
+    )
     (tmp_path / "layouts.tex").write_text(document, encoding="utf-8")
-    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "layouts.tex"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "layouts.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     log = (tmp_path / "layouts.log").read_text(errors="replace")
     assert "Undefined control sequence" not in log and "Missing character" not in log
@@ -510,8 +616,9 @@ def test_too_few_patients_are_not_tested(tmp_path: Path, n_patients: int, marked
     results = tmp_path / "results"
     for method, dice in (("simcrop", 0.9), ("mae", 0.5)):
         path = write_run(results, method, "lung_seg", 100, 42, "good", dice)
-        write_per_case(path.parent / "per_case.csv",
-                       [{"case": f"case{i}", "dice": dice + i / 100} for i in range(n_patients)])
+        write_per_case(
+            path.parent / "per_case.csv", [{"case": f"case{i}", "dice": dice + i / 100} for i in range(n_patients)]
+        )
     built = build_table(results, layout="seg", n_resamples=200)
     md = built.render("md")
     assert md_cells(md)["mae"][0].endswith("†") is marked

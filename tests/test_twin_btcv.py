@@ -10,19 +10,37 @@ import numpy as np
 import pytest
 
 from simcrop_bench.data.btcv import btcv_case_id, btcv_seg_splits
-from simcrop_bench.data.nifti import array_sha256
+from simcrop_bench.data.formats.nifti import array_sha256
+from simcrop_bench.data.splits.fractions import carve_validation_groups
 from simcrop_bench.data.synthetic.abdomen import ORGAN_HU_RANGES, ORGAN_LABELS, AbdomenCase, sample_abdomen_case
 from simcrop_bench.data.synthetic.btcv import (
-    LABEL_NAMES, MANIFEST, MARKER, btcv_case_numbers, btcv_twin_is_complete, official_paths, simcrop_paths, write_btcv_twin,
+    LABEL_NAMES,
+    MANIFEST,
+    MARKER,
+    btcv_case_numbers,
+    btcv_twin_is_complete,
+    official_paths,
+    simcrop_paths,
+    write_btcv_twin,
 )
 from simcrop_bench.errors import ConfigError, DataError, UserError
-from simcrop_bench.splits import carve_validation_groups
 
 SEED = 20251128
 N_TRAIN, N_TEST = 8, 2  # -> training btcv_001–006, validation btcv_035–036, test img0061–0062
 REAL_KEYS = [  # the UNETR/SimCroP dataset.json, alphabetical like the real file
-    "description", "labels", "licence", "modality", "name", "numTest", "numTraining", "reference", "release",
-    "tensorImageSize", "test", "training", "validation",
+    "description",
+    "labels",
+    "licence",
+    "modality",
+    "name",
+    "numTest",
+    "numTraining",
+    "reference",
+    "release",
+    "tensorImageSize",
+    "test",
+    "training",
+    "validation",
 ]
 
 
@@ -54,7 +72,11 @@ def test_case_numbers_follow_the_real_split():
     full = btcv_case_numbers(30, 20)
     assert full["training"] == [*range(1, 11), *range(21, 35)] and full["validation"] == list(range(35, 41))
     assert full["test"] == list(range(61, 81))
-    assert btcv_case_numbers(N_TRAIN, N_TEST) == {"training": list(range(1, 7)), "validation": [35, 36], "test": [61, 62]}
+    assert btcv_case_numbers(N_TRAIN, N_TEST) == {
+        "training": list(range(1, 7)),
+        "validation": [35, 36],
+        "test": [61, 62],
+    }
     assert btcv_case_numbers(2, 0) == {"training": [1], "validation": [35], "test": []}
     for bad in ((1, 2), (31, 2), (8, 21)):
         with pytest.raises(UserError):
@@ -67,18 +89,30 @@ def test_layouts_marker_and_dataset_json(twin):
     for n in _labelled(manifest):
         for rel in (*official_paths(n, True).values(), *simcrop_paths(n, True).values()):
             assert (root / rel).is_file()
-    assert (root / "RawData/Training/img/img0001.nii.gz").is_file() and (root / "RawData/Training/label/label0035.nii.gz").is_file()
+    assert (root / "RawData/Training/img/img0001.nii.gz").is_file() and (
+        root / "RawData/Training/label/label0035.nii.gz"
+    ).is_file()
     assert (root / "imagesTr/btcv_036.nii.gz").is_file() and (root / "RawData/Testing/img/img0062.nii.gz").is_file()
     assert sorted(p.name for p in (root / "imagesTs").iterdir()) == ["img0061.nii.gz", "img0062.nii.gz"]
     assert not (root / "labelsTr/btcv_061.nii.gz").exists() and not (root / "RawData/Testing/label").exists()
 
     doc = json.loads((root / "dataset.json").read_text())
     assert list(doc) == REAL_KEYS
-    assert doc["labels"] == LABEL_NAMES and (doc["labels"]["7"], doc["labels"]["2"], doc["labels"]["9"]) == ("sto", "rkid", "IVC")
-    assert doc["modality"] == {"0": "CT"} and doc["tensorImageSize"] == "3D" and (doc["numTraining"], doc["numTest"]) == (80, 20)
+    assert doc["labels"] == LABEL_NAMES and (doc["labels"]["7"], doc["labels"]["2"], doc["labels"]["9"]) == (
+        "sto",
+        "rkid",
+        "IVC",
+    )
+    assert (
+        doc["modality"] == {"0": "CT"}
+        and doc["tensorImageSize"] == "3D"
+        and (doc["numTraining"], doc["numTest"]) == (80, 20)
+    )
     assert doc["test"] == ["imagesTs/img0061.nii.gz", "imagesTs/img0062.nii.gz"]
     assert [btcv_case_id(e["image"]) for e in doc["training"]] == [f"btcv_{n:03d}" for n in range(1, 7)]
-    assert doc["validation"] == [{"image": f"imagesTr/btcv_{n:03d}.nii.gz", "label": f"labelsTr/btcv_{n:03d}.nii.gz"} for n in (35, 36)]
+    assert doc["validation"] == [
+        {"image": f"imagesTr/btcv_{n:03d}.nii.gz", "label": f"labelsTr/btcv_{n:03d}.nii.gz"} for n in (35, 36)
+    ]
     assert "testing" not in doc
 
 
@@ -128,15 +162,18 @@ def test_laterality_after_monai_reorientation_to_ras(twin):
     from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd
 
     root, manifest = twin
-    load = Compose([
-        LoadImaged(keys="label"), EnsureChannelFirstd(keys="label"),
-        Orientationd(keys="label", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
-    ])
+    load = Compose(
+        [
+            LoadImaged(keys="label"),
+            EnsureChannelFirstd(keys="label"),
+            Orientationd(keys="label", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+        ]
+    )
     for n in _labelled(manifest)[:3]:
         for tree in (official_paths, simcrop_paths):
             ras = np.asarray(load({"label": str(root / tree(n, True)["label"])})["label"])[0]
 
-            def x(label: int) -> float:
+            def x(label: int, ras=ras) -> float:
                 return float(np.argwhere(ras == label)[:, 0].mean())
 
             # RAS: axis 0 increases towards the patient's right.
@@ -147,7 +184,9 @@ def test_laterality_after_monai_reorientation_to_ras(twin):
 def test_manifest_meta_and_completeness(twin):
     root, manifest = twin
     assert json.loads((root / MANIFEST).read_text()) == manifest
-    assert btcv_twin_is_complete(root) and btcv_twin_is_complete(root, seed=SEED, n_train=N_TRAIN, shape=(64, 64, 32), layout="both")
+    assert btcv_twin_is_complete(root) and btcv_twin_is_complete(
+        root, seed=SEED, n_train=N_TRAIN, shape=(64, 64, 32), layout="both"
+    )
     assert not btcv_twin_is_complete(root, seed=SEED + 1) and not btcv_twin_is_complete(root, layout="official")
     assert not btcv_twin_is_complete(root.parent / "nowhere")
     meta = json.loads((root / "synthetic_meta/img0035.json").read_text())
@@ -221,7 +260,9 @@ def test_split_sizes_of_the_real_file(tmp_path):
     assert btcv_seg_splits(tmp_path, "heldout").sizes() == {"training": 24, "validation": 0, "testing": 6}
     carved = btcv_seg_splits(tmp_path, "heldout", val_carve=3)
     assert carved.sizes() == {"training": 21, "validation": 3, "testing": 6}
-    assert not {btcv_case_id(e["image"]) for e in carved.validation} & {btcv_case_id(e["image"]) for e in carved.training}
+    assert not {btcv_case_id(e["image"]) for e in carved.validation} & {
+        btcv_case_id(e["image"]) for e in carved.training
+    }
 
 
 def test_missing_listed_file_names_it(twin, tmp_path):
@@ -241,8 +282,8 @@ def test_prepared_official_layout_matches_the_monai_twin(tmp_path):
     import json as _json
 
     from simcrop_bench.data.btcv import btcv_seg_splits
-    from simcrop_bench.data.check_btcv import check_btcv_simcrop
-    from simcrop_bench.data.prepare_btcv import convert_btcv_official_to_simcrop
+    from simcrop_bench.data.check.btcv import check_btcv_simcrop
+    from simcrop_bench.data.prepare.btcv import convert_btcv_official_to_simcrop
 
     official, monai_twin, prepared = tmp_path / "official", tmp_path / "monai", tmp_path / "prepared"
     write_btcv_twin(official, n_train=6, n_test=2, layout="official")

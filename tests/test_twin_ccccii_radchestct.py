@@ -13,7 +13,7 @@ import pytest
 
 from simcrop_bench.data.ccccii import ccccii_intensity_stats, read_ccccii_resized, read_ccccii_slices
 from simcrop_bench.data.radchestct import abn_loc_labels, map_to_16, npz_to_ras, read_radchestct_npz
-from simcrop_bench.data.split_files import RADCHESTCT_LABELS, read_split_csv
+from simcrop_bench.data.splits.files import RADCHESTCT_LABELS, read_split_csv
 from simcrop_bench.data.synthetic.ccccii import CLASS_LABELS, MANIFEST, MARKER, write_ccccii_twin
 from simcrop_bench.data.synthetic.radchestct import write_radchestct_twin
 from simcrop_bench.errors import DataError
@@ -146,18 +146,29 @@ def test_radchestct_layout_headers_and_ids(rc):
     assert (root / MARKER).is_file() and manifest["synthetic"] is True
     header = "NoteAcc_DEID," + ",".join(RADCHESTCT_LABELS)
     assert "Hietal Hernia" in header
-    for name, prefix in (("train_list.csv", "trn"), ("val_list.csv", "val"), ("test_list.csv", "tst"), ("train_list_10.csv", "trn")):
+    for name, prefix in (
+        ("train_list.csv", "trn"),
+        ("val_list.csv", "val"),
+        ("test_list.csv", "tst"),
+        ("train_list_10.csv", "trn"),
+    ):
         lines = (root / name).read_text().splitlines()
-        assert lines[0] == header and all(l.startswith(prefix) and l[3:8].isdigit() and int(l[3:8]) >= 90000 for l in lines[1:])
+        assert lines[0] == header and all(
+            row.startswith(prefix) and row[3:8].isdigit() and int(row[3:8]) >= 90000 for row in lines[1:]
+        )
         read_split_csv(root / name, "radchestct_cls")
     train = (root / "train_list.csv").read_text().splitlines()[1:]
-    assert (root / "train_list_10.csv").read_text().splitlines()[1:] == [train[np.random.RandomState(42).permutation(len(train))[0]]]
+    assert (root / "train_list_10.csv").read_text().splitlines()[1:] == [
+        train[np.random.RandomState(42).permutation(len(train))[0]]
+    ]
     for split, n in (("imgtrain", 5), ("imgvalid", 2), ("imgtest", 2)):
         tokens = abn_loc_labels(root / f"{split}_Abnormality_and_Location_Labels.csv")
         assert len(tokens) == n and tokens.columns.names == ["abnormality", "location"]
         assert ("pleural_effusion", "right_lung") in tokens.columns
     for c in manifest["cases"]:
-        assert (root / f"images/{c['NoteAcc_DEID']}.npz").is_file() and (root / f"images/{c['NoteAcc_DEID']}.nii.gz").is_file()
+        assert (root / f"images/{c['NoteAcc_DEID']}.npz").is_file() and (
+            root / f"images/{c['NoteAcc_DEID']}.nii.gz"
+        ).is_file()
 
 
 def test_radchestct_npz_round_trip_to_hu(rc):
@@ -171,7 +182,7 @@ def test_radchestct_npz_round_trip_to_hu(rc):
         assert np.array_equal(npz_to_ras(ct), ras)
         # heart (soft tissue, left of the midline) -> more soft tissue in the patient-left half of a mid slice
         mid = ras[:, :, ras.shape[2] // 3]
-        assert (mid[: ras.shape[0] // 2] > 0).sum() > (mid[ras.shape[0] // 2:] > 0).sum()
+        assert (mid[: ras.shape[0] // 2] > 0).sum() > (mid[ras.shape[0] // 2 :] > 0).sum()
 
 
 def test_radchestct_mapping_hazard_column_3_equals_11(rc):

@@ -12,11 +12,20 @@ import numpy as np
 import pytest
 
 from simcrop_bench.data.ctrate import (
-    read_ctrate_official_volume, read_labels, read_reports, simcrop_volume_path,
+    read_ctrate_official_volume,
+    read_labels,
+    read_reports,
+    simcrop_volume_path,
 )
 from simcrop_bench.data.labeller import label_report
 from simcrop_bench.data.synthetic.ctrate import (
-    LABEL_COLUMNS, METADATA_COLUMNS, REPORT_COLUMNS, plan_ctrate_twin, recon_rng, scan_case, scan_grid,
+    LABEL_COLUMNS,
+    METADATA_COLUMNS,
+    REPORT_COLUMNS,
+    plan_ctrate_twin,
+    recon_rng,
+    scan_case,
+    scan_grid,
     write_ctrate_twin,
 )
 from simcrop_bench.data.synthetic.findings import Finding, ctrate_labels
@@ -69,8 +78,10 @@ def test_layout_naming_and_patient_disjoint(twin):
 def test_csv_headers_exact(twin):
     root, _ = twin
     assert len(METADATA_COLUMNS) == 44
-    for meta, reports, labels in (("train_metadata", "train_reports", "train_predicted_labels"),
-                                  ("validation_metadata", "validation_reports", "valid_predicted_labels")):
+    for meta, reports, labels in (
+        ("train_metadata", "train_reports", "train_predicted_labels"),
+        ("validation_metadata", "validation_reports", "valid_predicted_labels"),
+    ):
         assert tuple(_csv(root / "metadata" / f"{meta}.csv")[0]) == METADATA_COLUMNS
         assert tuple(_csv(root / "radiology_text_reports" / f"{reports}.csv")[0]) == REPORT_COLUMNS
         assert tuple(_csv(root / "multi_abnormality_labels" / f"{labels}.csv")[0]) == LABEL_COLUMNS
@@ -92,8 +103,9 @@ def test_v1_roundtrip_and_v2_not_rescaled(twin):
         hu_v2, spacing_v2 = read_ctrate_official_volume(root, name, "v2")
         assert np.array_equal(hu_v1, expected) and np.array_equal(hu_v2, expected)
         assert spacing_v1 == pytest.approx(SPACING) and spacing_v2 == pytest.approx(SPACING)
-        assert nib.load(str(root / plan.split / f"{plan.split}_{plan.pid}" / f"{plan.split}_{plan.pid}_{plan.scan}" / name)
-                        ).header.get_zooms() == (1.0, 1.0, 1.0)  # v1 header spacing is a default
+        assert nib.load(
+            str(root / plan.split / f"{plan.split}_{plan.pid}" / f"{plan.split}_{plan.pid}_{plan.scan}" / name)
+        ).header.get_zooms() == (1.0, 1.0, 1.0)  # v1 header spacing is a default
         intercepts.add(recon.intercept)
     all_intercepts = {r.intercept for p in plans.values() for r in [p[1]]}
     assert -1024 in all_intercepts and -8192 in all_intercepts
@@ -101,8 +113,17 @@ def test_v1_roundtrip_and_v2_not_rescaled(twin):
     name = manifest["volumes"][0]["volume"]
     plan, _ = plans[name]
     hu_v2, _ = read_ctrate_official_volume(root, name, "v2")
-    stored = np.asarray(nib.load(str(root / f"{plan.split}_fixed" / f"{plan.split}_{plan.pid}"
-                                     / f"{plan.split}_{plan.pid}_{plan.scan}" / name)).dataobj)
+    stored = np.asarray(
+        nib.load(
+            str(
+                root
+                / f"{plan.split}_fixed"
+                / f"{plan.split}_{plan.pid}"
+                / f"{plan.split}_{plan.pid}_{plan.scan}"
+                / name
+            )
+        ).dataobj
+    )
     assert np.array_equal(hu_v2, stored) and plans[name][1].intercept != 0
 
 
@@ -127,17 +148,22 @@ def test_labels_reports_and_reconstructions(twin):
     pairs = [names for names in scans.values() if len(names) >= 2]
     assert pairs, "no scan with two reconstructions"
     a, b = pairs[0][:2]  # same report and labels (above) but different kernel/noise
-    assert not np.array_equal(read_ctrate_official_volume(root, a, "v2")[0], read_ctrate_official_volume(root, b, "v2")[0])
+    assert not np.array_equal(
+        read_ctrate_official_volume(root, a, "v2")[0], read_ctrate_official_volume(root, b, "v2")[0]
+    )
 
 
 def test_left_finding_lands_at_low_axis0_in_simcrop_store(tmp_path):
     case = dataclasses.replace(sample_chest_case(SEED, DATASET_CODES["ctrate"], 0), nodules=())
     grid = scan_grid(case, SHAPE, SPACING)
-    findings = [Finding("f1", "lung_nodule", side="left", lobe="left_lower", size_mm=15.0, attrs={"density": "solid"}),
-                Finding("f2", "pleural_effusion", side="left", region="pleural_space", size_mm=30.0)]
+    findings = [
+        Finding("f1", "lung_nodule", side="left", lobe="left_lower", size_mm=15.0, attrs={"density": "solid"}),
+        Finding("f2", "pleural_effusion", side="left", region="pleural_space", size_mm=30.0),
+    ]
     rendered = render_ctrate_case(case, findings, grid)
+    from simcrop_bench.data.formats.nifti import write_nifti_gz
     from simcrop_bench.data.synthetic.ctrate import ras_affine, ras_stored
-    from simcrop_bench.data.nifti import write_nifti_gz
+
     path = tmp_path / "v.nii.gz"
     write_nifti_gz(path, ras_stored(rendered.finding_mask), ras_affine(grid))
     image = nib.load(str(path))
@@ -176,7 +202,7 @@ def test_missing_file_and_column_raise_dataerror(twin, tmp_path):
 
 def test_classification_split_csvs(twin):
     """ctrate_cls files in the grammar of protocol.md §11.2: train volumes, val = test = valid volumes."""
-    from simcrop_bench.data.split_files import SPLIT_FILES, read_split_csv
+    from simcrop_bench.data.splits.files import SPLIT_FILES, read_split_csv
 
     root, manifest = twin
     header = ",".join(SPLIT_FILES["ctrate_cls"].header) + "\n"

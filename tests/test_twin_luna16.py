@@ -20,15 +20,29 @@ from simcrop_bench.data.synthetic.luna16 import (
     write_luna16_twin,
 )
 from simcrop_bench.data.synthetic.phantom import (
-    DATASET_CODES, GENERATOR_VERSION, ChestCase, VoxelGrid, render_case, sample_chest_case,
+    DATASET_CODES,
+    GENERATOR_VERSION,
+    ChestCase,
+    VoxelGrid,
+    render_case,
+    sample_chest_case,
 )
 from simcrop_bench.errors import DataError
 
 N_CASES = 8  # -> 3 test, 5 training, 2 in the 10 % list, 2 validation
 SEED = 20251128
 JSON_KEYS = [
-    "description", "labels", "licence", "modality", "name", "numTraining", "numTest",
-    "tensorImageSize", "training", "validation", "testing",
+    "description",
+    "labels",
+    "licence",
+    "modality",
+    "name",
+    "numTraining",
+    "numTest",
+    "tensorImageSize",
+    "training",
+    "validation",
+    "testing",
 ]
 
 
@@ -50,7 +64,11 @@ def _load(root, rel):
 def test_layout_and_decathlon_json(twin):
     root, manifest = twin
     assert (root / MARKER).is_file() and "SYNTHETIC" in (root / MARKER).read_text()
-    assert manifest["synthetic"] is True and manifest["generator_version"] == GENERATOR_VERSION and manifest["seed"] == SEED
+    assert (
+        manifest["synthetic"] is True
+        and manifest["generator_version"] == GENERATOR_VERSION
+        and manifest["seed"] == SEED
+    )
     docs = {f: json.loads((root / f).read_text()) for f in ("dataset_10.json", "dataset_100.json")}
     for doc in docs.values():
         assert list(doc) == JSON_KEYS
@@ -64,7 +82,12 @@ def test_layout_and_decathlon_json(twin):
                 assert entry["label"] == f"masks_processed/{uid}.nii.gz"
                 assert (root / entry["image"]).is_file() and (root / entry["label"]).is_file()
     full, ten = docs["dataset_100.json"], docs["dataset_10.json"]
-    train, train10, test, val = _uids(full["training"]), _uids(ten["training"]), _uids(full["testing"]), _uids(full["validation"])
+    train, train10, test, val = (
+        _uids(full["training"]),
+        _uids(ten["training"]),
+        _uids(full["testing"]),
+        _uids(full["validation"]),
+    )
     assert (len(train), len(train10), len(test), len(val)) == (5, 2, 3, 2)
     assert set(train10) <= set(train) and not set(train) & set(test)
     assert val == test[:2] and ten["validation"] == full["validation"] and ten["testing"] == full["testing"]
@@ -80,7 +103,10 @@ def test_splits_mimic_sklearn_and_real_sizes():
         train, test = train_test_split(uids, test_size=0.3, random_state=42)
         assert splits["training_100"] == train and splits["testing"] == test
     assert {k: len(v) for k, v in luna16_seg_splits([str(i) for i in range(888)]).items()} == {
-        "training_100": 621, "training_10": 62, "validation": 26, "testing": 267,
+        "training_100": 621,
+        "training_10": 62,
+        "validation": 26,
+        "testing": 267,
     }
 
 
@@ -89,7 +115,7 @@ def test_uids_are_synthetic_and_unique(twin):
     uids = [c["uid"] for c in manifest["cases"]]
     assert len(set(uids)) == len(uids)
     for uid in uids:
-        assert uid.startswith(UID_PREFIX) and re.fullmatch(r"\d{26}", uid[len(UID_PREFIX):])
+        assert uid.startswith(UID_PREFIX) and re.fullmatch(r"\d{26}", uid[len(UID_PREFIX) :])
 
 
 def test_nifti_header_is_lps_stored(twin):
@@ -121,7 +147,13 @@ def test_left_lung_at_low_axis0_after_reorientation_to_ras(twin):
 
     from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Orientationd
 
-    load = Compose([LoadImaged(keys="label"), EnsureChannelFirstd(keys="label"), Orientationd(keys="label", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))])
+    load = Compose(
+        [
+            LoadImaged(keys="label"),
+            EnsureChannelFirstd(keys="label"),
+            Orientationd(keys="label", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+        ]
+    )
     ras = np.asarray(load({"label": str(root / rel)})["label"])[0]
     assert x_centroid(ras, 1) < ras.shape[0] / 2 < x_centroid(ras, 2)
 
@@ -162,7 +194,9 @@ def test_labels_and_hu_statistics(twin):
 
 def test_manifest_hashes_and_completeness(twin):
     root, manifest = twin
-    assert luna16_twin_is_complete(root) and luna16_twin_is_complete(root, seed=SEED, n_cases=N_CASES, shape=(64, 64, 32))
+    assert luna16_twin_is_complete(root) and luna16_twin_is_complete(
+        root, seed=SEED, n_cases=N_CASES, shape=(64, 64, 32)
+    )
     assert not luna16_twin_is_complete(root, seed=SEED + 1)
     assert not luna16_twin_is_complete(root.parent / "nowhere")
     for rel, digest in manifest["files"].items():
@@ -182,8 +216,13 @@ def test_determinism_and_seed_dependence(twin, tmp_path):
     other = write_luna16_twin(tmp_path / "other", n_cases=2, seed=SEED + 1)
     first = other["cases"][0]["uid"]
     assert first != manifest["cases"][0]["uid"]
-    assert not np.array_equal(_load(tmp_path / "other", f"images/{first}.nii.gz")[1], _load(root, f"images/{manifest['cases'][0]['uid']}.nii.gz")[1])
-    assert luna16_twin_is_complete(tmp_path / "other") and not luna16_twin_is_complete(tmp_path / "other", n_cases=N_CASES)
+    assert not np.array_equal(
+        _load(tmp_path / "other", f"images/{first}.nii.gz")[1],
+        _load(root, f"images/{manifest['cases'][0]['uid']}.nii.gz")[1],
+    )
+    assert luna16_twin_is_complete(tmp_path / "other") and not luna16_twin_is_complete(
+        tmp_path / "other", n_cases=N_CASES
+    )
 
 
 def test_case_spec_round_trips_through_json():
@@ -208,12 +247,14 @@ def test_refuses_to_write_into_a_real_looking_root(tmp_path):
 
 def test_classification_split_csvs(twin):
     """luna16_cls files (protocol.md §11.2): the lung_seg scans, label 1 iff an annotated (>= 3 mm) nodule."""
-    from simcrop_bench.data.split_files import read_split_csv
-    from simcrop_bench.splits import fraction_subset
+    from simcrop_bench.data.splits.files import read_split_csv
+    from simcrop_bench.data.splits.fractions import fraction_subset
 
     root, manifest = twin
-    tables = {n: read_split_csv(root / n, "luna16_cls") for n in ("train_list.csv", "train_list_10.csv",
-                                                                  "val_list.csv", "test_list.csv")}
+    tables = {
+        n: read_split_csv(root / n, "luna16_cls")
+        for n in ("train_list.csv", "train_list_10.csv", "val_list.csv", "test_list.csv")
+    }
     for name in tables:
         text = (root / name).read_text()
         assert text.startswith("image_id,label\n") and text.endswith("\n") and "\n\n" not in text

@@ -73,7 +73,7 @@ def test_patchify_is_c_order_within_patch_and_round_trips():
     x = torch.randn(2, 1, 64, 48, 40)
     patches = model.patchify(x)
     assert patches.shape == (2, 4 * 3 * 5, 16 * 16 * 8)
-    (i, j, k), (h, w, d) = (2, 1, 3), (4, 3, 5)
+    (i, j, k), (_, w, d) = (2, 1, 3), (4, 3, 5)
     expected = x[1, 0, i * 16 : (i + 1) * 16, j * 16 : (j + 1) * 16, k * 8 : (k + 1) * 8].reshape(-1)
     assert torch.equal(patches[1, (i * w + j) * d + k], expected)
     assert torch.equal(model.unpatchify(patches, (64, 48, 40)), x)
@@ -309,7 +309,9 @@ def test_encoder_import_does_not_load_monai():
     import subprocess
     import sys
 
-    code = ("import sys; import simcrop_bench.models.vit3d, simcrop_bench.protocols.probe_features; "
-            "print('monai' in sys.modules)")
+    code = (
+        "import sys; import simcrop_bench.models.vit3d, simcrop_bench.protocols.probe.features; "
+        "print('monai' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

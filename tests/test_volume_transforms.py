@@ -1,9 +1,8 @@
-import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
-from simcrop_bench.data.nifti import write_nifti_gz
+from simcrop_bench.data.formats.nifti import write_nifti_gz
 from simcrop_bench.data.volume_transforms import apply_chain, evaluation_transforms, training_transforms
 from simcrop_bench.errors import DataError
 

@@ -10,7 +10,7 @@ import torch
 from simcrop_bench.errors import UserError
 from simcrop_bench.models.config import EncoderConfig
 from simcrop_bench.models.vit3d import ViT3D, export_released
-from simcrop_bench.weights import export_checkpoint, import_checkpoint, inspect_checkpoint
+from simcrop_bench.run.weights import export_checkpoint, import_checkpoint, inspect_checkpoint
 
 from .conftest import run_cli
 

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from ..models.config import EncoderConfig
-from ..models.vit3d import ViT3D, init_linear_and_norm
-from ..simcrop.text import FrozenTextEncoder
+from simcrop_bench.errors import ConfigError
+from simcrop_bench.models.config import EncoderConfig
+from simcrop_bench.models.vit3d import ViT3D, init_linear_and_norm
+from simcrop_bench.simcrop.text import FrozenTextEncoder
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp: the multiplier never exceeds 100
 
@@ -48,8 +48,15 @@ def pool_text(hidden: Tensor, attention_mask: Tensor, mode: str) -> Tensor:
 class VolumeReportCLIP(ViT3D):
     """ViT3D + frozen text encoder + two projections + learnable temperature."""
 
-    def __init__(self, encoder_cfg: EncoderConfig, text_encoder: nn.Module, *, latent_dim: int = 512,
-                 init_logit_scale: float = 1.0, text_pool: str = "mean") -> None:
+    def __init__(
+        self,
+        encoder_cfg: EncoderConfig,
+        text_encoder: nn.Module,
+        *,
+        latent_dim: int = 512,
+        init_logit_scale: float = 1.0,
+        text_pool: str = "mean",
+    ) -> None:
         super().__init__(encoder_cfg)
         if text_pool not in ("mean", "cls"):
             raise ConfigError(f"method.clip.text_pool must be 'mean' or 'cls', got {text_pool!r}")

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from ..data.ctrate import pretraining_samples
-from ..data.volume_transforms import apply_chain, training_transforms
-from ..models.config import EncoderConfig
-from ..simcrop.text import report_text, tokenize
+from simcrop_bench.data.ctrate import pretraining_samples
+from simcrop_bench.data.volume_transforms import apply_chain, training_transforms
+from simcrop_bench.models.config import EncoderConfig
+from simcrop_bench.simcrop.text import report_text, tokenize
 
 
 class CTRateVolumes(Dataset):
@@ -29,8 +29,16 @@ class CTRateVolumes(Dataset):
     ``(max_len,)`` — findings + impression (§3.2 rules, ``join``), prepared and tokenised as in §2.2.
     """
 
-    def __init__(self, samples: list[dict[str, str]], *, roi: tuple[int, int, int], num_tokens: int,
-                 tokenizer: Any = None, max_len: int = 512, join: str = "space") -> None:
+    def __init__(
+        self,
+        samples: list[dict[str, str]],
+        *,
+        roi: tuple[int, int, int],
+        num_tokens: int,
+        tokenizer: Any = None,
+        max_len: int = 512,
+        join: str = "space",
+    ) -> None:
         self.samples = samples
         self.transforms = training_transforms(roi, gaussian_noise=False)  # §5.3: no noise in pretraining
         self.num_tokens = num_tokens
@@ -52,8 +60,15 @@ class CTRateVolumes(Dataset):
         return item
 
 
-def ctrate_volumes(root: str | Path, encoder: EncoderConfig, *, tokenizer: Any = None, max_len: int = 512,
-                   join: str = "space") -> CTRateVolumes:
+def ctrate_volumes(
+    root: str | Path, encoder: EncoderConfig, *, tokenizer: Any = None, max_len: int = 512, join: str = "space"
+) -> CTRateVolumes:
     """The CT-RATE training volumes under ``root`` (never validation: it is the downstream test set)."""
-    return CTRateVolumes(pretraining_samples(root), roi=tuple(encoder.img_size), num_tokens=math.prod(encoder.grid()),
-                         tokenizer=tokenizer, max_len=max_len, join=join)
+    return CTRateVolumes(
+        pretraining_samples(root),
+        roi=tuple(encoder.img_size),
+        num_tokens=math.prod(encoder.grid()),
+        tokenizer=tokenizer,
+        max_len=max_len,
+        join=join,
+    )

@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from ..models.config import EncoderConfig
-from ..models.vit3d import ViT3D, init_linear_and_norm
-from ..simcrop.config import SimCroPConfig
-from ..simcrop.losses import mim_loss, normalise_patches
-from ..simcrop.model import SimCroPModel
+from simcrop_bench.errors import ConfigError
+from simcrop_bench.models.config import EncoderConfig
+from simcrop_bench.models.vit3d import ViT3D, init_linear_and_norm
+from simcrop_bench.simcrop.config import SimCroPConfig
+from simcrop_bench.simcrop.losses import mim_loss, normalise_patches
+from simcrop_bench.simcrop.model import SimCroPModel
 
 
 class MaskedAutoencoder(ViT3D):
@@ -32,13 +32,22 @@ class MaskedAutoencoder(ViT3D):
     encode_masked = SimCroPModel.encode_masked
     decode_image = SimCroPModel.decode_image
 
-    def __init__(self, encoder_cfg: EncoderConfig, *, mask_ratio: float = 0.75, norm_pix_loss: bool = True,
-                 decoder_dim: int | None = None, decoder_depth: int = 4, decoder_heads: int = 16) -> None:
+    def __init__(
+        self,
+        encoder_cfg: EncoderConfig,
+        *,
+        mask_ratio: float = 0.75,
+        norm_pix_loss: bool = True,
+        decoder_dim: int | None = None,
+        decoder_depth: int = 4,
+        decoder_heads: int = 16,
+    ) -> None:
         super().__init__(encoder_cfg)
         if not 0.0 < mask_ratio < 1.0:
             raise ConfigError(f"method.mae.mask_ratio must lie in (0, 1), got {mask_ratio}")
-        self.simcrop_cfg = SimCroPConfig(mask_ratio=mask_ratio, vision_decoder_depth=decoder_depth,
-                                         vision_decoder_heads=decoder_heads)
+        self.simcrop_cfg = SimCroPConfig(
+            mask_ratio=mask_ratio, vision_decoder_depth=decoder_depth, vision_decoder_heads=decoder_heads
+        )
         self.norm_pix_loss = norm_pix_loss
         try:
             self._build_vision_decoder(encoder_cfg, decoder_dim or encoder_cfg.embed_dim)

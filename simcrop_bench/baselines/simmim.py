@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from ..models.config import EncoderConfig
-from ..models.vit3d import ViT3D, init_linear_and_norm
+from simcrop_bench.errors import ConfigError
+from simcrop_bench.models.config import EncoderConfig
+from simcrop_bench.models.vit3d import ViT3D, init_linear_and_norm
 
 
 def block_grid(grid: tuple[int, int, int], block: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -55,8 +55,9 @@ def masked_l1(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
 class SimMIM(ViT3D):
     """ViT3D with a learned mask token at masked positions and a linear voxel head."""
 
-    def __init__(self, encoder_cfg: EncoderConfig, *, mask_ratio: float = 0.6,
-                 mask_block: tuple[int, int, int] = (2, 2, 2)) -> None:
+    def __init__(
+        self, encoder_cfg: EncoderConfig, *, mask_ratio: float = 0.6, mask_block: tuple[int, int, int] = (2, 2, 2)
+    ) -> None:
         super().__init__(encoder_cfg)
         if not 0.0 < mask_ratio < 1.0:
             raise ConfigError(f"method.simmim.mask_ratio must lie in (0, 1), got {mask_ratio}")

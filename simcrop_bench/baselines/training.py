@@ -14,20 +14,25 @@ from typing import Any
 
 import torch
 
-from ..api import Method, PretrainContext
-from ..errors import ConfigError
-from ..models.config import EncoderConfig
-from ..models.vit3d import export_released
-from ..pretraining.config import PretrainConfig
-from ..pretraining.loop import pretrain
+from simcrop_bench.api import Method, PretrainContext
+from simcrop_bench.errors import ConfigError
+from simcrop_bench.models.config import EncoderConfig
+from simcrop_bench.models.vit3d import export_released
+from simcrop_bench.pretraining.config import PretrainConfig
+from simcrop_bench.pretraining.loop import pretrain
 
 ENCODER_FILE = "encoder.pth"
 
 
 def input_metadata(encoder: EncoderConfig) -> dict[str, Any]:
     """What a user of the checkpoint must feed it (stored with the encoder, as SimCroP's)."""
-    return {"orientation": "RAS", "hu_window": [-1000, 1000], "scaled_to": [-1, 1],
-            "img_size": list(encoder.img_size), "patch_size": list(encoder.patch_size)}
+    return {
+        "orientation": "RAS",
+        "hu_window": [-1000, 1000],
+        "scaled_to": [-1, 1],
+        "img_size": list(encoder.img_size),
+        "patch_size": list(encoder.patch_size),
+    }
 
 
 def pretrain_and_export(method: Method, ctx: PretrainContext) -> Path:
@@ -38,13 +43,20 @@ def pretrain_and_export(method: Method, ctx: PretrainContext) -> Path:
         raise ConfigError("method.train.precision=fp16 needs a CUDA device; on CPU set it to fp32 or bf16")
     parts = method.build_pretraining(ctx)
     recipe = PretrainConfig(**{**vars(train), "seed": ctx.seed})
-    result = pretrain(parts.model_factory, parts.dataset, recipe, ctx.workdir, device=ctx.device,
-                      log_every=5).completed(method.name)
+    result = pretrain(
+        parts.model_factory, parts.dataset, recipe, ctx.workdir, device=ctx.device, log_every=5
+    ).completed(method.name)
     # "encoder" lets `--method external` rebuild the exact architecture (heads cannot be read off shapes).
-    metadata = {"method": method.name, "reference": method.reference, "encoder": asdict(config.encoder),
-                "pos_embed_variant": config.encoder.pos_embed,
-                "input": input_metadata(config.encoder), "seed": ctx.seed, "steps": result.step,
-                "epochs": result.epoch}
+    metadata = {
+        "method": method.name,
+        "reference": method.reference,
+        "encoder": asdict(config.encoder),
+        "pos_embed_variant": config.encoder.pos_embed,
+        "input": input_metadata(config.encoder),
+        "seed": ctx.seed,
+        "steps": result.step,
+        "epochs": result.epoch,
+    }
     path = ctx.workdir / ENCODER_FILE
     torch.save(export_released(result.model, metadata), path)
     return path

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
-from ..splits import carve_validation_groups
-from .decathlon import SegSplits, case_id, read_split_json
+from simcrop_bench.data.formats.decathlon import SegSplits, case_id, read_split_json
+from simcrop_bench.data.splits.fractions import carve_validation_groups
+from simcrop_bench.errors import ConfigError, DataError
 
 SPLIT_FILE = "dataset.json"
 PROTOCOLS = ("legacy", "heldout")
@@ -25,8 +25,20 @@ VALIDATION_NUMBERS = tuple(range(35, 41))  # btcv_035–040 in dataset.json
 TEST_NUMBERS = tuple(range(61, 81))  # img0061–0080
 # Class names of the UNETR/SimCroP dataset.json (protocol.md §2.6).
 LABEL_NAMES = {
-    "0": "background", "1": "spleen", "2": "rkid", "3": "lkid", "4": "gall", "5": "eso", "6": "liver", "7": "sto",
-    "8": "aorta", "9": "IVC", "10": "veins", "11": "pancreas", "12": "rad", "13": "lad",
+    "0": "background",
+    "1": "spleen",
+    "2": "rkid",
+    "3": "lkid",
+    "4": "gall",
+    "5": "eso",
+    "6": "liver",
+    "7": "sto",
+    "8": "aorta",
+    "9": "IVC",
+    "10": "veins",
+    "11": "pancreas",
+    "12": "rad",
+    "13": "lad",
 }
 
 
@@ -61,7 +73,9 @@ def btcv_seg_splits(root: Path, protocol: str, *, val_carve: int = 0, seed: int 
     if val_carve < 0:
         raise ConfigError(f"btcv.val_carve must be >= 0, got {val_carve}")
     if val_carve and protocol == "legacy":
-        raise ConfigError("btcv.val_carve applies to the heldout protocol only (legacy selects on the validation cases)")
+        raise ConfigError(
+            "btcv.val_carve applies to the heldout protocol only (legacy selects on the validation cases)"
+        )
     root = Path(root)
     lists = read_split_json(root, SPLIT_FILE, ("training", "validation"))
     training, reported = lists["training"], lists["validation"]
@@ -81,5 +95,7 @@ def btcv_seg_splits(root: Path, protocol: str, *, val_carve: int = 0, seed: int 
     carved = set(carve_validation_groups(ids, (), val_fraction=val_carve / len(set(ids)), seed=seed))
     validation = [c for c, i in zip(training, ids) if i in carved]  # file order kept (protocol.md §5.3 step 5)
     kept = [c for c, i in zip(training, ids) if i not in carved]
-    note = f"heldout: {val_carve} training cases carved for selection (seed {seed}); test = dataset.json validation cases"
+    note = (
+        f"heldout: {val_carve} training cases carved for selection (seed {seed}); test = dataset.json validation cases"
+    )
     return SegSplits(kept, validation, reported, False, [note])

@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
+from simcrop_bench.errors import DataError
 
 CLASSES = ("Normal", "CP", "NCP")  # index = label value (protocol.md §2.3, inferred)
 SLICE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -49,10 +49,21 @@ def ccccii_intensity_stats(array: np.ndarray) -> dict:
     lo, hi, mean = float(array.min()), float(array.max()), float(array.mean())
     looks_uint8 = lo >= 0 and hi <= 255
     warning = (
-        f"values lie in [{lo:g}, {hi:g}]: looks like 8-bit display values, not HU; "
-        "the −1000…1000 window would squash them into [0, 0.255]"
-    ) if looks_uint8 else None
-    return {"min": lo, "max": hi, "mean": mean, "dtype": str(array.dtype), "looks_uint8": looks_uint8, "warning": warning}
+        (
+            f"values lie in [{lo:g}, {hi:g}]: looks like 8-bit display values, not HU; "
+            "the −1000…1000 window would squash them into [0, 0.255]"
+        )
+        if looks_uint8
+        else None
+    )
+    return {
+        "min": lo,
+        "max": hi,
+        "mean": mean,
+        "dtype": str(array.dtype),
+        "looks_uint8": looks_uint8,
+        "warning": warning,
+    }
 
 
 def read_ccccii_slices(root: Path, cls: str, patient_id: int | str, scan_id: int | str) -> np.ndarray:
@@ -66,7 +77,9 @@ def read_ccccii_slices(root: Path, cls: str, patient_id: int | str, scan_id: int
     try:
         paths.sort(key=lambda p: int(p.stem))  # numeric order: never rely on listing order
     except ValueError:
-        raise DataError(f"{folder}: slice names must be integers, found e.g. {sorted(p.name for p in paths)[0]}") from None
+        raise DataError(
+            f"{folder}: slice names must be integers, found e.g. {sorted(p.name for p in paths)[0]}"
+        ) from None
     images = []
     for p in paths:
         try:

@@ -17,24 +17,65 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ..errors import DataError
-from .labels import CTRATE_LABELS
+from simcrop_bench.data.labels import CTRATE_LABELS
+from simcrop_bench.errors import DataError
 
 METADATA_CSV = {"train": "metadata/train_metadata.csv", "valid": "metadata/validation_metadata.csv"}
-REPORTS_CSV = {"train": "radiology_text_reports/train_reports.csv", "valid": "radiology_text_reports/validation_reports.csv"}
-LABELS_CSV = {"train": "multi_abnormality_labels/train_predicted_labels.csv",
-              "valid": "multi_abnormality_labels/valid_predicted_labels.csv"}
+REPORTS_CSV = {
+    "train": "radiology_text_reports/train_reports.csv",
+    "valid": "radiology_text_reports/validation_reports.csv",
+}
+LABELS_CSV = {
+    "train": "multi_abnormality_labels/train_predicted_labels.csv",
+    "valid": "multi_abnormality_labels/valid_predicted_labels.csv",
+}
 REPORT_COLUMNS = ("VolumeName", "ClinicalInformation_EN", "Technique_EN", "Findings_EN", "Impressions_EN")
 # datasets.md §2.4: the 44 metadata columns in order.
 METADATA_COLUMNS = (
-    "VolumeName", "Manufacturer", "SeriesDescription", "ManufacturerModelName", "PatientSex", "PatientAge",
-    "ReconstructionDiameter", "DistanceSourceToDetector", "DistanceSourceToPatient", "GantryDetectorTilt",
-    "TableHeight", "RotationDirection", "ExposureTime", "XRayTubeCurrent", "Exposure", "FilterType", "GeneratorPower",
-    "FocalSpots", "ConvolutionKernel", "PatientPosition", "RevolutionTime", "SingleCollimationWidth",
-    "TotalCollimationWidth", "TableSpeed", "TableFeedPerRotation", "SpiralPitchFactor", "DataCollectionCenterPatient",
-    "ReconstructionTargetCenterPatient", "ExposureModulationType", "CTDIvol", "ImagePositionPatient",
-    "ImageOrientationPatient", "SliceLocation", "SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns",
-    "XYSpacing", "RescaleIntercept", "RescaleSlope", "RescaleType", "NumberofSlices", "ZSpacing", "StudyDate",
+    "VolumeName",
+    "Manufacturer",
+    "SeriesDescription",
+    "ManufacturerModelName",
+    "PatientSex",
+    "PatientAge",
+    "ReconstructionDiameter",
+    "DistanceSourceToDetector",
+    "DistanceSourceToPatient",
+    "GantryDetectorTilt",
+    "TableHeight",
+    "RotationDirection",
+    "ExposureTime",
+    "XRayTubeCurrent",
+    "Exposure",
+    "FilterType",
+    "GeneratorPower",
+    "FocalSpots",
+    "ConvolutionKernel",
+    "PatientPosition",
+    "RevolutionTime",
+    "SingleCollimationWidth",
+    "TotalCollimationWidth",
+    "TableSpeed",
+    "TableFeedPerRotation",
+    "SpiralPitchFactor",
+    "DataCollectionCenterPatient",
+    "ReconstructionTargetCenterPatient",
+    "ExposureModulationType",
+    "CTDIvol",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "SliceLocation",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "Rows",
+    "Columns",
+    "XYSpacing",
+    "RescaleIntercept",
+    "RescaleSlope",
+    "RescaleType",
+    "NumberofSlices",
+    "ZSpacing",
+    "StudyDate",
 )
 LABEL_COLUMNS = ("VolumeName", *CTRATE_LABELS)
 METADATA_NEEDED = ("VolumeName", "XYSpacing", "ZSpacing", "RescaleIntercept", "RescaleSlope")
@@ -55,7 +96,22 @@ def simcrop_volume_path(root: str | Path, volume_name: str) -> Path:
     """The reference path construction of protocol.md §11.2: ``root + p0 + "_preprocessed/" + p0 + "_" + p1 + "/"
     + p0 + "_" + p1 + p2 + "/" + id`` (no underscore before the scan letter)."""
     p0, p1, p2, _ = parse_volume_name(volume_name)
-    return Path(str(root).rstrip("/") + "/" + p0 + "_preprocessed/" + p0 + "_" + p1 + "/" + p0 + "_" + p1 + p2 + "/" + volume_name)
+    return Path(
+        str(root).rstrip("/")
+        + "/"
+        + p0
+        + "_preprocessed/"
+        + p0
+        + "_"
+        + p1
+        + "/"
+        + p0
+        + "_"
+        + p1
+        + p2
+        + "/"
+        + volume_name
+    )
 
 
 def official_volume_path(root: str | Path, volume_name: str, version: str = "v1") -> Path:
@@ -98,8 +154,9 @@ def _floats(text: str, path: Path, column: str) -> list[float]:
         raise DataError(f"{path}: column {column} is not a number list: {text!r}") from None
 
 
-def read_ctrate_official_volume(root: str | Path, volume_name: str, version: str = "v1"
-                                ) -> tuple[np.ndarray, tuple[float, float, float]]:
+def read_ctrate_official_volume(
+    root: str | Path, volume_name: str, version: str = "v1"
+) -> tuple[np.ndarray, tuple[float, float, float]]:
     """(HU array as stored, (x, y, z) spacing in mm). v1: rescale and spacing from the metadata CSV; v2: the
     stored int16 HU and the header spacing, no rescale."""
     path = official_volume_path(root, volume_name, version)
@@ -170,8 +227,15 @@ def pretraining_samples(root: str | Path, *, volumes: list[str] | None = None) -
         split, pid, _, _ = parse_volume_name(name)
         if split != "train":
             raise DataError(f"{name}: only training volumes may be used for pretraining (validation is the test set)")
-        samples.append({"image": str(path), "volume_name": name, "patient_id": f"{split}_{pid}",
-                        "findings": reports[name]["Findings_EN"], "impression": reports[name]["Impressions_EN"]})
+        samples.append(
+            {
+                "image": str(path),
+                "volume_name": name,
+                "patient_id": f"{split}_{pid}",
+                "findings": reports[name]["Findings_EN"],
+                "impression": reports[name]["Impressions_EN"],
+            }
+        )
     if not samples:
         raise DataError(f"{root}: no training volumes with reports in train_preprocessed/")
     return samples

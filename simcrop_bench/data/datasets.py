@@ -7,10 +7,11 @@ Entries name functions as ``"module:function"`` strings so that reading this tab
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from ..errors import DataError
+from simcrop_bench.errors import DataError
 
 TWIN_SEED = 20251128
 
@@ -47,82 +48,122 @@ _RAD = "simcrop_bench.data.synthetic.radchestct"
 _MANIFEST_COMPLETE = "simcrop_bench.data.datasets:manifest_complete"
 
 DATASETS: dict[str, Dataset] = {
-    "ctrate": Dataset("ctrate", "CT-RATE", ("ctrate_cls",), {
-        "official": Layout(
-            "train/, valid/ (v1), train_fixed/, valid_fixed/ (v2), metadata/, radiology_text_reports/, "
-            "multi_abnormality_labels/",
-            writer=f"{_CT}:write_ctrate_twin", writer_kwargs={"layout": "official"}, complete=_MANIFEST_COMPLETE,
-            checker="simcrop_bench.data.check_ctrate:check_ctrate_official",
-            prepare="simcrop_bench.data.prepare_ctrate:convert_ctrate_official_to_simcrop",
-        ),
-        "simcrop": Layout(
-            "{train,valid}_preprocessed/<split>_<pid>/<split>_<pid><scan>/<VolumeName> + 18-label split CSVs "
-            "(train_list{,_10,_1}.csv, val_list.csv, test_list.csv)",
-            writer=f"{_CT}:write_ctrate_twin", writer_kwargs={"layout": "simcrop"},
-            complete="simcrop_bench.data.datasets:classification_twin_complete",
-            checker="simcrop_bench.data.check_ctrate:check_ctrate_simcrop",
-        ),
-    }),
-    "radchestct": Dataset("radchestct", "RadChestCT", ("radchestct_cls",), {
-        "official": Layout(
-            "<NoteAcc_DEID>.npz (key ct) + img*_Abnormality_and_Location_Labels.csv",
-            writer=f"{_RAD}:write_radchestct_twin", writer_kwargs={"layout": "official"}, cases_arg="n_train",
-            checker="simcrop_bench.data.check_official_other:check_radchestct_official",
-            prepare="simcrop_bench.data.prepare_radchestct:convert_radchestct_npz_to_simcrop",
-            complete=_MANIFEST_COMPLETE,
-        ),
-        "simcrop": Layout(
-            "images/<NoteAcc_DEID>.nii.gz + 16-label split CSVs",
-            writer=f"{_RAD}:write_radchestct_twin", writer_kwargs={"layout": "simcrop"}, cases_arg="n_train",
-            checker="simcrop_bench.data.check_classification:check_radchestct_simcrop",
-            complete=_MANIFEST_COMPLETE,
-        ),
-    }),
-    "ccccii": Dataset("ccccii", "CC-CCII", ("ccccii_cls",), {
-        "official": Layout(
-            "{NCP,CP,Normal}/<patient>/<scan>/<slice>.png + unzip_filenames.csv",
-            writer=f"{_CC}:write_ccccii_twin", writer_kwargs={"layout": "official"}, cases_arg="n_patients",
-            checker="simcrop_bench.data.check_official_other:check_ccccii_official",
-            prepare="simcrop_bench.data.prepare_ccccii:convert_ccccii_slices_to_simcrop",
-            complete=_MANIFEST_COMPLETE,
-        ),
-        "simcrop": Layout(
-            "images_resized/<scan_id>.nii.gz stored (D, H, W) + img_list,label split CSVs",
-            writer=f"{_CC}:write_ccccii_twin", writer_kwargs={"layout": "simcrop"}, cases_arg="n_patients",
-            checker="simcrop_bench.data.check_classification:check_ccccii_simcrop",
-            complete=_MANIFEST_COMPLETE,
-        ),
-    }),
-    "luna16": Dataset("luna16", "LUNA16", ("luna16_cls", "lung_seg"), {
-        "official": Layout(
-            "subsetK/<uid>.mhd+.raw, seg-lungs-LUNA16/<uid>.mhd+.zraw, CSVFILES/annotations.csv",
-            writer=f"{_LUNA}:write_luna16_official",
-            checker="simcrop_bench.data.check_luna16:check_luna16_official",
-            complete=f"{_LUNA}:luna16_official_is_complete",
-            prepare="simcrop_bench.data.prepare_luna16:convert_official_to_simcrop",
-        ),
-        "simcrop": Layout(
-            "images/<uid>.nii.gz, masks_processed/<uid>.nii.gz, dataset_{10,100}.json + image_id,label split CSVs",
-            writer=f"{_LUNA}:write_luna16_twin",
-            checker="simcrop_bench.data.check_luna16:check_luna16_simcrop",
-            complete=f"{_LUNA}:luna16_twin_is_complete",
-        ),
-    }),
-    "btcv": Dataset("btcv", "BTCV", ("btcv_seg",), {
-        "official": Layout(
-            "RawData/Training|Testing/img|label/*.nii.gz",
-            writer=f"{_BTCV}:write_btcv_twin", writer_kwargs={"layout": "official"}, cases_arg="n_train",
-            complete=f"{_BTCV}:btcv_twin_is_complete",
-            checker="simcrop_bench.data.check_official_other:check_btcv_official",
-            prepare="simcrop_bench.data.prepare_btcv:convert_btcv_official_to_simcrop",
-        ),
-        "simcrop": Layout(
-            "imagesTr/, labelsTr/, imagesTs/, dataset.json",
-            writer=f"{_BTCV}:write_btcv_twin", writer_kwargs={"layout": "simcrop"}, cases_arg="n_train",
-            checker="simcrop_bench.data.check_btcv:check_btcv_simcrop",
-            complete=f"{_BTCV}:btcv_twin_is_complete",
-        ),
-    }),
+    "ctrate": Dataset(
+        "ctrate",
+        "CT-RATE",
+        ("ctrate_cls",),
+        {
+            "official": Layout(
+                "train/, valid/ (v1), train_fixed/, valid_fixed/ (v2), metadata/, radiology_text_reports/, "
+                "multi_abnormality_labels/",
+                writer=f"{_CT}:write_ctrate_twin",
+                writer_kwargs={"layout": "official"},
+                complete=_MANIFEST_COMPLETE,
+                checker="simcrop_bench.data.check.ctrate:check_ctrate_official",
+                prepare="simcrop_bench.data.prepare.ctrate:convert_ctrate_official_to_simcrop",
+            ),
+            "simcrop": Layout(
+                "{train,valid}_preprocessed/<split>_<pid>/<split>_<pid><scan>/<VolumeName> + 18-label split CSVs "
+                "(train_list{,_10,_1}.csv, val_list.csv, test_list.csv)",
+                writer=f"{_CT}:write_ctrate_twin",
+                writer_kwargs={"layout": "simcrop"},
+                complete="simcrop_bench.data.datasets:classification_twin_complete",
+                checker="simcrop_bench.data.check.ctrate:check_ctrate_simcrop",
+            ),
+        },
+    ),
+    "radchestct": Dataset(
+        "radchestct",
+        "RadChestCT",
+        ("radchestct_cls",),
+        {
+            "official": Layout(
+                "<NoteAcc_DEID>.npz (key ct) + img*_Abnormality_and_Location_Labels.csv",
+                writer=f"{_RAD}:write_radchestct_twin",
+                writer_kwargs={"layout": "official"},
+                cases_arg="n_train",
+                checker="simcrop_bench.data.check.official_other:check_radchestct_official",
+                prepare="simcrop_bench.data.prepare.radchestct:convert_radchestct_npz_to_simcrop",
+                complete=_MANIFEST_COMPLETE,
+            ),
+            "simcrop": Layout(
+                "images/<NoteAcc_DEID>.nii.gz + 16-label split CSVs",
+                writer=f"{_RAD}:write_radchestct_twin",
+                writer_kwargs={"layout": "simcrop"},
+                cases_arg="n_train",
+                checker="simcrop_bench.data.check.classification:check_radchestct_simcrop",
+                complete=_MANIFEST_COMPLETE,
+            ),
+        },
+    ),
+    "ccccii": Dataset(
+        "ccccii",
+        "CC-CCII",
+        ("ccccii_cls",),
+        {
+            "official": Layout(
+                "{NCP,CP,Normal}/<patient>/<scan>/<slice>.png + unzip_filenames.csv",
+                writer=f"{_CC}:write_ccccii_twin",
+                writer_kwargs={"layout": "official"},
+                cases_arg="n_patients",
+                checker="simcrop_bench.data.check.official_other:check_ccccii_official",
+                prepare="simcrop_bench.data.prepare.ccccii:convert_ccccii_slices_to_simcrop",
+                complete=_MANIFEST_COMPLETE,
+            ),
+            "simcrop": Layout(
+                "images_resized/<scan_id>.nii.gz stored (D, H, W) + img_list,label split CSVs",
+                writer=f"{_CC}:write_ccccii_twin",
+                writer_kwargs={"layout": "simcrop"},
+                cases_arg="n_patients",
+                checker="simcrop_bench.data.check.classification:check_ccccii_simcrop",
+                complete=_MANIFEST_COMPLETE,
+            ),
+        },
+    ),
+    "luna16": Dataset(
+        "luna16",
+        "LUNA16",
+        ("luna16_cls", "lung_seg"),
+        {
+            "official": Layout(
+                "subsetK/<uid>.mhd+.raw, seg-lungs-LUNA16/<uid>.mhd+.zraw, CSVFILES/annotations.csv",
+                writer=f"{_LUNA}:write_luna16_official",
+                checker="simcrop_bench.data.check.luna16:check_luna16_official",
+                complete=f"{_LUNA}:luna16_official_is_complete",
+                prepare="simcrop_bench.data.prepare.luna16:convert_official_to_simcrop",
+            ),
+            "simcrop": Layout(
+                "images/<uid>.nii.gz, masks_processed/<uid>.nii.gz, dataset_{10,100}.json + image_id,label split CSVs",
+                writer=f"{_LUNA}:write_luna16_twin",
+                checker="simcrop_bench.data.check.luna16:check_luna16_simcrop",
+                complete=f"{_LUNA}:luna16_twin_is_complete",
+            ),
+        },
+    ),
+    "btcv": Dataset(
+        "btcv",
+        "BTCV",
+        ("btcv_seg",),
+        {
+            "official": Layout(
+                "RawData/Training|Testing/img|label/*.nii.gz",
+                writer=f"{_BTCV}:write_btcv_twin",
+                writer_kwargs={"layout": "official"},
+                cases_arg="n_train",
+                complete=f"{_BTCV}:btcv_twin_is_complete",
+                checker="simcrop_bench.data.check.official_other:check_btcv_official",
+                prepare="simcrop_bench.data.prepare.btcv:convert_btcv_official_to_simcrop",
+            ),
+            "simcrop": Layout(
+                "imagesTr/, labelsTr/, imagesTs/, dataset.json",
+                writer=f"{_BTCV}:write_btcv_twin",
+                writer_kwargs={"layout": "simcrop"},
+                cases_arg="n_train",
+                checker="simcrop_bench.data.check.btcv:check_btcv_simcrop",
+                complete=f"{_BTCV}:btcv_twin_is_complete",
+            ),
+        },
+    ),
 }
 
 
@@ -158,7 +199,7 @@ def manifest_complete(root) -> bool:
     import json
     from pathlib import Path
 
-    from .synthetic.phantom import GENERATOR_VERSION
+    from simcrop_bench.data.synthetic.phantom import GENERATOR_VERSION
 
     manifest = Path(root) / "synthetic_meta" / "manifest.json"
     if not manifest.is_file():

@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .sentences import split_sentences
-from .synthetic.findings import LABEL_INDEX, LABEL_TYPES, LYMPH_NODE_MIN_SHORT_AXIS_MM, NODULE_MIN_MM
+from simcrop_bench.data.sentences import split_sentences
+from simcrop_bench.data.synthetic.findings import LABEL_INDEX, LABEL_TYPES, LYMPH_NODE_MIN_SHORT_AXIS_MM, NODULE_MIN_MM
 
 _FLAGS = re.IGNORECASE
 
@@ -46,8 +46,10 @@ _CORONARY = r"\bcoronar\w*|\bLAD\b"
 
 LABEL_PATTERNS: dict[str, tuple[Pattern, ...]] = {
     "medical_material": (
-        _p(r"\bpacemakers?\b|\bdefibrillators?\b|\bsternotom\w*|\bsternal\s+wires?\b|\bcatheters?\b|\bstents?\b"
-           r"|\btubes?\b|\bimplanted\s+devices?\b|\bdevices?\b"),
+        _p(
+            r"\bpacemakers?\b|\bdefibrillators?\b|\bsternotom\w*|\bsternal\s+wires?\b|\bcatheters?\b|\bstents?\b"
+            r"|\btubes?\b|\bimplanted\s+devices?\b|\bdevices?\b"
+        ),
     ),
     "arterial_wall_calcification": (_p(_CALCIFICATION, anchor=_AORTIC),),
     "cardiomegaly": (
@@ -72,8 +74,10 @@ LABEL_PATTERNS: dict[str, tuple[Pattern, ...]] = {
     "atelectasis": (_p(r"\batelecta\w*"),),
     "lung_nodule": (_p(r"\bnodules?\b"),),
     "lung_opacity": (
-        _p(r"\bground[- ]glass\b(?![- ](?:density\s+|pulmonary\s+)?nodul)|\bGGOs?\b|\bopacit(?:y|ies)\b"
-           r"|\bopacification\b|\bhazy\s+(?:increased\s+)?attenuation\b"),
+        _p(
+            r"\bground[- ]glass\b(?![- ](?:density\s+|pulmonary\s+)?nodul)|\bGGOs?\b|\bopacit(?:y|ies)\b"
+            r"|\bopacification\b|\bhazy\s+(?:increased\s+)?attenuation\b"
+        ),
     ),
     "pulmonary_fibrotic_sequela": (_p(r"\bfibro\w*|\bscar(?:s|ring|red)?\b|\bsequelae?\b"),),
     "pleural_effusion": (
@@ -83,40 +87,54 @@ LABEL_PATTERNS: dict[str, tuple[Pattern, ...]] = {
     ),
     "mosaic_attenuation_pattern": (_p(r"\bmosaic\w*"),),
     "peribronchial_thickening": (
-        _p(r"\bperibronchial\s+(?:wall\s+)?thickening|\bbronchial\s+wall\s+thickening|\bthickened\s+bronchial\s+walls?"),
+        _p(
+            r"\bperibronchial\s+(?:wall\s+)?thickening|\bbronchial\s+wall\s+thickening|\bthickened\s+bronchial\s+walls?"
+        ),
         _p(r"\bbronchial\s+walls?\b[^.;]{0,40}?\b(?P<m>thickened)\b"),
     ),
     "consolidation": (_p(r"\bconsolidat\w*"),),
     "bronchiectasis": (_p(r"\bbronchiecta\w*|\bdilated\s+bronchi\b|\bbronchial\s+dilat\w*"),),
     "interlobular_septal_thickening": (
-        _p(r"\b(?:interlobular\s+)?septal\s+(?:thickening|lines)\b|\bthickened\s+(?:interlobular\s+)?septa\b"
-           r"|\bthickening\s+of\s+the\s+interlobular\s+septa\b"),
+        _p(
+            r"\b(?:interlobular\s+)?septal\s+(?:thickening|lines)\b|\bthickened\s+(?:interlobular\s+)?septa\b"
+            r"|\bthickening\s+of\s+the\s+interlobular\s+septa\b"
+        ),
     ),
 }
 
 CLAUSE_BOUNDARY = re.compile(r";|\b(?:but|however|although|except|while|whereas)\b", _FLAGS)
 NEGATION_CUES = re.compile(
-    r"\b(?:no|not|without|absent|free\s+of|negative\s+for|ruled\s+out|none\s+of|neither|nor)\b", _FLAGS)
+    r"\b(?:no|not|without|absent|free\s+of|negative\s+for|ruled\s+out|none\s+of|neither|nor)\b", _FLAGS
+)
 # A negation that follows its mention: "A and B are not seen", "A is absent".
 POST_NEGATION_CUES = re.compile(
     r"\b(?:is|are|was|were)\s+(?:not\s+(?:seen|observed|identified|detected|present|noted|evident|demonstrated"
-    r"|visuali[sz]ed)|absent|excluded|ruled\s+out)\b|\bha(?:s|ve)\s+been\s+ruled\s+out\b", _FLAGS)
+    r"|visuali[sz]ed)|absent|excluded|ruled\s+out)\b|\bha(?:s|ve)\s+been\s+ruled\s+out\b",
+    _FLAGS,
+)
 # A verb between a cue and a mention ends the cue's scope ("no A is seen, and B is present").
 SCOPE_TERMINATORS = re.compile(
-    r"\b(?:is|are|was|were|has|have|shows?|measur\w*|seen|noted|present|observed|identified)\b", _FLAGS)
+    r"\b(?:is|are|was|were|has|have|shows?|measur\w*|seen|noted|present|observed|identified)\b", _FLAGS
+)
 UNCERTAINTY_CUES = re.compile(
     r"\b(?:possible|possibly|probable|probably|likely|suspicious\s+for|suspected|questionable|equivocal"
-    r"|may\s+represent|might\s+represent|suggestive\s+of|cannot\s+exclude)\b", _FLAGS)
+    r"|may\s+represent|might\s+represent|suggestive\s+of|cannot\s+exclude)\b",
+    _FLAGS,
+)
 POST_UNCERTAINTY_CUES = re.compile(
     r"\b(?:cannot|can\s+not|could\s+not)\s+be\s+(?:excluded|ruled\s+out)\b|\b(?:is|are)\s+(?:suspected|possible)\b",
-    _FLAGS)
+    _FLAGS,
+)
 MEASUREMENT = re.compile(
     r"(?:(?P<bound>under|below|less\s+than|smaller\s+than|<|over|more\s+than|larger\s+than|greater\s+than"
-    r"|exceeding|>)\s*)?(?:approx\.\s*|approximately\s+|about\s+)?(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>mm|cm)\b", _FLAGS)
+    r"|exceeding|>)\s*)?(?:approx\.\s*|approximately\s+|about\s+)?(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>mm|cm)\b",
+    _FLAGS,
+)
 _UPPER_BOUNDS = ("under", "below", "less", "smaller", "<")
 NON_LUNG_ORGANS = re.compile(r"\b(?:adrenal|thyroid|liver|hepatic|renal|kidney|splenic|spleen|breast)\b", _FLAGS)
 LUNG_WORDS = re.compile(
-    r"\b(?:lungs?|pulmonary|lingula\w*|(?:upper|middle|lower)\s+lobes?|parenchym\w*|subpleural|perifissural)\b", _FLAGS)
+    r"\b(?:lungs?|pulmonary|lingula\w*|(?:upper|middle|lower)\s+lobes?|parenchym\w*|subpleural|perifissural)\b", _FLAGS
+)
 SIZE_THRESHOLDS_MM = {"lung_nodule": NODULE_MIN_MM, "lymphadenopathy": LYMPH_NODE_MIN_SHORT_AXIS_MM}
 
 
@@ -162,7 +180,7 @@ def _is_negated(clause: str, match_start: int, head_start: int, head_end: int) -
     if _cue_reaches(clause, match_start) or _cue_reaches(clause, head_start):
         return True
     post = POST_NEGATION_CUES.search(clause, head_end)
-    return bool(post and not SCOPE_TERMINATORS.search(clause[head_end:post.start()]))
+    return bool(post and not SCOPE_TERMINATORS.search(clause[head_end : post.start()]))
 
 
 def _is_uncertain(clause: str, start: int, end: int) -> bool:
@@ -192,13 +210,13 @@ def _clause_mentions(clause: str, source: str, uncertain_positive: bool) -> list
                 uncertain = _is_uncertain(clause, start, end)
                 excluded = _exclusion(label, pattern, clause)
                 positive = not negated and excluded is None and (uncertain_positive or not uncertain)
-                out.append(Mention(label, match.group(), clause.strip(), source, negated, uncertain, excluded,
-                                   positive))
+                out.append(
+                    Mention(label, match.group(), clause.strip(), source, negated, uncertain, excluded, positive)
+                )
     return out
 
 
-def label_mentions(findings_text: str, impression_text: str = "", *,
-                   uncertain_positive: bool = True) -> list[Mention]:
+def label_mentions(findings_text: str, impression_text: str = "", *, uncertain_positive: bool = True) -> list[Mention]:
     """Every label mention in findings and impression, with its negation/uncertainty/threshold verdict."""
     mentions: list[Mention] = []
     for source, text in (("findings", findings_text), ("impression", impression_text)):

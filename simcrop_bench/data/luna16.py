@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DataError
-from ..splits import carve_validation_groups
-from .decathlon import SegSplits, case_id, read_split_json
+from simcrop_bench.data.formats.decathlon import SegSplits, case_id, read_split_json
+from simcrop_bench.data.splits.fractions import carve_validation_groups
+from simcrop_bench.errors import DataError
 
 SEG_SPLIT_FILES = {10: "dataset_10.json", 100: "dataset_100.json"}
 
@@ -36,7 +36,11 @@ def lung_seg_splits(
 
     # heldout: groups are series UIDs of the 100 % training list; the 10 % cases stay in training.
     full = read_split_json(root, SEG_SPLIT_FILES[100], ("training",))["training"]
-    ten = read_split_json(root, SEG_SPLIT_FILES[10], ("training",))["training"] if (root / SEG_SPLIT_FILES[10]).is_file() else []
+    ten = (
+        read_split_json(root, SEG_SPLIT_FILES[10], ("training",))["training"]
+        if (root / SEG_SPLIT_FILES[10]).is_file()
+        else []
+    )
     val_groups = carve_validation_groups(
         [series_uid(c["image"]) for c in full],
         [series_uid(c["image"]) for c in ten],

@@ -18,16 +18,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from .split_files import RADCHESTCT_LABELS
+from simcrop_bench.data.splits.files import RADCHESTCT_LABELS
+from simcrop_bench.errors import DataError
 
 ID_COLUMN = "NoteAcc_DEID"
 NPZ_KEY = "ct"
 MAPPINGS = ("token", "simcrop_files")
 # datasets.md §3.5 "token" mapping, in the label order of protocol.md §2.2 (header spelling "Hietal Hernia").
 TOKEN_MAP: dict[str, tuple[str, ...]] = {
-    "Medical material": ("catheter_or_port", "chest_tube", "clip", "gi_tube", "hardware", "pacemaker_or_defib",
-                         "stent", "tracheal_tube"),
+    "Medical material": (
+        "catheter_or_port",
+        "chest_tube",
+        "clip",
+        "gi_tube",
+        "hardware",
+        "pacemaker_or_defib",
+        "stent",
+        "tracheal_tube",
+    ),
     "Calcification": ("calcification",),
     "Cardiomegaly": ("cardiomegaly",),
     "Pericardial effusion": ("pericardial_effusion",),
@@ -54,7 +62,9 @@ def read_radchestct_npz(path: Path) -> np.ndarray:
     try:
         with np.load(path, allow_pickle=False) as archive:
             if NPZ_KEY not in archive.files:
-                raise DataError(f"{path}: no '{NPZ_KEY}' array in the .npz (keys: {', '.join(archive.files) or 'none'})")
+                raise DataError(
+                    f"{path}: no '{NPZ_KEY}' array in the .npz (keys: {', '.join(archive.files) or 'none'})"
+                )
             ct = archive[NPZ_KEY]
     except DataError:
         raise
@@ -83,7 +93,9 @@ def abn_loc_labels(csv_path: Path) -> pd.DataFrame:
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise DataError(f"{csv_path}: unreadable label CSV ({exc})") from None
     if ID_COLUMN not in table.columns:
-        raise DataError(f"{csv_path}: missing column '{ID_COLUMN}' (found {', '.join(map(str, table.columns[:5]))}, ...)")
+        raise DataError(
+            f"{csv_path}: missing column '{ID_COLUMN}' (found {', '.join(map(str, table.columns[:5]))}, ...)"
+        )
     flags = table.drop(columns=[ID_COLUMN])
     bad = [c for c in flags.columns if "*" not in c]
     if bad:
@@ -91,7 +103,9 @@ def abn_loc_labels(csv_path: Path) -> pd.DataFrame:
     if not flags.isin([0, 1]).all().all():
         raise DataError(f"{csv_path}: label values other than 0/1")
     flags = flags.astype(np.int64)
-    flags.columns = pd.MultiIndex.from_tuples([tuple(c.split("*", 1)) for c in flags.columns], names=["abnormality", "location"])
+    flags.columns = pd.MultiIndex.from_tuples(
+        [tuple(c.split("*", 1)) for c in flags.columns], names=["abnormality", "location"]
+    )
     flags.index = pd.Index(table[ID_COLUMN], name=ID_COLUMN)
     return flags
 

@@ -14,15 +14,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..atomic import staged_dir
-from ..errors import DataError
-from .datasets import TWIN_SEED, get_layout, resolve, synthesize
+from simcrop_bench.data.datasets import TWIN_SEED, get_layout, resolve, synthesize
+from simcrop_bench.errors import DataError
+from simcrop_bench.util.atomic import staged_dir
 
 TASK_LAYOUT = "simcrop"  # tasks read the SimCroP layout; `data prepare` converts official trees into it
 
 SYNTHETIC_MARKER = "SYNTHETIC.md"
 CONFIG_FILES = (Path("simcrop-bench.yaml"), Path.home() / ".config" / "simcrop-bench" / "config.yaml")
-
 
 
 @dataclass

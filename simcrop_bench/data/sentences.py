@@ -82,7 +82,8 @@ def split_sentences(text: str) -> list[str]:
 
 
 def simcrop_sentence_ids(
-    tokens: Sequence[Hashable], period: Hashable = ".",
+    tokens: Sequence[Hashable],
+    period: Hashable = ".",
     single_digits: frozenset | set | Sequence = tuple("0123456789"),
 ) -> list[int]:
     """Sentence id per token by the §3.3 rule; works on token strings or on ids (pass the matching ``period``).

@@ -14,8 +14,8 @@ import numpy as np
 from monai import transforms as mt
 from monai.transforms import MapTransform
 
-from ..errors import DataError
-from .intensity import HU_WINDOW
+from simcrop_bench.data.intensity import HU_WINDOW
+from simcrop_bench.errors import DataError
 
 
 class AssertRASd(MapTransform):
@@ -54,8 +54,12 @@ def _load(transpose_dhw: bool, spacing, assert_ras: bool = True) -> list:
 
 
 def training_transforms(
-    roi: tuple[int, int, int], *, gaussian_noise: bool, transpose_dhw: bool = False,
-    spacing: tuple[float, float, float] | None = None, assert_ras: bool = True,
+    roi: tuple[int, int, int],
+    *,
+    gaussian_noise: bool,
+    transpose_dhw: bool = False,
+    spacing: tuple[float, float, float] | None = None,
+    assert_ras: bool = True,
 ) -> mt.Compose:
     """Load → window → random 80–100 % crop → crop to ≤ roi → reflect-pad to roi → flips → shift (→ noise).
 
@@ -75,14 +79,20 @@ def training_transforms(
 
 
 def evaluation_transforms(
-    roi: tuple[int, int, int], *, transpose_dhw: bool = False, spacing: tuple[float, float, float] | None = None,
+    roi: tuple[int, int, int],
+    *,
+    transpose_dhw: bool = False,
+    spacing: tuple[float, float, float] | None = None,
     assert_ras: bool = True,
 ) -> mt.Compose:
     """Load → window → centre crop to ≤ roi → reflect-pad to roi."""
-    return mt.Compose(_load(transpose_dhw, spacing, assert_ras) + [
-        mt.CenterSpatialCropd(keys="image", roi_size=roi),
-        mt.SpatialPadd(keys="image", spatial_size=roi, mode="reflect"),
-    ])
+    return mt.Compose(
+        _load(transpose_dhw, spacing, assert_ras)
+        + [
+            mt.CenterSpatialCropd(keys="image", roi_size=roi),
+            mt.SpatialPadd(keys="image", spatial_size=roi, mode="reflect"),
+        ]
+    )
 
 
 def apply_chain(chain: mt.Compose, item: dict[str, Any]) -> dict[str, Any]:

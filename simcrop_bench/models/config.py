@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 LAYER_NORM_EPS = 1e-6  # every LayerNorm of the encoder and of the heads on it
 

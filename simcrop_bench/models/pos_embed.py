@@ -57,9 +57,7 @@ def _variant_b(grid: tuple[int, int, int], dim: int) -> np.ndarray:
     return table
 
 
-def sincos_pos_embed(
-    grid: tuple[int, int, int], dim: int, variant: str = "B", cls_token: bool = False
-) -> np.ndarray:
+def sincos_pos_embed(grid: tuple[int, int, int], dim: int, variant: str = "B", cls_token: bool = False) -> np.ndarray:
     """Fixed position table of shape ``(prod(grid) [+1], dim)``, float32.
 
     With ``cls_token`` an all-zero row is prepended for the cls position.

@@ -154,9 +154,7 @@ class ViT3D(nn.Module):
         table = sincos_pos_embed(cfg.grid(), dim, cfg.pos_embed, cls_token=True)
         self.pos_embed = nn.Parameter(torch.from_numpy(table).unsqueeze(0), requires_grad=False)
         rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()  # linear rise, as timm
-        self.blocks = nn.ModuleList(
-            Block(dim, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, rate) for rate in rates
-        )
+        self.blocks = nn.ModuleList(Block(dim, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, rate) for rate in rates)
         self.norm = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self._pos_cache: dict[tuple, Tensor] = {}
         self._init_weights()
@@ -475,8 +473,13 @@ def infer_encoder_config(state_dict: Mapping[str, Any], *, num_heads: int | None
         if side**3 == weights["pos_embed"].shape[1] - 1:
             img_size = tuple(side * p for p in patch)
     return EncoderConfig(
-        img_size=img_size, patch_size=patch, in_chans=in_chans, embed_dim=dim, depth=depth,
-        num_heads=num_heads or max(1, dim // 64), mlp_ratio=(fc1.shape[0] / dim) if fc1 is not None else 4.0,
+        img_size=img_size,
+        patch_size=patch,
+        in_chans=in_chans,
+        embed_dim=dim,
+        depth=depth,
+        num_heads=num_heads or max(1, dim // 64),
+        mlp_ratio=(fc1.shape[0] / dim) if fc1 is not None else 4.0,
         qkv_bias="blocks.0.attn.qkv.bias" in weights,
     )
 

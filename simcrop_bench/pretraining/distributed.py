@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -70,8 +71,11 @@ def free_port() -> int:
 
 def _worker(local_rank: int, nprocs: int, port: int, fn: Callable[..., Any], args: tuple) -> None:
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(local_rank),
-        WORLD_SIZE=str(nprocs), LOCAL_RANK=str(local_rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(local_rank),
+        WORLD_SIZE=str(nprocs),
+        LOCAL_RANK=str(local_rank),
     )
     # N processes on a few cores: share the cores instead of oversubscribing them.
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // nprocs))

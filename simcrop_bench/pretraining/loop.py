@@ -25,17 +25,16 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from simcrop_bench.atomic import write_json
-from simcrop_bench.progress import log, progress
 from simcrop_bench.pretraining import distributed as dist_utils
 from simcrop_bench.pretraining.config import PretrainConfig
 from simcrop_bench.pretraining.optim import adamw, lr_at, set_lr
@@ -51,6 +50,8 @@ from simcrop_bench.pretraining.training_checkpoint import (
     model_state,
     save_training_checkpoint,
 )
+from simcrop_bench.util.atomic import write_json
+from simcrop_bench.util.progress import log, progress
 
 # Test hook: SIGKILL this process (rank 0) right after optimizer step N is finished
 # (logged and, if due, checkpointed) — simulates a hard kill for the resume test.
@@ -73,7 +74,7 @@ class PretrainResult:
     wall_s: float  # over all resumed segments
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def completed(self, what: str) -> "PretrainResult":
+    def completed(self, what: str) -> PretrainResult:
         """This result, or :class:`PretrainingStopped` when a signal stopped the run before its end."""
         if self.preempted:
             raise PretrainingStopped(f"{what} pretraining stopped at step {self.step}; rerun to resume")
@@ -171,8 +172,11 @@ def pretrain(
 
     train_model: nn.Module = model
     if world > 1:
-        device_ids = [device.index if device.index is not None else torch.cuda.current_device()] \
-            if device.type == "cuda" else None
+        device_ids = (
+            [device.index if device.index is not None else torch.cuda.current_device()]
+            if device.type == "cuda"
+            else None
+        )
         train_model = DistributedDataParallel(
             model, device_ids=device_ids, find_unused_parameters=cfg.find_unused_parameters
         )
@@ -181,11 +185,18 @@ def pretrain(
         rngs = dist_utils.gather_to_all(capture_rng_state())  # collective: every rank calls
         weights, frozen = model_state(model)
         return {
-            "model": weights, "frozen_modules": frozen, "optimizer": optimizer.state_dict(),
+            "model": weights,
+            "frozen_modules": frozen,
+            "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "step": step, "epoch": position_epoch, "batches_done": position_batches,
-            "sampler_epoch": sampler.epoch, "rng": rngs, "config": asdict(cfg),
-            "world_size": world, "wall_s": previous_wall + time.monotonic() - started,
+            "step": step,
+            "epoch": position_epoch,
+            "batches_done": position_batches,
+            "sampler_epoch": sampler.epoch,
+            "rng": rngs,
+            "config": asdict(cfg),
+            "world_size": world,
+            "wall_s": previous_wall + time.monotonic() - started,
         }
 
     def save(position_epoch: int, position_batches: int, *extra_paths: Path) -> None:
@@ -208,8 +219,12 @@ def pretrain(
                 sampler.set_epoch(epoch, skip=batches_done * cfg.batch_size, stop=usable_iters * cfg.batch_size)
                 items.set_epoch(epoch)
                 loader = DataLoader(
-                    items, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                    drop_last=True, pin_memory=device.type == "cuda",
+                    items,
+                    batch_size=cfg.batch_size,
+                    sampler=sampler,
+                    num_workers=cfg.num_workers,
+                    drop_last=True,
+                    pin_memory=device.type == "cuda",
                     # Own generator: creating the iterator must not consume the global RNG,
                     # otherwise a resumed epoch would shift the model's random streams.
                     generator=torch.Generator().manual_seed(cfg.seed + 1000 * epoch + rank),
@@ -221,8 +236,13 @@ def pretrain(
                     window_pos = it % cfg.accum_steps
                     if window_pos == 0:  # §5.4: schedule applied at accumulation boundaries only
                         fractional_epoch = epoch + it / iters_per_epoch
-                        lr = lr_at(fractional_epoch, peak=cfg.lr, warmup_epochs=cfg.warmup_epochs,
-                                   total_epochs=cfg.epochs, min_lr=cfg.min_lr)
+                        lr = lr_at(
+                            fractional_epoch,
+                            peak=cfg.lr,
+                            warmup_epochs=cfg.warmup_epochs,
+                            total_epochs=cfg.epochs,
+                            min_lr=cfg.min_lr,
+                        )
                         set_lr(optimizer, lr)
                     last_in_window = window_pos == cfg.accum_steps - 1
                     sync = contextlib.nullcontext() if world == 1 or last_in_window else train_model.no_sync()
@@ -248,8 +268,10 @@ def pretrain(
                         scalars.write(step, fractional_epoch, lr, losses)
                         bar.update(task, advance=1, status=f"loss {losses['loss']:.4f} lr {lr:.2e}")
                         if log_every and step % log_every == 0:
-                            log(f"step {step}/{total_steps} epoch {epoch} lr {lr:.3e} "
-                                + " ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+                            log(
+                                f"step {step}/{total_steps} epoch {epoch} lr {lr:.3e} "
+                                + " ".join(f"{k} {v:.4f}" for k, v in losses.items())
+                            )
                     stopping = dist_utils.any_rank(stop.raised, device)
                     if stopping or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
                         save(epoch, it) if it < usable_iters else save(epoch + 1, 0)
@@ -273,11 +295,18 @@ def pretrain(
 
     wall_s = previous_wall + time.monotonic() - started
     if rank == 0 and not preempted:
-        write_json(workdir / "pretrain_info.json", {
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "world_size": world, "precision": cfg.precision, "steps": step, "epochs": epoch,
-            "wall_s_all_segments": wall_s,
-            "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
-        })
-    return PretrainResult(model=model, step=step, epoch=epoch, checkpoint=checkpoint_path,
-                          preempted=preempted, wall_s=wall_s)
+        write_json(
+            workdir / "pretrain_info.json",
+            {
+                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                "world_size": world,
+                "precision": cfg.precision,
+                "steps": step,
+                "epochs": epoch,
+                "wall_s_all_segments": wall_s,
+                "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+            },
+        )
+    return PretrainResult(
+        model=model, step=step, epoch=epoch, checkpoint=checkpoint_path, preempted=preempted, wall_s=wall_s
+    )

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import signal
 import threading
-from types import FrameType
-from typing import Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 

@@ -14,7 +14,7 @@ only on ``(seed, epoch, len(dataset))``, never on the global RNG. Consequences:
 
 from __future__ import annotations
 
-from typing import Iterator, Sized
+from collections.abc import Iterator, Sized
 
 from torch.utils.data import DistributedSampler, Sampler
 

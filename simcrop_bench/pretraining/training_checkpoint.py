@@ -1,7 +1,7 @@
 """The full training checkpoint ``checkpoint.pt``: everything an exact resume needs.
 
 Contents (a plain dict, written atomically by rank 0 through
-:func:`simcrop_bench.atomic.atomic_path`, so a kill never leaves a torn file):
+:func:`simcrop_bench.util.atomic.atomic_path`, so a kill never leaves a torn file):
 
 * ``model`` (no ``module.`` prefix), ``optimizer``, ``scaler`` (None without fp16);
 * ``frozen_modules`` — ``{prefix: identity}`` of the submodules left out of ``model``
@@ -32,8 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from simcrop_bench.atomic import atomic_path
 from simcrop_bench.errors import ConfigError
+from simcrop_bench.util.atomic import atomic_path
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -124,14 +124,17 @@ def load_model_state(model: nn.Module, saved: dict[str, Any]) -> None:
     current = frozen_modules(model)
     for prefix, identity in stored.items():
         if prefix not in current:
-            raise ConfigError(f"cannot resume: the checkpoint's frozen module {prefix!r} has no reloadable "
-                              "counterpart in this model")
+            raise ConfigError(
+                f"cannot resume: the checkpoint's frozen module {prefix!r} has no reloadable counterpart in this model"
+            )
         why = _difference(identity, current[prefix])
         if why:
-            raise ConfigError(f"cannot resume: frozen module {prefix!r} is not the one the checkpoint was "
-                              f"trained with ({why})")
+            raise ConfigError(
+                f"cannot resume: frozen module {prefix!r} is not the one the checkpoint was trained with ({why})"
+            )
     result = model.load_state_dict(saved["model"], strict=False)
     missing = [k for k in result.missing_keys if not _under(k, stored)]
     if missing or result.unexpected_keys:
-        raise ValueError(f"checkpoint does not fit the model: missing {missing[:5]}, "
-                         f"unexpected {result.unexpected_keys[:5]}")
+        raise ValueError(
+            f"checkpoint does not fit the model: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )

@@ -86,13 +86,13 @@ class SimCroPConfig:
     # explicit overrides by switch name that survive the clean preset, e.g. {"mlm.labels": "all_positions"}
     overrides: dict[str, Any] = field(default_factory=dict)
 
-    def resolved(self) -> "SimCroPConfig":
+    def resolved(self) -> SimCroPConfig:
         """A validated copy with the ``variant`` preset and ``overrides`` applied."""
         if self.variant not in ("faithful", "clean"):
             raise ConfigError(f"simcrop.variant must be 'faithful' or 'clean', got {self.variant!r}")
         cfg = replace(self)
         if self.variant == "clean":
-            for name, (attr, _, clean) in SWITCH_FIELDS.items():
+            for attr, _, clean in SWITCH_FIELDS.values():
                 setattr(cfg, attr, clean)
         for name, value in self.overrides.items():
             if name not in SWITCH_FIELDS:
@@ -126,7 +126,9 @@ class SimCroPConfig:
             if getattr(self, attr) not in values:
                 raise ConfigError(f"simcrop.{attr} must be one of {values}, got {getattr(self, attr)!r}")
         if not isinstance(self.text_feature_cache_mb, int) or self.text_feature_cache_mb < 0:
-            raise ConfigError(f"simcrop.text_feature_cache_mb must be a non-negative integer, got {self.text_feature_cache_mb!r}")
+            raise ConfigError(
+                f"simcrop.text_feature_cache_mb must be a non-negative integer, got {self.text_feature_cache_mb!r}"
+            )
         if self.max_text_len < 2:
             raise ConfigError(f"simcrop.max_text_len must be at least 2, got {self.max_text_len}")
 

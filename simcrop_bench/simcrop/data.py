@@ -12,15 +12,25 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from ..data.sentences import simcrop_sentence_ids
-from ..data.volume_transforms import apply_chain, training_transforms
-from .masking import mask_report_ids
-from .text import SpecialIds, report_text, tokenize
+from simcrop_bench.data.sentences import simcrop_sentence_ids
+from simcrop_bench.data.volume_transforms import apply_chain, training_transforms
+from simcrop_bench.simcrop.masking import mask_report_ids
+from simcrop_bench.simcrop.text import SpecialIds, report_text, tokenize
 
 
 class PretrainingDataset(Dataset):
-    def __init__(self, samples: list[dict[str, str]], tokenizer: Any, *, roi: tuple[int, int, int],
-                 num_tokens: int, max_len: int, mask_prob: float, mask_padding: bool, join: str):
+    def __init__(
+        self,
+        samples: list[dict[str, str]],
+        tokenizer: Any,
+        *,
+        roi: tuple[int, int, int],
+        num_tokens: int,
+        max_len: int,
+        mask_prob: float,
+        mask_padding: bool,
+        join: str,
+    ):
         self.samples = samples
         self.tokenizer = tokenizer
         self.special = SpecialIds.from_tokenizer(tokenizer)
@@ -39,8 +49,15 @@ class PretrainingDataset(Dataset):
         findings_ids, findings_mask = tokenize(self.tokenizer, [str(sample["findings"])], self.max_len)
         report = report_text(sample["findings"], sample["impression"], join=self.join)  # "[CLS] " added by tokenize
         report_ids, report_mask = tokenize(self.tokenizer, [report], self.max_len)
-        masked, _ = mask_report_ids(report_ids, report_mask, mask_id=self.special.mask, sep_id=self.special.sep,
-                                    prob=self.mask_prob, mask_padding=self.mask_padding, generator=None)
+        masked, _ = mask_report_ids(
+            report_ids,
+            report_mask,
+            mask_id=self.special.mask,
+            sep_id=self.special.sep,
+            prob=self.mask_prob,
+            mask_padding=self.mask_padding,
+            generator=None,
+        )
         sentence_ids = simcrop_sentence_ids(findings_ids[0].tolist(), self.special.period, self.special.single_digits)
         return {
             "image": image,

@@ -27,7 +27,7 @@ from transformers.models.bert.modeling_bert import (
     BertSelfOutput,
 )
 
-from .heads import BERT_LAYER_NORM_EPS, MLMHead
+from simcrop_bench.simcrop.heads import BERT_LAYER_NORM_EPS, MLMHead
 
 FUSION_MODES = ("full", "xattn_only", "gap_only", "none")
 
@@ -37,9 +37,15 @@ def text_decoder_config(dim: int, heads: int, ffn: int, dropout: float, vocab_si
     if dim % heads:
         raise ValueError(f"text decoder width {dim} is not divisible by its {heads} heads")
     return BertConfig(
-        hidden_size=dim, num_attention_heads=heads, intermediate_size=ffn, hidden_act="gelu",
-        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, layer_norm_eps=BERT_LAYER_NORM_EPS,
-        vocab_size=vocab_size, attn_implementation="sdpa",
+        hidden_size=dim,
+        num_attention_heads=heads,
+        intermediate_size=ffn,
+        hidden_act="gelu",
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        layer_norm_eps=BERT_LAYER_NORM_EPS,
+        vocab_size=vocab_size,
+        attn_implementation="sdpa",
     )
 
 
@@ -66,7 +72,9 @@ class CrossAttention(nn.Module):
             return x.view(batch, -1, self.heads, dim // self.heads).transpose(1, 2)
 
         out = nn.functional.scaled_dot_product_attention(  # no mask on the image side (§3.6)
-            split(self.query(text)), split(self.key(memory)), split(self.value(memory)),
+            split(self.query(text)),
+            split(self.key(memory)),
+            split(self.value(memory)),
             dropout_p=self.dropout if self.training else 0.0,
         )
         return out.transpose(1, 2).reshape(batch, length, dim)
@@ -83,7 +91,9 @@ class FusionLayer(nn.Module):
         dim = config.hidden_size
         self.attention = BertAttention(config)
         if mode in ("full", "xattn_only"):
-            self.cross_self_attention = CrossAttention(dim, config.num_attention_heads, config.attention_probs_dropout_prob)
+            self.cross_self_attention = CrossAttention(
+                dim, config.num_attention_heads, config.attention_probs_dropout_prob
+            )
         if mode in ("full", "gap_only"):
             self.gap_mlp = nn.Linear(dim, dim)
         self.out_layer = BertSelfOutput(config)

@@ -19,7 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from simcrop_bench.models.vit3d import CheckpointError, ViT3D, checkpoint_filter_fn, load_encoder_weights, read_checkpoint_dict
+from simcrop_bench.models.vit3d import (
+    CheckpointError,
+    ViT3D,
+    checkpoint_filter_fn,
+    load_encoder_weights,
+    read_checkpoint_dict,
+)
 
 # §2.1: the keys the merged checkpoint contributes to the encoder
 LOADED_PREFIXES = ("blocks.", "norm.")
@@ -45,8 +51,10 @@ def load_mae_init(model: ViT3D, path: str | Path) -> dict[str, Any]:
     skipped = sorted(k for k in encoder if k not in kept)
     patch = encoder.get("patch_embed.proj.weight")
     return {
-        "path": str(path), "loaded": report.loaded, "skipped_encoder_keys": skipped,
+        "path": str(path),
+        "loaded": report.loaded,
+        "skipped_encoder_keys": skipped,
         "patch_embed_in_file": list(patch.shape) if patch is not None else None,
         "summary": f"{path}: {len(report.loaded)} blocks/norm tensors loaded (§2.1); skipped "
-                   f"{', '.join(sorted({k.split('.')[0] for k in skipped})) or 'nothing'}",
+        f"{', '.join(sorted({k.split('.')[0] for k in skipped})) or 'nothing'}",
     }

@@ -90,7 +90,8 @@ def topk_similarity(
 
     Cosine similarity of each sentence with every patch; the mean of the ``K' = min(k, N)`` most similar
     patch features is the sentence's pooled image feature. The index selection is not differentiated, so
-    gradients reach the selected patch features only (the sentence gets its own through the loss). Faithful (``valid=None``): padded
+    gradients reach the selected patch features only (the sentence gets its own through the loss).
+    Faithful (``valid=None``): padded
     slots have all-zero similarity rows and pool tie-broken patches (F7). With ``valid``, padded slots pool
     to zero (clean: they are skipped).
     """

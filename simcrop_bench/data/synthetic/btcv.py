@@ -32,12 +32,26 @@ from pathlib import Path
 
 import numpy as np
 
-from ...atomic import atomic_path, write_json, write_text
-from ...errors import DataError, UserError
-from ..nifti import array_sha256, lps_nifti_affine, write_nifti_gz
-from .abdomen import ABDOMEN_GENERATOR_VERSION, LABEL_VALUES, AbdomenCase, RenderedAbdomen, render_abdomen, sample_abdomen_case
-from .phantom import VoxelGrid
-from ..btcv import LABEL_NAMES, TEST_NUMBERS, TRAIN_NUMBERS, VALIDATION_NUMBERS, official_paths, simcrop_paths
+from simcrop_bench.data.btcv import (
+    LABEL_NAMES,
+    TEST_NUMBERS,
+    TRAIN_NUMBERS,
+    VALIDATION_NUMBERS,
+    official_paths,
+    simcrop_paths,
+)
+from simcrop_bench.data.formats.nifti import array_sha256, lps_nifti_affine, write_nifti_gz
+from simcrop_bench.data.synthetic.abdomen import (
+    ABDOMEN_GENERATOR_VERSION,
+    LABEL_VALUES,
+    AbdomenCase,
+    RenderedAbdomen,
+    render_abdomen,
+    sample_abdomen_case,
+)
+from simcrop_bench.data.synthetic.phantom import VoxelGrid
+from simcrop_bench.errors import DataError, UserError
+from simcrop_bench.util.atomic import atomic_path, write_json, write_text
 
 LAYOUTS = ("both", "official", "simcrop")
 SPLIT_FILE = "dataset.json"
@@ -88,7 +102,11 @@ def write_btcv_twin(
     _refuse_real_data(root)
     shape = tuple(int(n) for n in shape)
     spacing = tuple(float(s) for s in spacing)
-    trees = [official_paths, simcrop_paths] if layout == "both" else [official_paths if layout == "official" else simcrop_paths]
+    trees = (
+        [official_paths, simcrop_paths]
+        if layout == "both"
+        else [official_paths if layout == "official" else simcrop_paths]
+    )
     previous = _previous_files(root)
     (root / MANIFEST).unlink(missing_ok=True)  # an overwrite in progress never looks complete
 
@@ -116,7 +134,10 @@ def write_btcv_twin(
                 hashes[rel] = array_sha256(arrays[kind])
         counts = np.bincount(out.labels.ravel(), minlength=len(LABEL_VALUES))
         meta = {
-            "synthetic": True, "generator_version": ABDOMEN_GENERATOR_VERSION, "case_number": number, "split": split,
+            "synthetic": True,
+            "generator_version": ABDOMEN_GENERATOR_VERSION,
+            "case_number": number,
+            "split": split,
             "files": list(hashes),
             "grid": {"shape": list(shape), "spacing_mm": list(spacing), "lps_offset_mm": list(grid.origin)},
             "case": case.to_dict(),
@@ -141,9 +162,18 @@ def write_btcv_twin(
     if simcrop_paths in trees:
         files[SPLIT_FILE] = _write_json_hashed(root / SPLIT_FILE, _dataset_json(numbers))
     manifest = {
-        "synthetic": True, "generator_version": ABDOMEN_GENERATOR_VERSION, "dataset": "BTCV", "seed": seed,
-        "n_train": n_train, "n_test": n_test, "layout": layout, "shape": list(shape), "spacing": list(spacing),
-        "splits": numbers, "cases": cases, "files": files,
+        "synthetic": True,
+        "generator_version": ABDOMEN_GENERATOR_VERSION,
+        "dataset": "BTCV",
+        "seed": seed,
+        "n_train": n_train,
+        "n_test": n_test,
+        "layout": layout,
+        "shape": list(shape),
+        "spacing": list(spacing),
+        "splits": numbers,
+        "cases": cases,
+        "files": files,
     }
     _remove_stale_files(root, previous - set(files))
     write_json(root / MANIFEST, manifest)
@@ -151,8 +181,14 @@ def write_btcv_twin(
 
 
 def btcv_twin_is_complete(
-    root: Path, *, seed: int | None = None, n_train: int | None = None, n_test: int | None = None,
-    shape=None, spacing=None, layout: str | None = None,
+    root: Path,
+    *,
+    seed: int | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    shape=None,
+    spacing=None,
+    layout: str | None = None,
 ) -> bool:
     """True if a finished twin of the current generator version (and the given parameters) is at ``root``."""
     root = Path(root)
@@ -174,7 +210,8 @@ def _check_case(out: RenderedAbdomen, number: int, shape, spacing) -> None:
     missing = sorted(set(range(1, 14)) - set(np.unique(out.labels).tolist()))
     if missing or not (out.hu > 0).any():
         raise DataError(
-            f"grid {list(shape)} at {list(spacing)} mm loses classes {missing} of case img{number:04d}; use finer spacing"
+            f"grid {list(shape)} at {list(spacing)} mm loses classes {missing} of case img{number:04d}; "
+            "use finer spacing"
         )
 
 
@@ -207,7 +244,9 @@ def _write_json_hashed(path: Path, obj: dict) -> str:
 def _refuse_real_data(root: Path) -> None:
     """Never write synthetic files into a folder that looks like a real BTCV root."""
     if any((root / p).exists() for p in REAL_LOOKING) and not (root / MARKER).is_file():
-        raise DataError(f"{root}: holds BTCV-style data without a {MARKER} marker; refusing to write a synthetic twin there")
+        raise DataError(
+            f"{root}: holds BTCV-style data without a {MARKER} marker; refusing to write a synthetic twin there"
+        )
 
 
 def _previous_files(root: Path) -> set[str]:

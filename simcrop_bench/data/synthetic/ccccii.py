@@ -31,13 +31,23 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ...atomic import atomic_path, write_json, write_text
-from ...errors import DataError, UserError
-from ..nifti import array_sha256, write_nifti_gz
-from .phantom import (
-    DATASET_CODES, GENERATOR_VERSION, LABEL_LEFT_LUNG, LABEL_RIGHT_LUNG, Acquisition, ChestCase, Ellipsoid, Tube,
-    VoxelGrid, case_rngs, render_case, sample_chest_case,
+from simcrop_bench.data.formats.nifti import array_sha256, write_nifti_gz
+from simcrop_bench.data.synthetic.phantom import (
+    DATASET_CODES,
+    GENERATOR_VERSION,
+    LABEL_LEFT_LUNG,
+    LABEL_RIGHT_LUNG,
+    Acquisition,
+    ChestCase,
+    Ellipsoid,
+    Tube,
+    VoxelGrid,
+    case_rngs,
+    render_case,
+    sample_chest_case,
 )
+from simcrop_bench.errors import DataError, UserError
+from simcrop_bench.util.atomic import atomic_path, write_json, write_text
 
 CLASS_LABELS = {"Normal": 0, "CP": 1, "NCP": 2}  # protocol.md §2.3 (inferred mapping)
 CLASS_ORDER = ("NCP", "CP", "Normal")  # patient p gets CLASS_ORDER[p % 3]: every class present from 3 patients
@@ -104,12 +114,17 @@ def sample_lesions(case: ChestCase, cls: str, rng: np.random.Generator) -> list[
                 rel = (lateral * rng.uniform(0.45, 0.7), rng.uniform(0.0, 0.6), -rng.uniform(0.15, 0.6))
                 center = [c + r * s for c, r, s in zip(lung.center, rel, lung.semi_axes)]
                 semi = [float(rng.uniform(22, 38)), float(rng.uniform(22, 38)), float(rng.uniform(28, 45))]
-                lesions.append({
-                    "type": "ground_glass", "side": side, "center_mm": [float(c) for c in center], "semi_axes_mm": semi,
-                    "hu": float(rng.uniform(-700, -400)),
-                    "consolidation_hu": float(rng.uniform(20, 50)) if rng.random() < 0.35 else None,
-                    "crazy_paving": bool(rng.random() < 0.4),
-                })
+                lesions.append(
+                    {
+                        "type": "ground_glass",
+                        "side": side,
+                        "center_mm": [float(c) for c in center],
+                        "semi_axes_mm": semi,
+                        "hu": float(rng.uniform(-700, -400)),
+                        "consolidation_hu": float(rng.uniform(20, 50)) if rng.random() < 0.35 else None,
+                        "crazy_paving": bool(rng.random() < 0.4),
+                    }
+                )
     elif cls == "CP":
         side = "right" if rng.random() < 0.55 else "left"
         lung, _ = side_lung(case, side)
@@ -117,21 +132,34 @@ def sample_lesions(case: ChestCase, cls: str, rng: np.random.Generator) -> list[
         dz = -0.5 if lobe == "lower" else 0.45
         center = [lung.center[0], lung.center[1] + 0.15 * lung.semi_axes[1], lung.center[2] + dz * lung.semi_axes[2]]
         semi = [0.85 * lung.semi_axes[0], 0.85 * lung.semi_axes[1], float(rng.uniform(0.3, 0.4)) * lung.semi_axes[2]]
-        hilum = (0.45 * lung.center[0], lung.center[1] - 0.1 * lung.semi_axes[1], lung.center[2] + 0.2 * lung.semi_axes[2])
+        hilum = (
+            0.45 * lung.center[0],
+            lung.center[1] - 0.1 * lung.semi_axes[1],
+            lung.center[2] + 0.2 * lung.semi_axes[2],
+        )
         bronchi = []
         for _ in range(int(rng.integers(2, 4))):  # air bronchograms: branches from the hilum into the lobe
             tip = [c + s * rng.uniform(-0.6, 0.6) for c, s in zip(center, semi)]
             bronchi.append([list(hilum), [float(t) for t in tip]])
-        lesions.append({
-            "type": "consolidation", "side": side, "lobe": lobe, "center_mm": [float(c) for c in center],
-            "semi_axes_mm": [float(s) for s in semi], "hu": float(rng.uniform(20, 50)), "air_bronchograms": bronchi,
-        })
+        lesions.append(
+            {
+                "type": "consolidation",
+                "side": side,
+                "lobe": lobe,
+                "center_mm": [float(c) for c in center],
+                "semi_axes_mm": [float(s) for s in semi],
+                "hu": float(rng.uniform(20, 50)),
+                "air_bronchograms": bronchi,
+            }
+        )
         if rng.random() < 0.5:
             lesions.append({"type": "pleural_effusion", "side": side, "depth_fraction": float(rng.uniform(0.2, 0.35))})
     return lesions
 
 
-def draw_lesions(hu: np.ndarray, labels: np.ndarray, case: ChestCase, grid: VoxelGrid, lesions: list[dict]) -> np.ndarray:
+def draw_lesions(
+    hu: np.ndarray, labels: np.ndarray, case: ChestCase, grid: VoxelGrid, lesions: list[dict]
+) -> np.ndarray:
     """Paint ``lesions`` into ``hu`` (in place, LPS-stored) and return the finding mask (uint8, same layout)."""
     x, y, z = world_axes(grid)
     base = case.hu["parenchyma"]
@@ -198,21 +226,31 @@ def render_ccccii_scans(*, n_patients: int, shape, spacing, seed: int) -> list[C
     for p in range(n_patients):
         cls = CLASS_ORDER[p % 3]
         patient = dataclasses.replace(sample_chest_case(seed, code, p), nodules=())  # CC-CCII: pneumonia only
-        rng = np.random.default_rng(np.random.SeedSequence([seed, code, p]).spawn(2)[1].spawn(1)[0])  # child of "findings"
+        rng = np.random.default_rng(
+            np.random.SeedSequence([seed, code, p]).spawn(2)[1].spawn(1)[0]
+        )  # child of "findings"
         lesions = sample_lesions(patient, cls, rng)
         for k in range(int(rng.integers(1, 4))):
             scan_seed = (int(seed), code, SCAN_SEED_OFFSET + 100 * p + k)
             acq = case_rngs(*scan_seed)["acquisition"]
             shift = tuple(float(v) for v in acq.uniform(-1, 1, 3) * (8, 8, 10))
-            case = dataclasses.replace(patient, seed=scan_seed, acquisition=Acquisition(float(acq.uniform(10, 30)), shift, None))
-            origin = tuple(round(c + d - (n - 1) / 2 * s, 3) for c, d, n, s in zip(FOV_CENTER_MM, shift, shape, spacing))
+            case = dataclasses.replace(
+                patient, seed=scan_seed, acquisition=Acquisition(float(acq.uniform(10, 30)), shift, None)
+            )
+            origin = tuple(
+                round(c + d - (n - 1) / 2 * s, 3) for c, d, n, s in zip(FOV_CENTER_MM, shift, shape, spacing)
+            )
             grid = VoxelGrid(tuple(shape), tuple(spacing), origin)
             out = render_case(case, grid)
             hu = out.hu.copy()
             findings = draw_lesions(hu, out.labels, case, grid, lesions)
             if cls != "Normal" and not findings.any():
-                raise DataError(f"grid {shape} at {spacing} mm misses the lesions of patient {p}; use a larger field of view")
-            scans.append(CcciiScan(p, k, PATIENT_ID_BASE + p, SCAN_ID_BASE + len(scans), cls, case, grid, lesions, hu, findings))
+                raise DataError(
+                    f"grid {shape} at {spacing} mm misses the lesions of patient {p}; use a larger field of view"
+                )
+            scans.append(
+                CcciiScan(p, k, PATIENT_ID_BASE + p, SCAN_ID_BASE + len(scans), cls, case, grid, lesions, hu, findings)
+            )
     return scans
 
 
@@ -224,16 +262,27 @@ def ccccii_splits(n: int) -> dict[str, list[int]]:
     test, train = [int(i) for i in perm[:n_test]], [int(i) for i in perm[n_test:]]
     sub = np.random.RandomState(SPLIT_SEED).permutation(len(train))
     frac = {f: [train[i] for i in sub[: max(1, round(f / 100 * len(train)))]] for f in (10, 1)}
-    return {"train_list.csv": train, "train_list_10.csv": frac[10], "train_list_1.csv": frac[1],
-            "val_list.csv": test, "test_list.csv": test}
+    return {
+        "train_list.csv": train,
+        "train_list_10.csv": frac[10],
+        "train_list_1.csv": frac[1],
+        "val_list.csv": test,
+        "test_list.csv": test,
+    }
 
 
 # ---------------------------------------------------------------- writer
 
 
 def write_ccccii_twin(
-    root: Path, *, n_patients: int = 12, shape=(64, 64, 32), spacing=(5.25, 5.25, 10.5), seed: int = 20251128,
-    layout: str = "both", resized_intensity: str = "hu",
+    root: Path,
+    *,
+    n_patients: int = 12,
+    shape=(64, 64, 32),
+    spacing=(5.25, 5.25, 10.5),
+    seed: int = 20251128,
+    layout: str = "both",
+    resized_intensity: str = "hu",
 ) -> dict:
     """Write the twin under ``root`` and return its manifest (written last; byte-identical per arguments)."""
     if layout not in ("both", "official", "simcrop"):
@@ -242,7 +291,9 @@ def write_ccccii_twin(
         raise UserError(f"resized_intensity must be 'hu' or 'uint8', not {resized_intensity!r}")
     root = Path(root)
     if any((root / p).exists() for p in REAL_PATHS) and not (root / MARKER).is_file():
-        raise DataError(f"{root}: holds CC-CCII-style data without a {MARKER} marker; refusing to write a synthetic twin there")
+        raise DataError(
+            f"{root}: holds CC-CCII-style data without a {MARKER} marker; refusing to write a synthetic twin there"
+        )
     shape, spacing = tuple(int(n) for n in shape), tuple(float(s) for s in spacing)
     scans = render_ccccii_scans(n_patients=n_patients, shape=shape, spacing=spacing, seed=seed)
     files: dict[str, str] = {}
@@ -266,13 +317,23 @@ def write_ccccii_twin(
             text_file(name, "img_list,label\n" + "".join(rows[i] for i in idx))
     for s in scans:
         rel = f"synthetic_meta/{s.scan_id}_findings.nii.gz"
-        write_nifti_gz(root / rel, ras_to_dhw(lps_to_ras(s.findings)), dhw_affine(spacing), description="simcrop-bench SYNTHETIC")
+        write_nifti_gz(
+            root / rel, ras_to_dhw(lps_to_ras(s.findings)), dhw_affine(spacing), description="simcrop-bench SYNTHETIC"
+        )
         files[rel] = array_sha256(ras_to_dhw(lps_to_ras(s.findings)))
         text_file(f"synthetic_meta/{s.scan_id}.json", json.dumps(_scan_meta(s), indent=2) + "\n")
     manifest = {
-        "synthetic": True, "generator_version": GENERATOR_VERSION, "dataset": "CC-CCII", "layout": layout,
-        "resized_intensity": resized_intensity, "seed": seed, "n_patients": n_patients, "n_scans": len(scans),
-        "shape": list(shape), "spacing": list(spacing), "label_values": dict(CLASS_LABELS),
+        "synthetic": True,
+        "generator_version": GENERATOR_VERSION,
+        "dataset": "CC-CCII",
+        "layout": layout,
+        "resized_intensity": resized_intensity,
+        "seed": seed,
+        "n_patients": n_patients,
+        "n_scans": len(scans),
+        "shape": list(shape),
+        "spacing": list(spacing),
+        "label_values": dict(CLASS_LABELS),
         "scans": [{"scan_id": s.scan_id, "patient_id": s.patient_id, "class": s.cls, "label": s.label} for s in scans],
         "files": files,
     }
@@ -307,11 +368,20 @@ def _png_bytes(image: np.ndarray) -> bytes:
 
 def _scan_meta(s: CcciiScan) -> dict:
     return {
-        "synthetic": True, "generator_version": GENERATOR_VERSION, "scan_id": s.scan_id, "patient_id": s.patient_id,
+        "synthetic": True,
+        "generator_version": GENERATOR_VERSION,
+        "scan_id": s.scan_id,
+        "patient_id": s.patient_id,
         "grid": {"shape": list(s.grid.shape), "spacing_mm": list(s.grid.spacing), "lps_offset_mm": list(s.grid.origin)},
-        "case": s.case.to_dict(), "lesions": s.lesions,
-        "findings_mask_values": {"ground_glass": GGO, "consolidation": CONSOLIDATION, "crazy_paving": CRAZY_PAVING,
-                                 "air_bronchogram": AIR_BRONCHOGRAM, "pleural_effusion": EFFUSION},
+        "case": s.case.to_dict(),
+        "lesions": s.lesions,
+        "findings_mask_values": {
+            "ground_glass": GGO,
+            "consolidation": CONSOLIDATION,
+            "crazy_paving": CRAZY_PAVING,
+            "air_bronchogram": AIR_BRONCHOGRAM,
+            "pleural_effusion": EFFUSION,
+        },
         "derived": {"ccccii_class": s.cls, "label": s.label},
     }
 

@@ -23,26 +23,39 @@ from pathlib import Path
 
 import numpy as np
 
-from ...atomic import write_json, write_text
-from ...errors import DataError
-from ...splits import covering_row_order, fraction_size, fraction_subset, label_coverage
-from ..nifti import array_sha256, lps_nifti_affine, write_nifti_gz
-from ..ctrate import LABEL_COLUMNS, METADATA_COLUMNS, REPORT_COLUMNS
-from ..split_files import CSV_NAMES, SPLIT_FILES
-from .findings import Finding, ctrate_labels, sample_findings
-from .lesions import acquire, render_clean
-from .phantom import DATASET_CODES, GENERATOR_VERSION, ChestCase, VoxelGrid, case_rngs, sample_chest_case
-from .reports import NOT_GIVEN, render_report
+from simcrop_bench.data.ctrate import LABEL_COLUMNS, METADATA_COLUMNS, REPORT_COLUMNS
+from simcrop_bench.data.formats.nifti import array_sha256, lps_nifti_affine, write_nifti_gz
+from simcrop_bench.data.splits.files import CSV_NAMES, SPLIT_FILES
+from simcrop_bench.data.splits.fractions import covering_row_order, fraction_size, fraction_subset, label_coverage
+from simcrop_bench.data.synthetic.findings import Finding, ctrate_labels, sample_findings
+from simcrop_bench.data.synthetic.lesions import acquire, render_clean
+from simcrop_bench.data.synthetic.phantom import (
+    DATASET_CODES,
+    GENERATOR_VERSION,
+    ChestCase,
+    VoxelGrid,
+    case_rngs,
+    sample_chest_case,
+)
+from simcrop_bench.data.synthetic.reports import NOT_GIVEN, render_report
+from simcrop_bench.errors import DataError
+from simcrop_bench.util.atomic import write_json, write_text
 
 MARKER, MANIFEST = "SYNTHETIC.md", "synthetic_meta/manifest.json"
 FOV_CENTER_MM = (0.0, -5.0, -45.0)
 TRAIN_PID0, VALID_PID0 = 90001, 95001
 PLAN_STREAM = 7001  # SeedSequence key of the per-patient acquisition plan
 CSV_FILES = {  # note the inconsistent prefixes of the real download (§2.10)
-    "train": ("metadata/train_metadata.csv", "radiology_text_reports/train_reports.csv",
-              "multi_abnormality_labels/train_predicted_labels.csv"),
-    "valid": ("metadata/validation_metadata.csv", "radiology_text_reports/validation_reports.csv",
-              "multi_abnormality_labels/valid_predicted_labels.csv"),
+    "train": (
+        "metadata/train_metadata.csv",
+        "radiology_text_reports/train_reports.csv",
+        "multi_abnormality_labels/train_predicted_labels.csv",
+    ),
+    "valid": (
+        "metadata/validation_metadata.csv",
+        "radiology_text_reports/validation_reports.csv",
+        "multi_abnormality_labels/valid_predicted_labels.csv",
+    ),
 }
 LAYOUTS = ("both", "official", "simcrop")
 
@@ -83,22 +96,38 @@ def plan_ctrate_twin(n_cases: int, seed: int) -> list[ScanPlan]:
         rng = np.random.default_rng(np.random.SeedSequence([seed, DATASET_CODES["ctrate"], 100 * p, PLAN_STREAM]))
         for s in range(int(rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15]))):
             n_recon = int(rng.choice([1, 2], p=[0.45, 0.55]))
-            ids = sorted(int(i) for i in rng.choice(np.arange(1, 12), size=n_recon, replace=False,
-                                                     p=_recon_id_weights()))
-            recons = tuple(ReconPlan(i, ("smooth", "sharp")[k % 2], round(float(rng.uniform(10, 30)), 2),
-                                     -8192 if rng.random() < 0.15 else -1024) for k, i in enumerate(ids))
+            ids = sorted(
+                int(i) for i in rng.choice(np.arange(1, 12), size=n_recon, replace=False, p=_recon_id_weights())
+            )
+            recons = tuple(
+                ReconPlan(
+                    i,
+                    ("smooth", "sharp")[k % 2],
+                    round(float(rng.uniform(10, 30)), 2),
+                    -8192 if rng.random() < 0.15 else -1024,
+                )
+                for k, i in enumerate(ids)
+            )
             drafts.append(ScanPlan("train", 0, p, "abc"[s], 100 * p + s, recons))
     valid = _choose_valid_patients(drafts, n_cases, n_valid, seed)
-    numbers = {"train": iter(range(TRAIN_PID0, TRAIN_PID0 + n_cases)),
-               "valid": iter(range(VALID_PID0, VALID_PID0 + n_cases))}
+    numbers = {
+        "train": iter(range(TRAIN_PID0, TRAIN_PID0 + n_cases)),
+        "valid": iter(range(VALID_PID0, VALID_PID0 + n_cases)),
+    }
     pids = {p: next(numbers["valid" if p in valid else "train"]) for p in range(n_cases)}  # in patient order
-    plans = [dataclasses.replace(d, split="valid" if d.patient_index in valid else "train", pid=pids[d.patient_index])
-             for d in drafts]
+    plans = [
+        dataclasses.replace(d, split="valid" if d.patient_index in valid else "train", pid=pids[d.patient_index])
+        for d in drafts
+    ]
     first = plans[0]  # guarantee the hazards the readers must survive: a two-digit id, a -8192 intercept
     if not any(r.recon >= 10 for sp in plans for r in sp.recons):
-        plans[0] = dataclasses.replace(first, recons=(ReconPlan(1, "smooth", 12.0, -1024), ReconPlan(10, "sharp", 25.0, -8192)))
+        plans[0] = dataclasses.replace(
+            first, recons=(ReconPlan(1, "smooth", 12.0, -1024), ReconPlan(10, "sharp", 25.0, -8192))
+        )
     elif not any(r.intercept == -8192 for sp in plans for r in sp.recons):
-        plans[0] = dataclasses.replace(first, recons=(dataclasses.replace(first.recons[0], intercept=-8192), *first.recons[1:]))
+        plans[0] = dataclasses.replace(
+            first, recons=(dataclasses.replace(first.recons[0], intercept=-8192), *first.recons[1:])
+        )
     return plans
 
 
@@ -142,7 +171,9 @@ def scan_grid(case: ChestCase, shape, spacing) -> VoxelGrid:
 
 
 def recon_rng(plan: ScanPlan, recon: ReconPlan, seed: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, DATASET_CODES["ctrate"], plan.case_index, 1000 + recon.recon]))
+    return np.random.default_rng(
+        np.random.SeedSequence([seed, DATASET_CODES["ctrate"], plan.case_index, 1000 + recon.recon])
+    )
 
 
 def ras_stored(array: np.ndarray) -> np.ndarray:
@@ -157,14 +188,23 @@ def ras_affine(grid: VoxelGrid) -> np.ndarray:
     return np.array([[sx, 0, 0, -corner_lps[0]], [0, sy, 0, -corner_lps[1]], [0, 0, sz, oz], [0, 0, 0, 1]], float)
 
 
-def write_ctrate_twin(root: Path, *, n_cases: int = 8, shape=(64, 64, 32), spacing=(5.25, 5.25, 10.5),
-                      seed: int = 20251128, layout: str = "both") -> dict:
+def write_ctrate_twin(
+    root: Path,
+    *,
+    n_cases: int = 8,
+    shape=(64, 64, 32),
+    spacing=(5.25, 5.25, 10.5),
+    seed: int = 20251128,
+    layout: str = "both",
+) -> dict:
     """Write the twin under ``root`` and return its manifest (written last; byte-identical for the same seed)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     root = Path(root)
     if any((root / p).exists() for p in ("train", "train_preprocessed", "metadata")) and not (root / MARKER).is_file():
-        raise DataError(f"{root}: holds CT-RATE-style data without a {MARKER} marker; refusing to write a synthetic twin")
+        raise DataError(
+            f"{root}: holds CT-RATE-style data without a {MARKER} marker; refusing to write a synthetic twin"
+        )
     official, simcrop = layout in ("both", "official"), layout in ("both", "simcrop")
     files: dict[str, str] = {}
     rows = {split: {"metadata": [], "reports": [], "labels": []} for split in ("train", "valid")}
@@ -185,7 +225,9 @@ def write_ctrate_twin(root: Path, *, n_cases: int = 8, shape=(64, 64, 32), spaci
                 rel_v1 = f"{plan.split}/{patient_dir}/{official_scan}/{name}"
                 write_nifti_gz(root / rel_v1, stored, np.eye(4), "simcrop-bench SYNTHETIC v1")  # default 1 mm header
                 rel_v2 = f"{plan.split}_fixed/{patient_dir}/{official_scan}/{name}"
-                write_nifti_gz(root / rel_v2, hu, lps_nifti_affine(grid.spacing, grid.origin), "simcrop-bench SYNTHETIC v2")
+                write_nifti_gz(
+                    root / rel_v2, hu, lps_nifti_affine(grid.spacing, grid.origin), "simcrop-bench SYNTHETIC v2"
+                )
                 files[rel_v1], files[rel_v2] = array_sha256(stored), array_sha256(hu)
             if simcrop:
                 rel = f"{plan.split}_preprocessed/{patient_dir}/{plan.split}_{plan.pid}{plan.scan}/{name}"
@@ -200,8 +242,15 @@ def write_ctrate_twin(root: Path, *, n_cases: int = 8, shape=(64, 64, 32), spaci
             files[f"synthetic_meta/{stem}.json"] = _write_json_hashed(root / f"synthetic_meta/{stem}.json", meta)
             table = rows[plan.split]
             table["metadata"].append(_metadata_row(name, plan, recon, case, grid))
-            table["reports"].append([name, report.clinical_information, report.technique,
-                                     report.findings_text or NOT_GIVEN, report.impression_text or NOT_GIVEN])
+            table["reports"].append(
+                [
+                    name,
+                    report.clinical_information,
+                    report.technique,
+                    report.findings_text or NOT_GIVEN,
+                    report.impression_text or NOT_GIVEN,
+                ]
+            )
             table["labels"].append([name, *labels])
             volumes.append({"volume": name, "split": plan.split, "case_index": plan.case_index, "labels": labels})
     for split, (meta_csv, report_csv, label_csv) in CSV_FILES.items():
@@ -219,10 +268,19 @@ def write_ctrate_twin(root: Path, *, n_cases: int = 8, shape=(64, 64, 32), spaci
             files[name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
             split_sizes[name] = len(text.splitlines()) - 1  # data rows
     write_text(root / MARKER, _marker_text(seed, n_cases, shape, spacing, layout))
-    manifest = {"synthetic": True, "generator_version": GENERATOR_VERSION, "dataset": "CT-RATE", "layout": layout,
-                "seed": seed, "n_cases": n_cases, "shape": list(shape), "spacing": list(spacing),
-                "splits": split_sizes,
-                "volumes": volumes, "files": dict(sorted(files.items()))}
+    manifest = {
+        "synthetic": True,
+        "generator_version": GENERATOR_VERSION,
+        "dataset": "CT-RATE",
+        "layout": layout,
+        "seed": seed,
+        "n_cases": n_cases,
+        "shape": list(shape),
+        "spacing": list(spacing),
+        "splits": split_sizes,
+        "volumes": volumes,
+        "files": dict(sorted(files.items())),
+    }
     write_json(root / MANIFEST, manifest)
     return manifest
 
@@ -265,22 +323,49 @@ def _metadata_row(name: str, plan: ScanPlan, recon: ReconPlan, case: ChestCase, 
     (sx, sy, sz), (nx, ny, nz) = grid.spacing, grid.shape
     kvp_ma = int(rng.integers(80, 300))
     values = {
-        "VolumeName": name, "Manufacturer": "SYNTHETIC", "SeriesDescription": f"SYNTHETIC CHEST {recon.kernel.upper()}",
-        "ManufacturerModelName": "simcrop-bench phantom", "PatientSex": sex, "PatientAge": f"{age:03d}Y",
-        "ReconstructionDiameter": round(sx * nx, 2), "DistanceSourceToDetector": 1085.6,
-        "DistanceSourceToPatient": 595.0, "GantryDetectorTilt": 0.0, "TableHeight": 150.0, "RotationDirection": "CW",
-        "ExposureTime": 500, "XRayTubeCurrent": kvp_ma, "Exposure": kvp_ma // 2, "FilterType": "BODY FILTER",
-        "GeneratorPower": 40000, "FocalSpots": _bracket([1.2, 1.2]),
-        "ConvolutionKernel": f"SYN-{recon.kernel.upper()}", "PatientPosition": "HFS", "RevolutionTime": 0.5,
-        "SingleCollimationWidth": 0.625, "TotalCollimationWidth": 40.0, "TableSpeed": 78.75,
-        "TableFeedPerRotation": 39.375, "SpiralPitchFactor": 0.984375,
+        "VolumeName": name,
+        "Manufacturer": "SYNTHETIC",
+        "SeriesDescription": f"SYNTHETIC CHEST {recon.kernel.upper()}",
+        "ManufacturerModelName": "simcrop-bench phantom",
+        "PatientSex": sex,
+        "PatientAge": f"{age:03d}Y",
+        "ReconstructionDiameter": round(sx * nx, 2),
+        "DistanceSourceToDetector": 1085.6,
+        "DistanceSourceToPatient": 595.0,
+        "GantryDetectorTilt": 0.0,
+        "TableHeight": 150.0,
+        "RotationDirection": "CW",
+        "ExposureTime": 500,
+        "XRayTubeCurrent": kvp_ma,
+        "Exposure": kvp_ma // 2,
+        "FilterType": "BODY FILTER",
+        "GeneratorPower": 40000,
+        "FocalSpots": _bracket([1.2, 1.2]),
+        "ConvolutionKernel": f"SYN-{recon.kernel.upper()}",
+        "PatientPosition": "HFS",
+        "RevolutionTime": 0.5,
+        "SingleCollimationWidth": 0.625,
+        "TotalCollimationWidth": 40.0,
+        "TableSpeed": 78.75,
+        "TableFeedPerRotation": 39.375,
+        "SpiralPitchFactor": 0.984375,
         "DataCollectionCenterPatient": _bracket([0.0, 0.0, float(grid.origin[2])]),
         "ReconstructionTargetCenterPatient": _bracket([0.0, 0.0, float(grid.origin[2])]),
-        "ExposureModulationType": "XYZ_EC", "CTDIvol": round(float(rng.uniform(3, 12)), 2),
-        "ImagePositionPatient": _bracket([float(v) for v in grid.origin]), "ImageOrientationPatient": "[1, 0, 0, 0, 1, 0]",
-        "SliceLocation": float(grid.origin[2]), "SamplesPerPixel": 1, "PhotometricInterpretation": "MONOCHROME2",
-        "Rows": ny, "Columns": nx, "XYSpacing": _bracket([float(sx), float(sy)]), "RescaleIntercept": recon.intercept,
-        "RescaleSlope": 1, "RescaleType": "HU", "NumberofSlices": nz, "ZSpacing": float(sz),
+        "ExposureModulationType": "XYZ_EC",
+        "CTDIvol": round(float(rng.uniform(3, 12)), 2),
+        "ImagePositionPatient": _bracket([float(v) for v in grid.origin]),
+        "ImageOrientationPatient": "[1, 0, 0, 0, 1, 0]",
+        "SliceLocation": float(grid.origin[2]),
+        "SamplesPerPixel": 1,
+        "PhotometricInterpretation": "MONOCHROME2",
+        "Rows": ny,
+        "Columns": nx,
+        "XYSpacing": _bracket([float(sx), float(sy)]),
+        "RescaleIntercept": recon.intercept,
+        "RescaleSlope": 1,
+        "RescaleType": "HU",
+        "NumberofSlices": nz,
+        "ZSpacing": float(sz),
         "StudyDate": 20990101 + plan.case_index % 28,
     }
     return [values[c] for c in METADATA_COLUMNS]
@@ -291,16 +376,30 @@ def _volume_meta(plan, recon, case, findings, report, labels, grid, seed) -> dic
     sentences = []
     for s in report.sentences:
         entry = dataclasses.asdict(s)
-        entry["region"] = {"key": s.region, "mask": "findings", "values": [values[i] for i in s.finding_ids if i in values]}
+        entry["region"] = {
+            "key": s.region,
+            "mask": "findings",
+            "values": [values[i] for i in s.finding_ids if i in values],
+        }
         sentences.append(entry)
     return {
-        "synthetic": True, "generator_version": GENERATOR_VERSION, "style": "ctrate", "seed": [seed, *case.seed[1:]],
-        "volume": plan.volume_name(recon), "split": plan.split, "patient": f"{plan.split}_{plan.pid}",
-        "scan": plan.scan, "recon": dataclasses.asdict(recon),
+        "synthetic": True,
+        "generator_version": GENERATOR_VERSION,
+        "style": "ctrate",
+        "seed": [seed, *case.seed[1:]],
+        "volume": plan.volume_name(recon),
+        "split": plan.split,
+        "patient": f"{plan.split}_{plan.pid}",
+        "scan": plan.scan,
+        "recon": dataclasses.asdict(recon),
         "grid": {"shape": list(grid.shape), "spacing_mm": list(grid.spacing), "lps_origin_mm": list(grid.origin)},
-        "case": case.to_dict(), "findings": [f.to_dict() for f in findings],
-        "finding_mask": {"file": f"{plan.volume_name(recon)[:-7]}_findings.nii.gz", "orientation": "RAS-stored",
-                         "values": values},
+        "case": case.to_dict(),
+        "findings": [f.to_dict() for f in findings],
+        "finding_mask": {
+            "file": f"{plan.volume_name(recon)[:-7]}_findings.nii.gz",
+            "orientation": "RAS-stored",
+            "values": values,
+        },
         "derived": {"ctrate18": labels, "sentences": sentences},
         "report": {"findings": report.findings_text, "impression": report.impression_text},
     }
@@ -313,9 +412,11 @@ def _write_json_hashed(path: Path, obj: dict) -> str:
 
 
 def _marker_text(seed, n_cases, shape, spacing, layout) -> str:
-    return ("# SYNTHETIC DATA\n\nEverything under this folder was generated by `simcrop-bench` "
-            "(`simcrop_bench.data.synthetic.ctrate.write_ctrate_twin`): an analytic chest phantom with drawn findings "
-            f"and template reports laid out like CT-RATE (layout: {layout}). It contains no patient data or real text; "
-            "results computed on it must never be mixed with results on real data.\n\n"
-            f"- generator version: {GENERATOR_VERSION}\n- seed: {seed}\n- patients: {n_cases}\n"
-            f"- grid: {list(shape)} voxels at {list(spacing)} mm (x, y, z)\n- manifest: `{MANIFEST}`\n")
+    return (
+        "# SYNTHETIC DATA\n\nEverything under this folder was generated by `simcrop-bench` "
+        "(`simcrop_bench.data.synthetic.ctrate.write_ctrate_twin`): an analytic chest phantom with drawn findings "
+        f"and template reports laid out like CT-RATE (layout: {layout}). It contains no patient data or real text; "
+        "results computed on it must never be mixed with results on real data.\n\n"
+        f"- generator version: {GENERATOR_VERSION}\n- seed: {seed}\n- patients: {n_cases}\n"
+        f"- grid: {list(shape)} voxels at {list(spacing)} mm (x, y, z)\n- manifest: `{MANIFEST}`\n"
+    )

@@ -17,16 +17,34 @@ from functools import lru_cache
 
 import numpy as np
 
-from .copula import STANDARD_NORMAL, latent_for_binary_correlation, nearest_positive_definite
+from simcrop_bench.data.synthetic.copula import (
+    STANDARD_NORMAL,
+    latent_for_binary_correlation,
+    nearest_positive_definite,
+)
 
 # ---------------------------------------------------------------- vocabulary
 
 # Type ids of the 18 labels, in the column order of protocol.md §2.1.
 LABEL_TYPES: tuple[str, ...] = (
-    "medical_material", "arterial_wall_calcification", "cardiomegaly", "pericardial_effusion",
-    "coronary_artery_wall_calcification", "hiatal_hernia", "lymphadenopathy", "emphysema", "atelectasis",
-    "lung_nodule", "lung_opacity", "pulmonary_fibrotic_sequela", "pleural_effusion", "mosaic_attenuation_pattern",
-    "peribronchial_thickening", "consolidation", "bronchiectasis", "interlobular_septal_thickening",
+    "medical_material",
+    "arterial_wall_calcification",
+    "cardiomegaly",
+    "pericardial_effusion",
+    "coronary_artery_wall_calcification",
+    "hiatal_hernia",
+    "lymphadenopathy",
+    "emphysema",
+    "atelectasis",
+    "lung_nodule",
+    "lung_opacity",
+    "pulmonary_fibrotic_sequela",
+    "pleural_effusion",
+    "mosaic_attenuation_pattern",
+    "peribronchial_thickening",
+    "consolidation",
+    "bronchiectasis",
+    "interlobular_septal_thickening",
 )
 LABEL_INDEX: dict[str, int] = {t: i for i, t in enumerate(LABEL_TYPES)}
 NEAR_MISS_TYPES: tuple[str, ...] = ("micronodule", "small_lymph_node")
@@ -47,8 +65,14 @@ LOBE_SEGMENTS: dict[str, tuple[str, ...]] = {
 LINGULAR_SEGMENTS: tuple[str, ...] = ("superior_lingular", "inferior_lingular")
 # Stations with a side name the side in the patient frame; the others are midline.
 LYMPH_NODE_STATIONS: tuple[str, ...] = (
-    "prevascular", "right_paratracheal", "left_paratracheal", "subcarinal",
-    "right_hilar", "left_hilar", "right_axillary", "left_axillary",
+    "prevascular",
+    "right_paratracheal",
+    "left_paratracheal",
+    "subcarinal",
+    "right_hilar",
+    "left_hilar",
+    "right_axillary",
+    "left_axillary",
 )
 # Diffuse findings are placed in one of these lung regions rather than one lobe.
 LUNG_REGIONS: tuple[str, ...] = ("both_lungs", "right_lung", "left_lung", "both_lower_lobes", "both_upper_lobes")
@@ -63,10 +87,31 @@ LYMPH_NODE_MIN_SHORT_AXIS_MM = 10.0
 
 # ---------------------------------------------------------------- aggregate statistics (§2.6)
 
-PREVALENCE: dict[str, float] = dict(zip(LABEL_TYPES, (
-    0.122, 0.281, 0.108, 0.072, 0.251, 0.143, 0.257, 0.194, 0.258,
-    0.455, 0.370, 0.268, 0.121, 0.075, 0.106, 0.177, 0.101, 0.079,
-)))
+PREVALENCE: dict[str, float] = dict(
+    zip(
+        LABEL_TYPES,
+        (
+            0.122,
+            0.281,
+            0.108,
+            0.072,
+            0.251,
+            0.143,
+            0.257,
+            0.194,
+            0.258,
+            0.455,
+            0.370,
+            0.268,
+            0.121,
+            0.075,
+            0.106,
+            0.177,
+            0.101,
+            0.079,
+        ),
+    )
+)
 # Largest pairwise Pearson correlations of the binary labels; all other pairs are left to the baseline below.
 TARGET_CORRELATIONS: dict[tuple[str, str], float] = {
     ("arterial_wall_calcification", "coronary_artery_wall_calcification"): 0.74,
@@ -86,7 +131,11 @@ MIN_EIGENVALUE = 1e-3  # floor used when nudging the latent matrix to positive d
 
 NEAR_MISS_PROBABILITY = {"micronodule": 0.18, "small_lymph_node": 0.25}
 DISTRACTOR_PROBABILITY = {
-    "liver_cyst": 0.08, "adrenal_nodule": 0.05, "osteophytes": 0.12, "thyroid_nodule": 0.05, "gallstone": 0.05,
+    "liver_cyst": 0.08,
+    "adrenal_nodule": 0.05,
+    "osteophytes": 0.12,
+    "thyroid_nodule": 0.05,
+    "gallstone": 0.05,
 }
 
 
@@ -131,22 +180,50 @@ class Finding:
 
 # Fallbacks for hand-written specs (tests, other twins): what render_report needs but a spec may omit.
 _DEFAULT_SIZE_MM = {
-    "lung_nodule": 6.0, "lymphadenopathy": 15.0, "pericardial_effusion": 8.0, "pleural_effusion": 20.0,
-    "micronodule": 2.0, "small_lymph_node": 7.0, "liver_cyst": 10.0, "adrenal_nodule": 12.0, "thyroid_nodule": 10.0,
+    "lung_nodule": 6.0,
+    "lymphadenopathy": 15.0,
+    "pericardial_effusion": 8.0,
+    "pleural_effusion": 20.0,
+    "micronodule": 2.0,
+    "small_lymph_node": 7.0,
+    "liver_cyst": 10.0,
+    "adrenal_nodule": 12.0,
+    "thyroid_nodule": 10.0,
     "gallstone": 8.0,
 }
 _DEFAULT_ATTRS = {
-    "medical_material": {"device": "sternotomy_wires"}, "arterial_wall_calcification": {"segments": ["descending"]},
-    "cardiomegaly": {"ctr": 0.6}, "coronary_artery_wall_calcification": {"vessels": ["left_anterior_descending"]},
-    "emphysema": {"kind": "centrilobular"}, "atelectasis": {"kind": "subsegmental"}, "lung_nodule": {"density": "solid"},
-    "lung_opacity": {"pattern": "ground-glass"}, "consolidation": {"air_bronchograms": False},
-    "bronchiectasis": {"kind": "cylindrical"}, "micronodule": {"count": 1}, "small_lymph_node": {"count": 1},
+    "medical_material": {"device": "sternotomy_wires"},
+    "arterial_wall_calcification": {"segments": ["descending"]},
+    "cardiomegaly": {"ctr": 0.6},
+    "coronary_artery_wall_calcification": {"vessels": ["left_anterior_descending"]},
+    "emphysema": {"kind": "centrilobular"},
+    "atelectasis": {"kind": "subsegmental"},
+    "lung_nodule": {"density": "solid"},
+    "lung_opacity": {"pattern": "ground-glass"},
+    "consolidation": {"air_bronchograms": False},
+    "bronchiectasis": {"kind": "cylindrical"},
+    "micronodule": {"count": 1},
+    "small_lymph_node": {"count": 1},
 }
-_LOBE_TYPES = ("atelectasis", "lung_nodule", "lung_opacity", "consolidation", "pulmonary_fibrotic_sequela",
-               "bronchiectasis", "micronodule")
+_LOBE_TYPES = (
+    "atelectasis",
+    "lung_nodule",
+    "lung_opacity",
+    "consolidation",
+    "pulmonary_fibrotic_sequela",
+    "bronchiectasis",
+    "micronodule",
+)
 _REGION_TYPES = ("mosaic_attenuation_pattern", "peribronchial_thickening", "interlobular_septal_thickening")
-_SEVERITY_TYPES = ("arterial_wall_calcification", "cardiomegaly", "coronary_artery_wall_calcification", "hiatal_hernia",
-                   "emphysema", "osteophytes", *_REGION_TYPES)
+_SEVERITY_TYPES = (
+    "arterial_wall_calcification",
+    "cardiomegaly",
+    "coronary_artery_wall_calcification",
+    "hiatal_hernia",
+    "emphysema",
+    "osteophytes",
+    *_REGION_TYPES,
+)
 
 
 def with_defaults(finding: Finding) -> Finding:
@@ -177,8 +254,14 @@ def with_defaults(finding: Finding) -> Finding:
     severity = finding.severity
     if severity is None and kind in _SEVERITY_TYPES:
         severity = "small" if kind == "hiatal_hernia" else "moderate"
-    for name, value in (("lobe", lobe), ("region", region), ("size_mm", size), ("side", side), ("severity", severity),
-                        ("attrs", attrs)):
+    for name, value in (
+        ("lobe", lobe),
+        ("region", region),
+        ("size_mm", size),
+        ("side", side),
+        ("severity", severity),
+        ("attrs", attrs),
+    ):
         if value != getattr(finding, name):
             changes[name] = value
     return dataclasses.replace(finding, **changes) if changes else finding
@@ -219,6 +302,7 @@ def side_of_region(region: str) -> str:
 
 
 # ---------------------------------------------------------------- Gaussian copula over the 18 labels
+
 
 @lru_cache(maxsize=1)
 def latent_correlation_matrix() -> np.ndarray:
@@ -284,15 +368,25 @@ def _lobe_finding(rng, new_id, finding_type: str, weights: list[float], **attrs)
 
 def _medical_material(rng, new_id) -> list[Finding]:
     device = _pick(rng, DEVICES, [0.35, 0.35, 0.30])
-    side, region = {"pacemaker": ("left", "left_chest_wall"), "sternotomy_wires": (None, "sternum"),
-                    "port_catheter": ("right", "superior_vena_cava")}[device]
+    side, region = {
+        "pacemaker": ("left", "left_chest_wall"),
+        "sternotomy_wires": (None, "sternum"),
+        "port_catheter": ("right", "superior_vena_cava"),
+    }[device]
     return [Finding(new_id(), "medical_material", side=side, region=region, attrs={"device": device})]
 
 
 def _arterial(rng, new_id) -> list[Finding]:
     segments = _subset(rng, AORTIC_SEGMENTS, 3)
-    return [Finding(new_id(), "arterial_wall_calcification", region="aorta", severity=_pick(rng, SEVERITIES),
-                    attrs={"segments": segments})]
+    return [
+        Finding(
+            new_id(),
+            "arterial_wall_calcification",
+            region="aorta",
+            severity=_pick(rng, SEVERITIES),
+            attrs={"segments": segments},
+        )
+    ]
 
 
 def _cardiomegaly(rng, new_id) -> list[Finding]:
@@ -301,27 +395,48 @@ def _cardiomegaly(rng, new_id) -> list[Finding]:
 
 
 def _pericardial(rng, new_id) -> list[Finding]:
-    return [Finding(new_id(), "pericardial_effusion", region="pericardium",
-                    size_mm=_size(rng, rng.uniform(5, 20), 5, 20))]
+    return [
+        Finding(new_id(), "pericardial_effusion", region="pericardium", size_mm=_size(rng, rng.uniform(5, 20), 5, 20))
+    ]
 
 
 def _coronary(rng, new_id) -> list[Finding]:
     vessels = _subset(rng, CORONARY_VESSELS, 3)
-    return [Finding(new_id(), "coronary_artery_wall_calcification", region="coronary_arteries",
-                    severity=_pick(rng, SEVERITIES), attrs={"vessels": vessels})]
+    return [
+        Finding(
+            new_id(),
+            "coronary_artery_wall_calcification",
+            region="coronary_arteries",
+            severity=_pick(rng, SEVERITIES),
+            attrs={"vessels": vessels},
+        )
+    ]
 
 
 def _hiatal(rng, new_id) -> list[Finding]:
-    return [Finding(new_id(), "hiatal_hernia", region="esophageal_hiatus",
-                    severity=_pick(rng, ("small", "moderate", "large"), [0.6, 0.3, 0.1]))]
+    return [
+        Finding(
+            new_id(),
+            "hiatal_hernia",
+            region="esophageal_hiatus",
+            severity=_pick(rng, ("small", "moderate", "large"), [0.6, 0.3, 0.1]),
+        )
+    ]
 
 
 def _lymphadenopathy(rng, new_id) -> list[Finding]:
     count = 1 if rng.random() < 0.7 else 2
     stations = rng.choice(len(LYMPH_NODE_STATIONS), size=count, replace=False)
-    return [Finding(new_id(), "lymphadenopathy", side=side_of_station(LYMPH_NODE_STATIONS[s]),
-                    region=LYMPH_NODE_STATIONS[s], size_mm=_size(rng, rng.uniform(12, 30), 12, 30))
-            for s in sorted(stations.tolist())]
+    return [
+        Finding(
+            new_id(),
+            "lymphadenopathy",
+            side=side_of_station(LYMPH_NODE_STATIONS[s]),
+            region=LYMPH_NODE_STATIONS[s],
+            size_mm=_size(rng, rng.uniform(12, 30), 12, 30),
+        )
+        for s in sorted(stations.tolist())
+    ]
 
 
 def _emphysema(rng, new_id) -> list[Finding]:
@@ -329,8 +444,16 @@ def _emphysema(rng, new_id) -> list[Finding]:
     lobes = _subset(rng, ("right_upper", "left_upper", "right_lower", "left_lower"), 3)
     sides = {side_of_lobe(lobe) for lobe in lobes}
     side = sides.pop() if len(sides) == 1 else "bilateral"
-    return [Finding(new_id(), "emphysema", side=side, lobe=lobes[0], severity=_pick(rng, SEVERITIES),
-                    attrs={"kind": kind, "lobes": lobes})]
+    return [
+        Finding(
+            new_id(),
+            "emphysema",
+            side=side,
+            lobe=lobes[0],
+            severity=_pick(rng, SEVERITIES),
+            attrs={"kind": kind, "lobes": lobes},
+        )
+    ]
 
 
 def _atelectasis(rng, new_id) -> list[Finding]:
@@ -342,21 +465,32 @@ def _lung_nodule(rng, new_id) -> list[Finding]:
     count = int(rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1]))
     out = []
     for _ in range(count):
-        base = _lobe_finding(rng, new_id, "lung_nodule", [0.28, 0.1, 0.24, 0.18, 0.2],
-                             density=_pick(rng, ("solid", "part-solid", "ground-glass"), [0.7, 0.15, 0.15]))
+        base = _lobe_finding(
+            rng,
+            new_id,
+            "lung_nodule",
+            [0.28, 0.1, 0.24, 0.18, 0.2],
+            density=_pick(rng, ("solid", "part-solid", "ground-glass"), [0.7, 0.15, 0.15]),
+        )
         size = _size(rng, rng.lognormal(np.log(6.0), 0.5), NODULE_MIN_MM, 30.0)
         out.append(dataclasses.replace(base, size_mm=size))
     return out
 
 
 def _lung_opacity(rng, new_id) -> list[Finding]:
-    return [_lobe_finding(rng, new_id, "lung_opacity", [0.2, 0.1, 0.3, 0.15, 0.25],
-                          pattern=_pick(rng, ("ground-glass", "hazy")))]
+    return [
+        _lobe_finding(
+            rng, new_id, "lung_opacity", [0.2, 0.1, 0.3, 0.15, 0.25], pattern=_pick(rng, ("ground-glass", "hazy"))
+        )
+    ]
 
 
 def _consolidation(rng, new_id) -> list[Finding]:
-    return [_lobe_finding(rng, new_id, "consolidation", [0.15, 0.15, 0.3, 0.1, 0.3],
-                          air_bronchograms=bool(rng.random() < 0.6))]
+    return [
+        _lobe_finding(
+            rng, new_id, "consolidation", [0.15, 0.15, 0.3, 0.1, 0.3], air_bronchograms=bool(rng.random() < 0.6)
+        )
+    ]
 
 
 def _fibrotic(rng, new_id) -> list[Finding]:
@@ -367,44 +501,71 @@ def _pleural(rng, new_id) -> list[Finding]:
     side = _pick(rng, SIDES, [0.4, 0.3, 0.3])
     depths = {s: _size(rng, rng.uniform(5, 60), 5, 60) for s in LUNG_SIDES if side in (s, "bilateral")}
     attrs = {"depths_mm": depths} if side == "bilateral" else {}
-    return [Finding(new_id(), "pleural_effusion", side=side, region="pleural_space", size_mm=max(depths.values()),
-                    attrs=attrs)]
+    return [
+        Finding(
+            new_id(), "pleural_effusion", side=side, region="pleural_space", size_mm=max(depths.values()), attrs=attrs
+        )
+    ]
 
 
 def _diffuse(kind: str) -> Callable[..., list[Finding]]:
     def sample(rng, new_id) -> list[Finding]:
         region = _pick(rng, LUNG_REGIONS)
         return [Finding(new_id(), kind, side=side_of_region(region), region=region, severity=_pick(rng, SEVERITIES))]
+
     return sample
 
 
 def _bronchiectasis(rng, new_id) -> list[Finding]:
-    return [_lobe_finding(rng, new_id, "bronchiectasis", [0.15, 0.15, 0.3, 0.1, 0.3],
-                          kind=_pick(rng, ("cylindrical", "varicose", "traction"), [0.7, 0.15, 0.15]))]
+    return [
+        _lobe_finding(
+            rng,
+            new_id,
+            "bronchiectasis",
+            [0.15, 0.15, 0.3, 0.1, 0.3],
+            kind=_pick(rng, ("cylindrical", "varicose", "traction"), [0.7, 0.15, 0.15]),
+        )
+    ]
 
 
 _LABEL_SAMPLERS: dict[str, Callable[..., list[Finding]]] = {
-    "medical_material": _medical_material, "arterial_wall_calcification": _arterial, "cardiomegaly": _cardiomegaly,
-    "pericardial_effusion": _pericardial, "coronary_artery_wall_calcification": _coronary,
-    "hiatal_hernia": _hiatal, "lymphadenopathy": _lymphadenopathy, "emphysema": _emphysema,
-    "atelectasis": _atelectasis, "lung_nodule": _lung_nodule, "lung_opacity": _lung_opacity,
-    "pulmonary_fibrotic_sequela": _fibrotic, "pleural_effusion": _pleural,
+    "medical_material": _medical_material,
+    "arterial_wall_calcification": _arterial,
+    "cardiomegaly": _cardiomegaly,
+    "pericardial_effusion": _pericardial,
+    "coronary_artery_wall_calcification": _coronary,
+    "hiatal_hernia": _hiatal,
+    "lymphadenopathy": _lymphadenopathy,
+    "emphysema": _emphysema,
+    "atelectasis": _atelectasis,
+    "lung_nodule": _lung_nodule,
+    "lung_opacity": _lung_opacity,
+    "pulmonary_fibrotic_sequela": _fibrotic,
+    "pleural_effusion": _pleural,
     "mosaic_attenuation_pattern": _diffuse("mosaic_attenuation_pattern"),
-    "peribronchial_thickening": _diffuse("peribronchial_thickening"), "consolidation": _consolidation,
-    "bronchiectasis": _bronchiectasis, "interlobular_septal_thickening": _diffuse("interlobular_septal_thickening"),
+    "peribronchial_thickening": _diffuse("peribronchial_thickening"),
+    "consolidation": _consolidation,
+    "bronchiectasis": _bronchiectasis,
+    "interlobular_septal_thickening": _diffuse("interlobular_septal_thickening"),
 }
 
 
 def _near_miss(kind: str, rng, new_id, used_stations: set[str]) -> Finding:
     if kind == "micronodule":
-        base = _lobe_finding(rng, new_id, "micronodule", [0.25, 0.1, 0.25, 0.2, 0.2],
-                             count=int(rng.integers(1, 6)), below_threshold=True)
+        base = _lobe_finding(
+            rng, new_id, "micronodule", [0.25, 0.1, 0.25, 0.2, 0.2], count=int(rng.integers(1, 6)), below_threshold=True
+        )
         return dataclasses.replace(base, size_mm=float(rng.choice([1.0, 1.5, 2.0])))
     free = [s for s in LYMPH_NODE_STATIONS if s not in used_stations]
     station = _pick(rng, free)
-    return Finding(new_id(), "small_lymph_node", side=side_of_station(station), region=station,
-                   size_mm=_size(rng, rng.uniform(4, 9), 4, 9), attrs={"count": int(rng.integers(1, 4)),
-                                                                       "below_threshold": True})
+    return Finding(
+        new_id(),
+        "small_lymph_node",
+        side=side_of_station(station),
+        region=station,
+        size_mm=_size(rng, rng.uniform(4, 9), 4, 9),
+        attrs={"count": int(rng.integers(1, 4)), "below_threshold": True},
+    )
 
 
 def _distractor(kind: str, rng, new_id) -> Finding:
@@ -418,8 +579,9 @@ def _distractor(kind: str, rng, new_id) -> Finding:
         return Finding(new_id(), kind, region="thoracic_spine", severity=_pick(rng, SEVERITIES))
     if kind == "thyroid_nodule":
         side = _pick(rng, LUNG_SIDES)
-        return Finding(new_id(), kind, side=side, region=f"{side}_thyroid_lobe",
-                       size_mm=_size(rng, rng.uniform(5, 25), 5, 25))
+        return Finding(
+            new_id(), kind, side=side, region=f"{side}_thyroid_lobe", size_mm=_size(rng, rng.uniform(5, 25), 5, 25)
+        )
     return Finding(new_id(), "gallstone", region="gallbladder", size_mm=_size(rng, rng.uniform(4, 20), 4, 20))
 
 

@@ -18,10 +18,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .findings import Finding
-from .phantom import (
-    FAR, LABEL_LEFT_LUNG, LABEL_RIGHT_LUNG, SUPERSAMPLE, Box, ChestCase, Ellipsoid, EllipticCylinder, Tube, VoxelGrid,
-    block_majority, block_mean, block_sum, lung_texture, build_scene, classify_points, material_table, thoracic_cavity,
+from simcrop_bench.data.synthetic.findings import Finding
+from simcrop_bench.data.synthetic.phantom import (
+    FAR,
+    LABEL_LEFT_LUNG,
+    LABEL_RIGHT_LUNG,
+    SUPERSAMPLE,
+    Box,
+    ChestCase,
+    Ellipsoid,
+    EllipticCylinder,
+    Tube,
+    VoxelGrid,
+    block_majority,
+    block_mean,
+    block_sum,
+    build_scene,
+    classify_points,
+    lung_texture,
+    material_table,
+    thoracic_cavity,
 )
 
 LUNG_LABELS = (LABEL_LEFT_LUNG, LABEL_RIGHT_LUNG)
@@ -30,16 +46,25 @@ PLACEMENT_STREAM = 9001  # SeedSequence key for lesion placement: [*case.seed, P
 # Fissure planes in normalised lung coordinates (see module docstring).
 OBLIQUE_W0, OBLIQUE_SLOPE, HORIZONTAL_W = -0.15, 0.6, 0.05
 LOBE_CENTROIDS = {  # fallback placement (u, v, w), inside each lobe
-    "right_upper": (0.0, 0.0, 0.5), "right_middle": (0.0, -0.6, -0.3), "right_lower": (0.0, 0.5, -0.5),
-    "left_upper": (0.0, -0.3, 0.4), "left_lower": (0.0, 0.5, -0.5),
+    "right_upper": (0.0, 0.0, 0.5),
+    "right_middle": (0.0, -0.6, -0.3),
+    "right_lower": (0.0, 0.5, -0.5),
+    "left_upper": (0.0, -0.3, 0.4),
+    "left_lower": (0.0, 0.5, -0.5),
 }
 REGION_LOBES = {
     "both_lungs": ("right_upper", "right_middle", "right_lower", "left_upper", "left_lower"),
-    "right_lung": ("right_upper", "right_middle", "right_lower"), "left_lung": ("left_upper", "left_lower"),
-    "both_lower_lobes": ("right_lower", "left_lower"), "both_upper_lobes": ("right_upper", "left_upper"),
+    "right_lung": ("right_upper", "right_middle", "right_lower"),
+    "left_lung": ("left_upper", "left_lower"),
+    "both_lower_lobes": ("right_lower", "left_lower"),
+    "both_upper_lobes": ("right_upper", "left_upper"),
 }
-DIFFUSE_TYPES = ("mosaic_attenuation_pattern", "emphysema", "interlobular_septal_thickening",
-                 "pulmonary_fibrotic_sequela")
+DIFFUSE_TYPES = (
+    "mosaic_attenuation_pattern",
+    "emphysema",
+    "interlobular_septal_thickening",
+    "pulmonary_fibrotic_sequela",
+)
 DENSE_TISSUE = ("bone_cortical", "bone_cancellous", "disc", "rib")
 METAL_HU = 3071.0
 
@@ -87,6 +112,7 @@ class Difference:
 @dataclass(frozen=True)
 class LatticeSpheres:
     """Unbounded cubic lattice of spheres (emphysema holes); use inside ``within`` of a bounded paint."""
+
     period_mm: float
     radius_mm: float
     offset: tuple[float, float, float]
@@ -100,6 +126,7 @@ class LatticeSpheres:
 @dataclass(frozen=True)
 class SheetLattice:
     """Unbounded periodic sheets normal to the given axes (septal lines, fibrotic strands)."""
+
     period_mm: float
     thickness_mm: float
     offset: tuple[float, float, float]
@@ -116,6 +143,7 @@ class SheetLattice:
 @dataclass(frozen=True)
 class Checker:
     """3D checkerboard cells of one parity (mosaic attenuation)."""
+
     period_mm: float
     offset: tuple[float, float, float]
     parity: int
@@ -173,8 +201,11 @@ def _offset(rng, span=30.0) -> tuple:
 
 
 def _aorta(scene, case: ChestCase) -> Tube:
-    return next(p.shape for p in scene if isinstance(p.shape, Tube) and p.material == "blood"
-                and p.shape.radius == case.aorta_radius_mm)
+    return next(
+        p.shape
+        for p in scene
+        if isinstance(p.shape, Tube) and p.material == "blood" and p.shape.radius == case.aorta_radius_mm
+    )
 
 
 def _lung_paints(case, lobes, value, hu, within=(), shell=False):
@@ -276,13 +307,17 @@ def render_clean(case: ChestCase, findings: list[Finding], grid: VoxelGrid) -> C
 
     hu = block_mean(lut[mats])
     x, y, z = grid.axes()
-    hu += block_mean(mats == ids["parenchyma"]) * lung_texture(case, x[:, None, None], y[None, :, None], z[None, None, :])
+    hu += block_mean(mats == ids["parenchyma"]) * lung_texture(
+        case, x[:, None, None], y[None, :, None], z[None, None, :]
+    )
     finding_mask = _block_any_majority(owner, len(findings))
     _stamp_point_findings(finding_mask, extra, grid)
     radius = min(x.max() - x.min(), y.max() - y.min()) / 2
     outside = (x[:, None] - x.mean()) ** 2 + (y[None, :] - y.mean()) ** 2 > radius**2
     lung_labels = block_majority(labels, (0, LABEL_LEFT_LUNG, LABEL_RIGHT_LUNG, 5))
-    return CleanRender(hu, finding_mask, lung_labels, [f.id for f in findings], case.acquisition.fov_padding_hu, outside)
+    return CleanRender(
+        hu, finding_mask, lung_labels, [f.id for f in findings], case.acquisition.fov_padding_hu, outside
+    )
 
 
 def acquire(clean: CleanRender, *, kernel: str, noise_hu: float, rng: np.random.Generator) -> np.ndarray:
@@ -298,8 +333,15 @@ def acquire(clean: CleanRender, *, kernel: str, noise_hu: float, rng: np.random.
     return np.clip(np.rint(hu), -3024, 3071).astype(np.int16)
 
 
-def render_ctrate_case(case: ChestCase, findings: list[Finding], grid: VoxelGrid, *, kernel: str = "sharp",
-                       noise_hu: float | None = None, noise_seed: int = 0) -> CtrateRender:
+def render_ctrate_case(
+    case: ChestCase,
+    findings: list[Finding],
+    grid: VoxelGrid,
+    *,
+    kernel: str = "sharp",
+    noise_hu: float | None = None,
+    noise_seed: int = 0,
+) -> CtrateRender:
     """Render one CT-RATE-style volume: deterministic in (case, findings, grid, kernel, noise_hu, noise_seed)."""
     clean = render_clean(case, findings, grid)
     rng = np.random.default_rng(np.random.SeedSequence([*case.seed, PLACEMENT_STREAM + 1, noise_seed]))
@@ -375,8 +417,15 @@ def draw_finding(case: ChestCase, scene, f: Finding, value: int, rng: np.random.
         if kind == "consolidation" and f.attrs.get("air_bronchograms"):
             start = np.asarray(hilum(case, f.side))
             end = start + 1.8 * (np.asarray(centre) - start)
-            out.append(LesionPaint(Tube((tuple(start), tuple(end)), 2.5), -1000.0, value,
-                                   within=(patch, Lobe(lung, f.lobe)), confine_labels=(label,)))
+            out.append(
+                LesionPaint(
+                    Tube((tuple(start), tuple(end)), 2.5),
+                    -1000.0,
+                    value,
+                    within=(patch, Lobe(lung, f.lobe)),
+                    confine_labels=(label,),
+                )
+            )
     elif kind == "atelectasis":
         lung, label = lung_of_side(case, f.side)
         if f.lobe.endswith("lower"):
@@ -386,8 +435,9 @@ def draw_finding(case: ChestCase, scene, f: Finding, value: int, rng: np.random.
         else:
             centre = lobe_point(case, scene, f.lobe, 9.0, rng)
             plate = Ellipsoid(centre, (32.0, 28.0, 9.0))
-            out.append(LesionPaint(plate, 25.0, value, within=(Lobe(lung, f.lobe),), confine_labels=(label,),
-                                   anchor=centre))
+            out.append(
+                LesionPaint(plate, 25.0, value, within=(Lobe(lung, f.lobe),), confine_labels=(label,), anchor=centre)
+            )
     elif kind == "pleural_effusion":
         depths = f.attrs.get("depths_mm") or {f.side: f.size_mm}
         for side, depth in sorted(depths.items()):
@@ -395,24 +445,48 @@ def draw_finding(case: ChestCase, scene, f: Finding, value: int, rng: np.random.
             moved = EllipticCylinder((cav.center_xy[0], ccy - float(depth)), cav.semi_xy)
             x_lo, x_hi = (-FAR, -20.0) if side == "right" else (20.0, FAR)
             lowest = Box((x_lo, -FAR, -FAR), (x_hi, FAR, lung.center[2] + 0.25 * lung.semi_axes[2]))
-            anchor = ((-0.6 if side == "right" else 0.6) * ca, ccy + cb - float(depth) / 2,
-                      lung.center[2] - 0.5 * lung.semi_axes[2])
-            out.append(LesionPaint(Difference(cav, moved), 12.0, value, within=(lowest,), label=0,
-                                   avoid_materials=DENSE_TISSUE + ("blood", "heart", "soft_tissue", "air"), anchor=anchor))
+            anchor = (
+                (-0.6 if side == "right" else 0.6) * ca,
+                ccy + cb - float(depth) / 2,
+                lung.center[2] - 0.5 * lung.semi_axes[2],
+            )
+            out.append(
+                LesionPaint(
+                    Difference(cav, moved),
+                    12.0,
+                    value,
+                    within=(lowest,),
+                    label=0,
+                    avoid_materials=DENSE_TISSUE + ("blood", "heart", "soft_tissue", "air"),
+                    anchor=anchor,
+                )
+            )
     elif kind == "pericardial_effusion":
         heart = state["heart"]
         rim = Difference(heart.grown(float(f.size_mm)), heart)
         anchor = (heart.center[0] + heart.semi_axes[0] + f.size_mm / 2, heart.center[1], heart.center[2])
-        out.append(LesionPaint(rim, 10.0, value, label=0, avoid_materials=DENSE_TISSUE + ("air", "blood"), anchor=anchor))
+        out.append(
+            LesionPaint(rim, 10.0, value, label=0, avoid_materials=DENSE_TISSUE + ("air", "blood"), anchor=anchor)
+        )
     elif kind == "cardiomegaly":
         heart = state["heart"]
         scale = max(1.05, min(1.6, float(f.attrs.get("ctr", 0.6)) * ca / heart.semi_axes[0]))
         grow = (scale - 1.0) * heart.semi_axes[0]
-        big = Ellipsoid((heart.center[0] + 0.4 * grow, heart.center[1] - 0.2 * grow, heart.center[2] - 0.2 * grow),
-                        (heart.semi_axes[0] * scale, heart.semi_axes[1] * scale, heart.semi_axes[2] * min(scale, 1.25)))
+        big = Ellipsoid(
+            (heart.center[0] + 0.4 * grow, heart.center[1] - 0.2 * grow, heart.center[2] - 0.2 * grow),
+            (heart.semi_axes[0] * scale, heart.semi_axes[1] * scale, heart.semi_axes[2] * min(scale, 1.25)),
+        )
         state["heart"] = big
-        out.append(LesionPaint(big, case.hu["heart"], value, label=0, avoid_materials=DENSE_TISSUE + ("air", "blood"),
-                               anchor=big.center))
+        out.append(
+            LesionPaint(
+                big,
+                case.hu["heart"],
+                value,
+                label=0,
+                avoid_materials=DENSE_TISSUE + ("air", "blood"),
+                anchor=big.center,
+            )
+        )
     elif kind == "coronary_artery_wall_calcification":
         heart = state["heart"]
         courses = {"left_anterior_descending": (0.35, -1.0), "right": (-1.0, -0.45), "circumflex": (0.9, 0.5)}
@@ -440,27 +514,38 @@ def draw_finding(case: ChestCase, scene, f: Finding, value: int, rng: np.random.
         sac = Ellipsoid((14.0, sy - 30.0, base + 0.8 * semi[2]), semi)
         air = Box((-FAR, -FAR, -FAR), (FAR, sac.center[1] - 0.25 * semi[1], FAR))
         common = dict(label=0, avoid_materials=DENSE_TISSUE)
-        out += [LesionPaint(sac, 40.0, value, anchor=sac.center, **common),
-                LesionPaint(sac.grown(-3.0), 10.0, value, **common),
-                LesionPaint(sac.grown(-3.0), -1000.0, value, within=(air,), **common)]
+        out += [
+            LesionPaint(sac, 40.0, value, anchor=sac.center, **common),
+            LesionPaint(sac.grown(-3.0), 10.0, value, **common),
+            LesionPaint(sac.grown(-3.0), -1000.0, value, within=(air,), **common),
+        ]
     elif kind in ("lymphadenopathy", "small_lymph_node"):
         s = float(f.size_mm)
         tr = case.airway.trachea_radius_mm + case.airway.wall_mm
         axilla = t.lr_mm / 2 - t.fat_mm / 2 - s / 4
         stations = {
             "prevascular": (0.0, -34.0 + dy - case.aorta_radius_mm - s / 2 - 3, 40.0),
-            "right_paratracheal": (-(tr + s / 2 + 2), 0.0, 25.0), "left_paratracheal": (tr + s / 2 + 2, 2.0, 25.0),
-            "subcarinal": (0.0, 14.0, -25.0 - s / 2), "right_hilar": (-45.0, 5.0, -30.0), "left_hilar": (48.0, 8.0, -32.0),
-            "right_axillary": (-axilla, ccy - 0.3 * cb, 40.0), "left_axillary": (axilla, ccy - 0.3 * cb, 40.0),
+            "right_paratracheal": (-(tr + s / 2 + 2), 0.0, 25.0),
+            "left_paratracheal": (tr + s / 2 + 2, 2.0, 25.0),
+            "subcarinal": (0.0, 14.0, -25.0 - s / 2),
+            "right_hilar": (-45.0, 5.0, -30.0),
+            "left_hilar": (48.0, 8.0, -32.0),
+            "right_axillary": (-axilla, ccy - 0.3 * cb, 40.0),
+            "left_axillary": (axilla, ccy - 0.3 * cb, 40.0),
         }
         x0, y0, z0 = stations[f.region]
         for k in range(int(f.attrs.get("count", 1)) if kind == "small_lymph_node" else 1):
             node = Ellipsoid((x0, y0, z0 - k * (1.6 * s + 3)), (0.6 * s, 0.5 * s, 0.75 * s))
-            out.append(LesionPaint(node, 40.0, value, label=0, avoid_materials=DENSE_TISSUE + ("air",), anchor=node.center))
+            out.append(
+                LesionPaint(node, 40.0, value, label=0, avoid_materials=DENSE_TISSUE + ("air",), anchor=node.center)
+            )
     elif kind == "emphysema":
         kind_ = f.attrs.get("kind", "centrilobular")
-        period, radius = {"centrilobular": (16.0 - 2 * severity, 4.5), "paraseptal": (14.0, 5.5),
-                          "panlobular": (11.0, 4.5)}[kind_]
+        period, radius = {
+            "centrilobular": (16.0 - 2 * severity, 4.5),
+            "paraseptal": (14.0, 5.5),
+            "panlobular": (11.0, 4.5),
+        }[kind_]
         holes = LatticeSpheres(period, radius, _offset(rng))
         out += _lung_paints(case, f.attrs.get("lobes", [f.lobe]), value, -990.0, (holes,), shell=kind_ == "paraseptal")
     elif kind == "mosaic_attenuation_pattern":
@@ -468,8 +553,9 @@ def draw_finding(case: ChestCase, scene, f: Finding, value: int, rng: np.random.
         out += _lung_paints(case, lobes, value, -930.0, (Checker(22.0, offset, 0),))
         out += _lung_paints(case, lobes, value, -740.0, (Checker(22.0, offset, 1),))
     elif kind == "interlobular_septal_thickening":
-        out += _lung_paints(case, REGION_LOBES[f.region], value, -150.0, (SheetLattice(14.0, 3.0, _offset(rng)),),
-                            shell=True)
+        out += _lung_paints(
+            case, REGION_LOBES[f.region], value, -150.0, (SheetLattice(14.0, 3.0, _offset(rng)),), shell=True
+        )
     elif kind == "pulmonary_fibrotic_sequela":
         out += _lung_paints(case, [f.lobe], value, -200.0, (SheetLattice(12.0, 3.0, _offset(rng), (0, 2)),), shell=True)
     elif kind == "peribronchial_thickening":
@@ -491,15 +577,27 @@ def _device(case: ChestCase, device: str, value: int, cav: EllipticCylinder, dy:
     heart = case.heart
     if device == "sternotomy_wires":
         y = ccy - cb - 6.0
-        return [LesionPaint(Tube(((-17.0, y + 2, z), (0.0, y - 9.0, z), (17.0, y + 2, z)), 2.5), METAL_HU, value,
-                            anchor=(0.0, y - 8.0, z)) for z in (30.0, 0.0, -30.0, -60.0, -90.0)]
+        return [
+            LesionPaint(
+                Tube(((-17.0, y + 2, z), (0.0, y - 9.0, z), (17.0, y + 2, z)), 2.5),
+                METAL_HU,
+                value,
+                anchor=(0.0, y - 8.0, z),
+            )
+            for z in (30.0, 0.0, -30.0, -60.0, -90.0)
+        ]
     side = 1.0 if device == "pacemaker" else -1.0
     box_c = (side * 0.55 * ca, front, 40.0)
     box = Box((box_c[0] - 18, box_c[1] - 4, box_c[2] - 20), (box_c[0] + 18, box_c[1] + 4, box_c[2] + 20))
     svc_top, svc_low = (-30.0, -25.0 + dy, 60.0), (-28.0, -22.0 + dy, -20.0)
     if device == "pacemaker":  # lead through the superior vena cava into the right heart
-        lead = (box_c, (0.0, -30.0 + dy, 70.0), svc_top, svc_low, (heart.center[0] - 0.5 * heart.semi_axes[0],
-                                                                   heart.center[1], heart.center[2]))
+        lead = (
+            box_c,
+            (0.0, -30.0 + dy, 70.0),
+            svc_top,
+            svc_low,
+            (heart.center[0] - 0.5 * heart.semi_axes[0], heart.center[1], heart.center[2]),
+        )
     else:  # port: catheter from the chest-wall reservoir, tip in the superior vena cava
         lead = (box_c, (-40.0, -30.0 + dy, 70.0), svc_top, svc_low)
     return [LesionPaint(box, METAL_HU, value, anchor=box_c), LesionPaint(Tube(lead, 2.0), METAL_HU, value)]
@@ -521,5 +619,8 @@ def _distractor(case: ChestCase, f: Finding, value: int, rng, sy: float) -> list
     if f.type == "thyroid_nodule":
         c = (side * 18.0, -15.0, 110.0)
         return [LesionPaint(_sphere(c, r), 60.0, value, avoid_materials=("air",), anchor=c)]
-    return [LesionPaint(_sphere((sx * 21.0, sy - 8.0, z), 4.0), 700.0, value, anchor=(sx * 21.0, sy - 8.0, z))
-            for sx in (-1.0, 1.0) for z in (-30.0, -90.0)]  # osteophytes at vertebral body margins
+    return [
+        LesionPaint(_sphere((sx * 21.0, sy - 8.0, z), 4.0), 700.0, value, anchor=(sx * 21.0, sy - 8.0, z))
+        for sx in (-1.0, 1.0)
+        for z in (-30.0, -90.0)
+    ]  # osteophytes at vertebral body margins

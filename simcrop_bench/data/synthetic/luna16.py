@@ -26,16 +26,24 @@ from pathlib import Path
 
 import numpy as np
 
-from ...atomic import write_json, write_text
-from ...errors import DataError, UserError
-from ...splits import covering_row_order, fraction_subset
-from ..metaimage import write_mhd
-from ..split_files import CSV_NAMES, SPLIT_FILES
-from ..nifti import array_sha256, lps_nifti_affine, write_nifti_gz
-from .phantom import (
-    DATASET_CODES, GENERATOR_VERSION, LABEL_LEFT_LUNG, LABEL_RIGHT_LUNG, ChestCase, RenderedCase, VoxelGrid, case_rngs,
-    render_case, sample_chest_case,
+from simcrop_bench.data.formats.metaimage import write_mhd
+from simcrop_bench.data.formats.nifti import array_sha256, lps_nifti_affine, write_nifti_gz
+from simcrop_bench.data.splits.files import CSV_NAMES, SPLIT_FILES
+from simcrop_bench.data.splits.fractions import covering_row_order, fraction_subset
+from simcrop_bench.data.synthetic.phantom import (
+    DATASET_CODES,
+    GENERATOR_VERSION,
+    LABEL_LEFT_LUNG,
+    LABEL_RIGHT_LUNG,
+    ChestCase,
+    RenderedCase,
+    VoxelGrid,
+    case_rngs,
+    render_case,
+    sample_chest_case,
 )
+from simcrop_bench.errors import DataError, UserError
+from simcrop_bench.util.atomic import write_json, write_text
 
 UID_PREFIX = "1.3.6.1.4.1.14519.5.2.1.6279.6001.9999"  # + 26 digits: cannot collide with real LIDC UIDs
 SEG_LABELS = {"0": "background", "1": "left lung", "2": "right lung", "3": "trachea"}
@@ -115,7 +123,9 @@ def render_luna16_cases(
         cases = list(pool.map(render, range(n_cases)))
     for t in cases:
         if not {3, 4, 5} <= set(np.unique(t.rendered.labels).tolist()) or not (t.rendered.hu > 0).any():
-            raise DataError(f"grid {shape} at {spacing} mm misses lung, trachea or body of case {t.uid}; use a larger field of view")
+            raise DataError(
+                f"grid {shape} at {spacing} mm misses lung, trachea or body of case {t.uid}; use a larger field of view"
+            )
     return cases
 
 
@@ -153,10 +163,16 @@ def write_luna16_twin(
         files[name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
         splits[name] = text.splitlines()[1:]
     manifest = {
-        "synthetic": True, "generator_version": GENERATOR_VERSION, "dataset": "LUNA16",
-        "seed": seed, "n_cases": n_cases, "shape": list(shape), "spacing": list(spacing),
+        "synthetic": True,
+        "generator_version": GENERATOR_VERSION,
+        "dataset": "LUNA16",
+        "seed": seed,
+        "n_cases": n_cases,
+        "shape": list(shape),
+        "spacing": list(spacing),
         "splits": {k: len(v) for k, v in splits.items()},
-        "cases": cases, "files": files,
+        "cases": cases,
+        "files": files,
     }
     _remove_stale_files(root, set(files))
     write_json(root / MANIFEST, manifest)
@@ -176,18 +192,25 @@ def write_luna16_official(
     Same uids and volumes as :func:`write_luna16_twin` with the same arguments. Cases go round-robin into
     ``subset0`` … ``subsetK`` (about ten per subset, at most ten subsets). ``dataset_10.json`` /
     ``dataset_100.json`` (SimCroP's split files, not part of the download) sit in the root, where
-    :func:`simcrop_bench.data.prepare_luna16.convert_official_to_simcrop` looks for them.
+    :func:`simcrop_bench.data.prepare.luna16.convert_official_to_simcrop` looks for them.
     """
     root = Path(root)
     _refuse_real_data(root, OFFICIAL_PATHS)
     twins = render_luna16_cases(n_cases=n_cases, shape=shape, spacing=spacing, seed=seed)
     shape, spacing = twins[0].grid.shape, twins[0].grid.spacing
     n_subsets = min(MAX_SUBSETS, max(2, math.ceil(n_cases / 10)))
-    write_text(root / MARKER, _marker_text(
-        seed, n_cases, shape, spacing, writer="write_luna16_official",
-        layout="in its official layout (subsetK/, seg-lungs-LUNA16/, CSVFILES/) plus SimCroP's split files",
-        hashes="every decoded array (.mhd: header + data) and of the bytes of every other file",
-    ))
+    write_text(
+        root / MARKER,
+        _marker_text(
+            seed,
+            n_cases,
+            shape,
+            spacing,
+            writer="write_luna16_official",
+            layout="in its official layout (subsetK/, seg-lungs-LUNA16/, CSVFILES/) plus SimCroP's split files",
+            hashes="every decoded array (.mhd: header + data) and of the bytes of every other file",
+        ),
+    )
     files: dict[str, str] = {}
     cases, annotations, candidates, by_subset = [], [], [], {}
     for t in twins:
@@ -204,10 +227,16 @@ def write_luna16_official(
         rows = _candidates(t, nodules)
         candidates += rows
         by_subset.setdefault(subset, []).append(uid)
-        cases.append({
-            "uid": uid, "case_index": t.index, "subset": subset, "lps_offset_mm": list(origin), "nodules": out.nodules,
-            "false_candidates": sum(1 for r in rows if r[-1] == 0),
-        })
+        cases.append(
+            {
+                "uid": uid,
+                "case_index": t.index,
+                "subset": subset,
+                "lps_offset_mm": list(origin),
+                "nodules": out.nodules,
+                "false_candidates": sum(1 for r in rows if r[-1] == 0),
+            }
+        )
 
     csvs = {
         "CSVFILES/annotations.csv": _csv(["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"], annotations),
@@ -220,10 +249,18 @@ def write_luna16_official(
         files[rel] = hashlib.sha256(text.encode("utf-8")).hexdigest()
     splits = _write_split_files(root, [t.uid for t in twins], files)
     manifest = {
-        "synthetic": True, "generator_version": GENERATOR_VERSION, "dataset": "LUNA16", "layout": "official",
-        "seed": seed, "n_cases": n_cases, "shape": list(shape), "spacing": list(spacing), "subsets": n_subsets,
+        "synthetic": True,
+        "generator_version": GENERATOR_VERSION,
+        "dataset": "LUNA16",
+        "layout": "official",
+        "seed": seed,
+        "n_cases": n_cases,
+        "shape": list(shape),
+        "spacing": list(spacing),
+        "subsets": n_subsets,
         "splits": {k: len(v) for k, v in splits.items()},
-        "cases": cases, "files": files,
+        "cases": cases,
+        "files": files,
     }
     _remove_stale_files(root, set(files))
     write_json(root / MANIFEST, manifest)
@@ -250,7 +287,9 @@ def _candidates(t: TwinCase, nodules: list[dict]) -> list[list]:
     picks = np.sort(rng.choice(len(world), size=min(len(world), int(rng.integers(4, 13))), replace=False))
     jitter = rng.uniform(-0.5, 0.5, (len(picks), 3)) * spacing
     rows += [[*(float(v) for v in world[i] + j), 0] for i, j in zip(picks, jitter)]
-    rows.sort(key=lambda r: (-r[2], r[1], r[0]))  # head to feet, as a detector lists them: class not readable from order
+    rows.sort(
+        key=lambda r: (-r[2], r[1], r[0])
+    )  # head to feet, as a detector lists them: class not readable from order
     return [[t.uid, *r] for r in rows]
 
 
@@ -266,6 +305,7 @@ def _eroded(mask: np.ndarray) -> np.ndarray:
 
 def _csv(columns: list[str], rows: list[list]) -> str:
     """LUNA16 CSV text: comma-separated, no quoting (uids have no commas), floats to 10 significant digits."""
+
     def cell(v) -> str:
         return f"{v:.10g}" if isinstance(v, float) else str(v)
 
@@ -273,7 +313,13 @@ def _csv(columns: list[str], rows: list[list]) -> str:
 
 
 def luna16_twin_is_complete(
-    root: Path, *, seed: int | None = None, n_cases: int | None = None, shape=None, spacing=None, layout: str = "simcrop"
+    root: Path,
+    *,
+    seed: int | None = None,
+    n_cases: int | None = None,
+    shape=None,
+    spacing=None,
+    layout: str = "simcrop",
 ) -> bool:
     """True if a finished twin of the current generator version, in ``layout`` ("simcrop" or "official") and
     with the given parameters, is at ``root``."""
@@ -328,7 +374,9 @@ def _write_json_hashed(path: Path, obj: dict) -> str:
 def _case_meta(t: TwinCase) -> dict:
     annotations = [{k: v for k, v in n.items() if k != "side"} for n in t.rendered.nodules]
     return {
-        "synthetic": True, "generator_version": GENERATOR_VERSION, "uid": t.uid,
+        "synthetic": True,
+        "generator_version": GENERATOR_VERSION,
+        "uid": t.uid,
         "grid": {"shape": list(t.grid.shape), "spacing_mm": list(t.grid.spacing), "lps_offset_mm": list(t.grid.origin)},
         "case": t.case.to_dict(),
         "derived": {"luna16": {"label": int(bool(annotated_nodules(t.rendered))), "annotations": annotations}},
@@ -353,14 +401,20 @@ def luna16_cls_csvs(splits: dict[str, list[str]], labels: dict[str, int]) -> dic
 
     test = text(splits["testing"])
     ten = [train[i] for i in fraction_subset(len(train), 0.10, SPLIT_SEED, min_rows=TEN_PERCENT_MIN_ROWS)]
-    return {CSV_NAMES["train"]: text(train), CSV_NAMES["train_10"]: text(ten), CSV_NAMES["val"]: test,
-            CSV_NAMES["test"]: test}
+    return {
+        CSV_NAMES["train"]: text(train),
+        CSV_NAMES["train_10"]: text(ten),
+        CSV_NAMES["val"]: test,
+        CSV_NAMES["test"]: test,
+    }
 
 
 def _write_split_files(root: Path, uids: list[str], files: dict[str, str]) -> dict[str, list[str]]:
     splits = luna16_seg_splits(uids)
     for name, training in zip(SEG_SPLIT_FILES, (splits["training_10"], splits["training_100"])):
-        doc = _decathlon_json(training, splits["validation"], splits["testing"], n_train_full=len(splits["training_100"]))
+        doc = _decathlon_json(
+            training, splits["validation"], splits["testing"], n_train_full=len(splits["training_100"])
+        )
         files[name] = _write_json_hashed(root / name, doc)
     return splits
 
@@ -369,7 +423,9 @@ def _refuse_real_data(root: Path, paths: tuple[str, ...]) -> None:
     """Never write synthetic files into a folder that looks like a real LUNA16 root."""
     real_looking = any((root / p).exists() for p in paths)
     if real_looking and not (root / MARKER).is_file():
-        raise DataError(f"{root}: holds LUNA16-style data without a {MARKER} marker; refusing to write a synthetic twin there")
+        raise DataError(
+            f"{root}: holds LUNA16-style data without a {MARKER} marker; refusing to write a synthetic twin there"
+        )
 
 
 def _remove_stale_files(root: Path, keep: set[str]) -> None:
@@ -384,8 +440,14 @@ def _remove_stale_files(root: Path, keep: set[str]) -> None:
 
 
 def _marker_text(
-    seed: int, n_cases: int, shape, spacing, *, writer: str = "write_luna16_twin",
-    layout: str = "in the SimCroP segmentation layout", hashes: str = "every decoded array and JSON file",
+    seed: int,
+    n_cases: int,
+    shape,
+    spacing,
+    *,
+    writer: str = "write_luna16_twin",
+    layout: str = "in the SimCroP segmentation layout",
+    hashes: str = "every decoded array and JSON file",
 ) -> str:
     return (
         "# SYNTHETIC DATA\n\n"

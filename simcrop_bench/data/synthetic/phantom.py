@@ -144,7 +144,7 @@ class RibCage:
         return in_ring & (angle <= self.max_angle_rad) & in_rib
 
 
-Shape = typing.Union[Ellipsoid, EllipticCylinder, Box, Tube, RibCage]
+Shape = Ellipsoid | EllipticCylinder | Box | Tube | RibCage
 
 
 # ---------------------------------------------------------------- the case spec
@@ -224,7 +224,9 @@ def from_plain(tp, value):
     """Rebuild dataclasses and tuples from JSON-style dicts and lists, following the type hints."""
     if dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp)
-        return tp(**{f.name: from_plain(hints[f.name], value[f.name]) for f in dataclasses.fields(tp) if f.name in value})
+        return tp(
+            **{f.name: from_plain(hints[f.name], value[f.name]) for f in dataclasses.fields(tp) if f.name in value}
+        )
     if typing.get_origin(tp) is tuple:
         args = typing.get_args(tp)
         items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
@@ -255,12 +257,15 @@ def sample_chest_case(root_seed: int, dataset_code: int, case_index: int) -> Che
     lung_y, lung_b = ccy + 0.1 * cb, 0.98 * cb
     right_z, right_c = u(-40, -28), u(120, 135)
     right = Ellipsoid((-0.55 * ca, lung_y, right_z), (0.5 * ca * u(1.0, 1.06), lung_b, right_c))
-    left = Ellipsoid((0.56 * ca, lung_y, right_z - u(5, 12)), (0.46 * ca * u(1.0, 1.06), 0.96 * lung_b, right_c * u(0.97, 1.02)))
+    left = Ellipsoid(
+        (0.56 * ca, lung_y, right_z - u(5, 12)), (0.46 * ca * u(1.0, 1.06), 0.96 * lung_b, right_c * u(0.97, 1.02))
+    )
     hs = u(0.9, 1.1)
     heart = Ellipsoid((0.18 * ca, ccy - 0.3 * cb, u(-80, -65)), (0.4 * ca * hs, 0.55 * cb * hs, u(50, 60)))
     tr = u(7.5, 10.0)
     airway = Airway(
-        tr, u(2.0, 3.0),
+        tr,
+        u(2.0, 3.0),
         right_bronchus=((0.0, 0.0, 0.0), (-22.0, 4.0, -18.0), (-40.0 - u(0, 6), 8.0, -30.0 - u(0, 6))),
         left_bronchus=((0.0, 0.0, 0.0), (30.0, 6.0, -22.0), (50.0 + u(0, 6), 10.0, -38.0 - u(0, 6))),
     )
@@ -269,10 +274,21 @@ def sample_chest_case(root_seed: int, dataset_code: int, case_index: int) -> Che
     stomach = Ellipsoid((0.45 * ca, ccy - 0.1 * cb, left_base - u(15, 25)), (0.35 * ca, 0.5 * cb, u(40, 50)))
     spleen = Ellipsoid((0.68 * ca, ccy + 0.55 * cb, left_base - u(25, 35)), (0.2 * ca, 0.45 * cb, u(45, 55)))
     hu = {
-        "air": -1000.0, "fat": u(-110, -90), "muscle": u(40, 60), "soft_tissue": 40.0, "disc": 80.0,
-        "bone_cortical": u(800, 1200), "bone_cancellous": u(250, 400), "rib": u(500, 900),
-        "parenchyma": u(-870, -830), "heart": u(30, 45), "blood": 40.0, "liver": u(55, 65), "spleen": u(45, 55),
-        "fluid": 10.0, "table": 200.0,
+        "air": -1000.0,
+        "fat": u(-110, -90),
+        "muscle": u(40, 60),
+        "soft_tissue": 40.0,
+        "disc": 80.0,
+        "bone_cortical": u(800, 1200),
+        "bone_cancellous": u(250, 400),
+        "rib": u(500, 900),
+        "parenchyma": u(-870, -830),
+        "heart": u(30, 45),
+        "blood": 40.0,
+        "liver": u(55, 65),
+        "spleen": u(45, 55),
+        "fluid": 10.0,
+        "table": 200.0,
     }
     texture = []
     for _ in range(4):
@@ -283,10 +299,22 @@ def sample_chest_case(root_seed: int, dataset_code: int, case_index: int) -> Che
     shift = tuple(float(v) for v in a.uniform(-1, 1, 3) * (10, 10, 15))
     acquisition = Acquisition(float(a.uniform(10, 30)), shift, [None, -2000, -3024][int(a.integers(3))])
     case = ChestCase(
-        seed=(int(root_seed), int(dataset_code), int(case_index)), torso=torso, spine_y_mm=spine_y,
-        right_lung=right, left_lung=left, heart=heart, aorta_radius_mm=u(12.5, 15.0), airway=airway,
-        liver=liver, stomach=stomach, spleen=spleen, hu=hu, texture=tuple(texture),
-        dependent_density_hu=u(15, 35), nodules=(), acquisition=acquisition,
+        seed=(int(root_seed), int(dataset_code), int(case_index)),
+        torso=torso,
+        spine_y_mm=spine_y,
+        right_lung=right,
+        left_lung=left,
+        heart=heart,
+        aorta_radius_mm=u(12.5, 15.0),
+        airway=airway,
+        liver=liver,
+        stomach=stomach,
+        spleen=spleen,
+        hu=hu,
+        texture=tuple(texture),
+        dependent_density_hu=u(15, 35),
+        nodules=(),
+        acquisition=acquisition,
     )
     return dataclasses.replace(case, nodules=_sample_nodules(case, rngs["findings"]))
 
@@ -351,7 +379,11 @@ def build_scene(case: ChestCase) -> list[Paint]:
         Paint(case.spleen, "spleen"),
         Paint(case.liver, "liver"),
         Paint(case.stomach, "fluid"),
-        Paint(case.stomach, "air", within=(Box((-FAR, -FAR, -FAR), (FAR, case.stomach.center[1] - 0.4 * case.stomach.semi_axes[1], FAR)),)),
+        Paint(
+            case.stomach,
+            "air",
+            within=(Box((-FAR, -FAR, -FAR), (FAR, case.stomach.center[1] - 0.4 * case.stomach.semi_axes[1], FAR)),),
+        ),
     ]
     for lung, _ in lungs:  # diaphragm: a muscle rim under each lung dome
         below = Box((-FAR, -FAR, -FAR), (FAR, FAR, lung.center[2]))
@@ -360,14 +392,37 @@ def build_scene(case: ChestCase) -> list[Paint]:
     scene += [
         Paint(EllipticCylinder((5.0, ccy - 0.2 * cb), (22.0, 0.8 * cb)), "fat", 0),  # mediastinum
         Paint(case.heart, "heart", 0),
-        Paint(Tube(((-12.0, h[1] + 5, h[2] + 0.6 * hc[2]), (-16.0, -32.0 + dy, 30.0), (0.0, -34.0 + dy, 46.0), (22.0, -24.0 + dy, 50.0),
-                    (34.0, -2.0 + dy, 44.0), (30.0, 20.0 + dy, 30.0), (26.0, 30.0 + dy, 10.0), (26.0, 32.0 + dy, -150.0),
-                    (10.0, 26.0 + dy, -260.0)), case.aorta_radius_mm), "blood", 0),
+        Paint(
+            Tube(
+                (
+                    (-12.0, h[1] + 5, h[2] + 0.6 * hc[2]),
+                    (-16.0, -32.0 + dy, 30.0),
+                    (0.0, -34.0 + dy, 46.0),
+                    (22.0, -24.0 + dy, 50.0),
+                    (34.0, -2.0 + dy, 44.0),
+                    (30.0, 20.0 + dy, 30.0),
+                    (26.0, 30.0 + dy, 10.0),
+                    (26.0, 32.0 + dy, -150.0),
+                    (10.0, 26.0 + dy, -260.0),
+                ),
+                case.aorta_radius_mm,
+            ),
+            "blood",
+            0,
+        ),
         Paint(Tube(((-30.0, -25.0 + dy, 90.0), (-28.0, -22.0 + dy, -20.0)), 9.0), "blood", 0),  # superior vena cava
-        Paint(Tube(((h[0] - 5, h[1] - 10, h[2] + 0.7 * hc[2]), (8.0, -30.0 + dy, -12.0), (18.0, -16.0 + dy, -6.0)), 12.0), "blood", 0),
-        Paint(Tube(((18.0, -16.0 + dy, -6.0), (-10.0, -14.0 + dy, -12.0), (-40.0, -4.0, -22.0)), 8.0), "blood", 0),  # right PA
+        Paint(
+            Tube(((h[0] - 5, h[1] - 10, h[2] + 0.7 * hc[2]), (8.0, -30.0 + dy, -12.0), (18.0, -16.0 + dy, -6.0)), 12.0),
+            "blood",
+            0,
+        ),
+        Paint(
+            Tube(((18.0, -16.0 + dy, -6.0), (-10.0, -14.0 + dy, -12.0), (-40.0, -4.0, -22.0)), 8.0), "blood", 0
+        ),  # right PA
         Paint(Tube(((18.0, -16.0 + dy, -6.0), (42.0, -2.0, -10.0)), 8.0), "blood", 0),  # left PA
-        Paint(Tube(((6.0, sy - 24.0, FAR), (6.0, sy - 24.0, -150.0), (20.0, sy - 30.0, -200.0)), 7.0), "soft_tissue", 0),
+        Paint(
+            Tube(((6.0, sy - 24.0, FAR), (6.0, sy - 24.0, -150.0), (20.0, sy - 30.0, -200.0)), 7.0), "soft_tissue", 0
+        ),
         Paint(Tube(((6.0, sy - 24.0, FAR), (6.0, sy - 24.0, -150.0)), 2.0), "air", 0),  # oesophageal air
     ]
     airways = [((0.0, 0.0, FAR), (0.0, 0.0, 0.0)), aw.right_bronchus, aw.left_bronchus]
@@ -383,7 +438,9 @@ def build_scene(case: ChestCase) -> list[Paint]:
         Paint(EllipticCylinder((0.0, sy + 28.0), (8.0, 8.0)), "soft_tissue", 0),  # spinal canal
         Paint(EllipticCylinder((0.0, sy + 50.0), (5.0, 12.0), **vertebra), "bone_cortical", 0),  # spinous process
     ]
-    scene += [Paint(Ellipsoid(n.center_mm, (n.diameter_mm / 2,) * 3), f"nodule_{i}") for i, n in enumerate(case.nodules)]
+    scene += [
+        Paint(Ellipsoid(n.center_mm, (n.diameter_mm / 2,) * 3), f"nodule_{i}") for i, n in enumerate(case.nodules)
+    ]
     return scene
 
 
@@ -455,7 +512,9 @@ def render_case(case: ChestCase, grid: VoxelGrid) -> RenderedCase:
 
     hu = block_mean(lut[mats])
     x, y, z = grid.axes()
-    hu += block_mean(mats == ids["parenchyma"]) * lung_texture(case, x[:, None, None], y[None, :, None], z[None, None, :])
+    hu += block_mean(mats == ids["parenchyma"]) * lung_texture(
+        case, x[:, None, None], y[None, :, None], z[None, None, :]
+    )
     hu += grid_noise(case, grid.shape)
     if case.acquisition.fov_padding_hu is not None:
         cx, cy = x.mean(), y.mean()
@@ -467,9 +526,15 @@ def render_case(case: ChestCase, grid: VoxelGrid) -> RenderedCase:
     lo = [o - s / 2 for o, s in zip(grid.origin, grid.spacing)]
     hi = [o + (n - 0.5) * s for o, n, s in zip(grid.origin, grid.shape, grid.spacing)]
     nodules = [
-        {"coordX": n.center_mm[0], "coordY": n.center_mm[1], "coordZ": n.center_mm[2], "diameter_mm": n.diameter_mm, "side": n.side}
+        {
+            "coordX": n.center_mm[0],
+            "coordY": n.center_mm[1],
+            "coordZ": n.center_mm[2],
+            "diameter_mm": n.diameter_mm,
+            "side": n.side,
+        }
         for n in case.nodules
-        if all(l <= c <= h for l, c, h in zip(lo, n.center_mm, hi))
+        if all(low <= c <= high for low, c, high in zip(lo, n.center_mm, hi))
     ]
     return RenderedCase(hu_int, block_majority(labels, (0, LABEL_LEFT_LUNG, LABEL_RIGHT_LUNG, LABEL_TRACHEA)), nodules)
 
@@ -483,8 +548,8 @@ def grid_noise(case: ChestCase, shape: tuple[int, int, int]) -> np.ndarray:
 def lung_texture(case: ChestCase, x, y, z) -> np.ndarray:
     """Smooth low-frequency HU variation plus a gravity-dependent (posterior) density gradient."""
     lungs = (case.right_lung, case.left_lung)
-    y_mid = np.mean([l.center[1] for l in lungs])
-    half_ap = np.mean([l.semi_axes[1] for l in lungs])
+    y_mid = np.mean([lung.center[1] for lung in lungs])
+    half_ap = np.mean([lung.semi_axes[1] for lung in lungs])
     tex = np.zeros(np.broadcast_shapes(x.shape, y.shape, z.shape), np.float32)
     tex += case.dependent_density_hu * np.clip((y - y_mid) / half_ap, -1.0, 1.0)
     for w in case.texture:

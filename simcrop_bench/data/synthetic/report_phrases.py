@@ -12,26 +12,46 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .findings import Finding
+from simcrop_bench.data.synthetic.findings import Finding
 
 LOBE_NAMES = {
-    "right_upper": "right upper lobe", "right_middle": "right middle lobe", "right_lower": "right lower lobe",
-    "left_upper": "left upper lobe", "left_lower": "left lower lobe",
+    "right_upper": "right upper lobe",
+    "right_middle": "right middle lobe",
+    "right_lower": "right lower lobe",
+    "left_upper": "left upper lobe",
+    "left_lower": "left lower lobe",
 }
 SEGMENT_NAMES = {
-    "apical": "apical", "posterior": "posterior", "anterior": "anterior", "lateral": "lateral", "medial": "medial",
-    "superior": "superior", "anterior_basal": "anterior basal", "lateral_basal": "lateral basal",
-    "posterior_basal": "posterior basal", "apicoposterior": "apicoposterior", "superior_lingular": "superior lingular",
-    "inferior_lingular": "inferior lingular", "anteromedial_basal": "anteromedial basal",
+    "apical": "apical",
+    "posterior": "posterior",
+    "anterior": "anterior",
+    "lateral": "lateral",
+    "medial": "medial",
+    "superior": "superior",
+    "anterior_basal": "anterior basal",
+    "lateral_basal": "lateral basal",
+    "posterior_basal": "posterior basal",
+    "apicoposterior": "apicoposterior",
+    "superior_lingular": "superior lingular",
+    "inferior_lingular": "inferior lingular",
+    "anteromedial_basal": "anteromedial basal",
 }
 STATION_NAMES = {
-    "prevascular": "prevascular", "right_paratracheal": "right paratracheal", "left_paratracheal": "left paratracheal",
-    "subcarinal": "subcarinal", "right_hilar": "right hilar", "left_hilar": "left hilar",
-    "right_axillary": "right axillary", "left_axillary": "left axillary",
+    "prevascular": "prevascular",
+    "right_paratracheal": "right paratracheal",
+    "left_paratracheal": "left paratracheal",
+    "subcarinal": "subcarinal",
+    "right_hilar": "right hilar",
+    "left_hilar": "left hilar",
+    "right_axillary": "right axillary",
+    "left_axillary": "left axillary",
 }
 REGION_NAMES = {  # with their determiner: "in both lungs", "in the right lung"
-    "both_lungs": "both lungs", "right_lung": "the right lung", "left_lung": "the left lung",
-    "both_lower_lobes": "both lower lobes", "both_upper_lobes": "both upper lobes",
+    "both_lungs": "both lungs",
+    "right_lung": "the right lung",
+    "left_lung": "the left lung",
+    "both_lower_lobes": "both lower lobes",
+    "both_upper_lobes": "both upper lobes",
 }
 AORTA_NAMES = {"ascending": "ascending aorta", "arch": "aortic arch", "descending": "descending aorta"}
 CORONARY_NAMES = {"left_anterior_descending": "left anterior descending", "circumflex": "circumflex", "right": "right"}
@@ -149,12 +169,14 @@ NEGATION_NOUNS: dict[str, tuple[str, ...]] = {
 NEGATION_FORMS = ("no", "there_is_no", "without", "not_seen", "absent", "free_of", "negative_for")
 
 
-def negative_sentence(nouns: Sequence[str], subject: str, form: str, ph: Phrasing, where: str = "",
-                      otherwise: bool = False) -> str:
+def negative_sentence(
+    nouns: Sequence[str], subject: str, form: str, ph: Phrasing, where: str = "", otherwise: bool = False
+) -> str:
     """One sentence negating every noun in ``nouns`` with the given negation form.
 
     ``subject`` names the structure ("the lungs", "both pleural spaces"); ``where`` is an optional location
-    ("in the left lung"); ``otherwise`` marks a section that also has positive findings. The coordinated list follows the cue (or precedes "is not seen"/"is absent"), so the
+    ("in the left lung"); ``otherwise`` marks a section that also has positive findings.
+    The coordinated list follows the cue (or precedes "is not seen"/"is absent"), so the
     labeller must negate the whole list.
     """
     many = len(nouns) > 1
@@ -173,7 +195,9 @@ def negative_sentence(nouns: Sequence[str], subject: str, form: str, ph: Phrasin
     if form == "absent":
         return cap(f"{join_list(nouns, 'and')} {'are' if many else 'is'} absent{tail}.")
     if form == "free_of":
-        return cap(f"{subject} {'are' if subject_is_plural(subject) else 'is'} free of {join_list(nouns, 'and')}{tail}.")
+        return cap(
+            f"{subject} {'are' if subject_is_plural(subject) else 'is'} free of {join_list(nouns, 'and')}{tail}."
+        )
     if form == "negative_for":
         return cap(f"{ph.pick(('the examination', 'the study'))} is negative for {listed}{tail}.")
     raise ValueError(f"unknown negation form {form!r}")
@@ -257,24 +281,44 @@ OTHERWISE_SENTENCES: dict[str, tuple[str, ...]] = {
 }
 # Optional detail sentences (no finding words at all); long reports use many of them (§7.10 "Length").
 DETAIL_SENTENCES: dict[str, tuple[str, ...]] = {
-    "airways": ("The carina is sharp and lies in the midline.", "The lobar bronchi are patent on both sides.",
-                "The tracheal wall has a normal thickness throughout its course."),
-    "heart_vessels": ("The main pulmonary artery is of normal width.", "The superior vena cava is unremarkable.",
-                      "The cardiac chambers appear proportionate to each other.",
-                      "The pulmonary veins drain normally into the left atrium."),
-    "aorta": ("The aortic arch shows a normal branching pattern.",
-              "The descending thoracic aorta follows a normal course along the spine."),
+    "airways": (
+        "The carina is sharp and lies in the midline.",
+        "The lobar bronchi are patent on both sides.",
+        "The tracheal wall has a normal thickness throughout its course.",
+    ),
+    "heart_vessels": (
+        "The main pulmonary artery is of normal width.",
+        "The superior vena cava is unremarkable.",
+        "The cardiac chambers appear proportionate to each other.",
+        "The pulmonary veins drain normally into the left atrium.",
+    ),
+    "aorta": (
+        "The aortic arch shows a normal branching pattern.",
+        "The descending thoracic aorta follows a normal course along the spine.",
+    ),
     "pericardium": ("The pericardial recesses are unremarkable.",),
     "esophagus": ("The esophageal wall has a normal thickness.", "There is no air-fluid level in the esophagus."),
-    "lymph_nodes": ("The thyroid gland is of normal size within the imaged field.",
-                    "The mediastinal fat planes are preserved."),
-    "lungs": ("The fissures are in normal position.", "The lung volumes are preserved on both sides.",
-              "The segmental bronchi are patent.", "The pulmonary vasculature tapers normally towards the periphery."),
+    "lymph_nodes": (
+        "The thyroid gland is of normal size within the imaged field.",
+        "The mediastinal fat planes are preserved.",
+    ),
+    "lungs": (
+        "The fissures are in normal position.",
+        "The lung volumes are preserved on both sides.",
+        "The segmental bronchi are patent.",
+        "The pulmonary vasculature tapers normally towards the periphery.",
+    ),
     "pleura": ("The costophrenic angles are sharp.", "The diaphragmatic domes are in normal position."),
-    "upper_abdomen": ("The spleen is of normal size.", "The adrenal glands are of normal thickness.",
-                      "The liver contour is smooth in the imaged sections."),
-    "bones": ("The thoracic vertebral bodies have preserved height.", "The sternum and ribs are intact.",
-              "The soft tissues of the chest wall are unremarkable."),
+    "upper_abdomen": (
+        "The spleen is of normal size.",
+        "The adrenal glands are of normal thickness.",
+        "The liver contour is smooth in the imaged sections.",
+    ),
+    "bones": (
+        "The thoracic vertebral bodies have preserved height.",
+        "The sternum and ribs are intact.",
+        "The soft tissues of the chest wall are unremarkable.",
+    ),
 }
 TRANSITIONS = (
     "The lung parenchyma was evaluated in the lung window.",
@@ -284,8 +328,13 @@ TRANSITIONS = (
 TRANSITIONS_WITH_COLON = ("Review of the lung window images", "In the lung window", "Lung window evaluation")
 
 CLINICAL_INFORMATION = (
-    "Cough and shortness of breath.", "Fever for three days.", "Chest pain.", "Follow-up examination.",
-    "Preoperative evaluation.", "Weight loss.", "Dyspnea on exertion.",
+    "Cough and shortness of breath.",
+    "Fever for three days.",
+    "Chest pain.",
+    "Follow-up examination.",
+    "Preoperative evaluation.",
+    "Weight loss.",
+    "Dyspnea on exertion.",
 )
 TECHNIQUE = (
     "Non-contrast thin-section chest CT.",
@@ -293,5 +342,7 @@ TECHNIQUE = (
     "Helical chest CT without contrast medium, 1 mm reconstructions.",
 )
 NORMAL_IMPRESSIONS = (
-    "No acute thoracic abnormality.", "No significant abnormality in the thorax.", "Unremarkable chest CT.",
+    "No acute thoracic abnormality.",
+    "No significant abnormality in the thorax.",
+    "Unremarkable chest CT.",
 )

@@ -16,34 +16,78 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..sentences import simcrop_sentence_spans, split_sentence_spans
-from .findings import (
-    AORTIC_SEGMENTS, CORONARY_VESSELS, LABEL_TYPES, Finding, counts_as_label, side_of_lobe, side_of_region,
+from simcrop_bench.data.sentences import simcrop_sentence_spans, split_sentence_spans
+from simcrop_bench.data.synthetic.findings import (
+    AORTIC_SEGMENTS,
+    CORONARY_VESSELS,
+    LABEL_TYPES,
+    Finding,
+    counts_as_label,
+    side_of_lobe,
+    side_of_region,
     with_defaults,
 )
-from .report_phrases import (
-    CLINICAL_INFORMATION, DETAIL_SENTENCES, NEGATION_FORMS, NEGATION_NOUNS, NORMAL_IMPRESSIONS, NORMAL_SENTENCES,
-    OTHERWISE_SENTENCES, TECHNIQUE, TRANSITIONS, TRANSITIONS_WITH_COLON, AORTA_NAMES, CORONARY_NAMES, Phrasing,
+from simcrop_bench.data.synthetic.report_phrases import (
+    AORTA_NAMES,
+    CLINICAL_INFORMATION,
+    CORONARY_NAMES,
+    DETAIL_SENTENCES,
+    NEGATION_FORMS,
+    NEGATION_NOUNS,
+    NORMAL_IMPRESSIONS,
+    NORMAL_SENTENCES,
+    OTHERWISE_SENTENCES,
+    TECHNIQUE,
+    TRANSITIONS,
+    TRANSITIONS_WITH_COLON,
+    Phrasing,
     negative_sentence,
 )
-from .report_templates import SECTION_OF_TYPE, describe, impression_item, incidental_item, section_of
+from simcrop_bench.data.synthetic.report_templates import (
+    SECTION_OF_TYPE,
+    describe,
+    impression_item,
+    incidental_item,
+    section_of,
+)
 
 SECTIONS: tuple[str, ...] = (
-    "airways", "heart_vessels", "aorta", "pericardium", "esophagus", "lymph_nodes", "lung_window", "lungs", "pleura",
-    "upper_abdomen", "bones",
+    "airways",
+    "heart_vessels",
+    "aorta",
+    "pericardium",
+    "esophagus",
+    "lymph_nodes",
+    "lung_window",
+    "lungs",
+    "pleura",
+    "upper_abdomen",
+    "bones",
 )
 # Label types whose absence each section must state (medical material is negated optionally, see _section).
 SECTION_LABELS: dict[str, tuple[str, ...]] = {
     "heart_vessels": ("cardiomegaly", "coronary_artery_wall_calcification"),
-    "aorta": ("arterial_wall_calcification",), "pericardium": ("pericardial_effusion",),
-    "esophagus": ("hiatal_hernia",), "lymph_nodes": ("lymphadenopathy",), "pleura": ("pleural_effusion",),
+    "aorta": ("arterial_wall_calcification",),
+    "pericardium": ("pericardial_effusion",),
+    "esophagus": ("hiatal_hernia",),
+    "lymph_nodes": ("lymphadenopathy",),
+    "pleura": ("pleural_effusion",),
     "lungs": tuple(t for t in LABEL_TYPES if SECTION_OF_TYPE.get(t) == "lungs"),
 }
 # Anatomical region of a section's normal sentences (finding sentences use the finding's own region).
 SECTION_REGIONS: dict[str, str] = {
-    "airways": "airways", "heart_vessels": "heart", "aorta": "aorta", "pericardium": "pericardium",
-    "esophagus": "esophagus", "lymph_nodes": "mediastinum", "lung_window": "none", "lungs": "lungs",
-    "pleura": "pleural_space", "upper_abdomen": "upper_abdomen", "bones": "bones", "impression": "thorax",
+    "airways": "airways",
+    "heart_vessels": "heart",
+    "aorta": "aorta",
+    "pericardium": "pericardium",
+    "esophagus": "esophagus",
+    "lymph_nodes": "mediastinum",
+    "lung_window": "none",
+    "lungs": "lungs",
+    "pleura": "pleural_space",
+    "upper_abdomen": "upper_abdomen",
+    "bones": "bones",
+    "impression": "thorax",
 }
 SUBJECTS = {"lungs": ("the lungs", "both lungs", "the lung parenchyma"), "pleura": ("both pleural spaces",)}
 POLARITIES = ("positive", "negative", "distractor", "transition")
@@ -128,8 +172,16 @@ def _draft(section: str, group: Sequence[Finding], ph: Phrasing) -> _Draft:
     return _Draft(section, describe(group, ph), polarity, [f.id for f in group], finding_region(group[0]))
 
 
-def _negation(section: str, types: Sequence[str], ph: Phrasing, forms: Sequence[str], subject: str = "",
-              where: str = "", region: str | None = None, otherwise: bool = False) -> _Draft:
+def _negation(
+    section: str,
+    types: Sequence[str],
+    ph: Phrasing,
+    forms: Sequence[str],
+    subject: str = "",
+    where: str = "",
+    region: str | None = None,
+    otherwise: bool = False,
+) -> _Draft:
     nouns = [ph.pick(NEGATION_NOUNS[t]) for t in types]
     text = negative_sentence(nouns, subject or "the examination", ph.pick(forms), ph, where, otherwise)
     return _Draft(section, text, "negative", [], region or SECTION_REGIONS[section])
@@ -159,18 +211,26 @@ def _hard_negatives(section: str, present: Sequence[Finding], ph: Phrasing, p: f
             sides = {_lung_side(f) for f in group}
             if len(sides) == 1 and (side := sides.pop()) in ("left", "right"):
                 other = "left" if side == "right" else "right"
-                out.append(_negation(section, [kind], ph, _LOCAL_FORMS, where=f"in the {other} lung",
-                                     region=f"{other}_lung"))
+                out.append(
+                    _negation(section, [kind], ph, _LOCAL_FORMS, where=f"in the {other} lung", region=f"{other}_lung")
+                )
         elif kind == "pleural_effusion" and group[0].side != "bilateral":
             other = "left" if group[0].side == "right" else "right"
-            out.append(_negation(section, [kind], ph, _LOCAL_FORMS, where=f"on the {other} side",
-                                 region=f"pleural_space_{other}"))
+            out.append(
+                _negation(
+                    section, [kind], ph, _LOCAL_FORMS, where=f"on the {other} side", region=f"pleural_space_{other}"
+                )
+            )
         elif kind == "arterial_wall_calcification":
             missing = [s for s in AORTIC_SEGMENTS if s not in group[0].attrs["segments"]]
             if missing:
                 segment = ph.pick(missing)
-                text = ph.pick((f"No calcification is seen in the {AORTA_NAMES[segment]}.",
-                                f"The {AORTA_NAMES[segment]} is free of calcified plaque."))
+                text = ph.pick(
+                    (
+                        f"No calcification is seen in the {AORTA_NAMES[segment]}.",
+                        f"The {AORTA_NAMES[segment]} is free of calcified plaque.",
+                    )
+                )
                 out.append(_Draft(section, text, "negative", [], f"aorta_{segment}"))
         elif kind == "coronary_artery_wall_calcification":
             missing = [v for v in CORONARY_VESSELS if v not in group[0].attrs["vessels"]]
@@ -179,19 +239,24 @@ def _hard_negatives(section: str, present: Sequence[Finding], ph: Phrasing, p: f
                 text = f"No calcification is seen in the {CORONARY_NAMES[vessel]} coronary artery."
                 out.append(_Draft(section, text, "negative", [], f"coronary_{vessel}"))
         elif kind == "lymphadenopathy":
-            groups = {"mediastinal": ("prevascular", "paratracheal", "subcarinal"), "hilar": ("hilar",),
-                      "axillary": ("axillary",)}
+            groups = {
+                "mediastinal": ("prevascular", "paratracheal", "subcarinal"),
+                "hilar": ("hilar",),
+                "axillary": ("axillary",),
+            }
             free = [g for g, keys in groups.items() if not any(k in f.region for f in group for k in keys)]
             if free:
                 name = ph.pick(free)
-                text = ph.pick((f"No enlarged lymph node is seen in the {name} region.",
-                                f"There is no {name} lymphadenopathy."))
+                text = ph.pick(
+                    (f"No enlarged lymph node is seen in the {name} region.", f"There is no {name} lymphadenopathy.")
+                )
                 out.append(_Draft(section, text, "negative", [], f"{name}_lymph_nodes"))
     return out
 
 
-def _section(section: str, findings: Sequence[Finding], ph: Phrasing, opts: ReportOptions, long: bool,
-             colon: bool) -> list[_Draft]:
+def _section(
+    section: str, findings: Sequence[Finding], ph: Phrasing, opts: ReportOptions, long: bool, colon: bool
+) -> list[_Draft]:
     if section == "lung_window":
         text = ph.pick(TRANSITIONS_WITH_COLON) + ph.pick((":", ";")) if colon else ph.pick(TRANSITIONS)
         return [_Draft(section, text, "transition", [], "none")]
@@ -215,15 +280,15 @@ def _section(section: str, findings: Sequence[Finding], ph: Phrasing, opts: Repo
         if "cardiomegaly" in absent:
             lead.append(_Draft(section, ph.pick(NORMAL_SENTENCES[section]), "negative", [], "heart"))
         if "coronary_artery_wall_calcification" in absent:
-            body.append(_negation(section, ["coronary_artery_wall_calcification"], ph, _PLAIN_FORMS,
-                                  region="coronary_arteries"))
+            body.append(
+                _negation(section, ["coronary_artery_wall_calcification"], ph, _PLAIN_FORMS, region="coronary_arteries")
+            )
         devices = {f.attrs["device"] for f in findings if f.type == "medical_material"}
         if not devices & {"pacemaker", "port_catheter"} and ph.chance(0.4):
             body.append(_negation(section, ["medical_material"], ph, _PLAIN_FORMS))
     elif absent:  # one label type per section: its normal sentence or a negation frame
         if section in NORMAL_SENTENCES and ph.chance(0.6):
-            lead.append(_Draft(section, ph.pick(NORMAL_SENTENCES[section]), "negative", [],
-                               SECTION_REGIONS[section]))
+            lead.append(_Draft(section, ph.pick(NORMAL_SENTENCES[section]), "negative", [], SECTION_REGIONS[section]))
         else:
             subject = ph.pick(SUBJECTS.get(section, ("the examination",)))
             lead.append(_negation(section, absent, ph, _PLAIN_FORMS, subject))
@@ -231,11 +296,9 @@ def _section(section: str, findings: Sequence[Finding], ph: Phrasing, opts: Repo
         body = ph.shuffled(body)
     drafts = lead + body
     if not any(d.polarity in ("negative", "positive") for d in drafts):  # airways, upper abdomen, bones
-        drafts.insert(0, _Draft(section, ph.pick(NORMAL_SENTENCES[section]), "negative", [],
-                                SECTION_REGIONS[section]))
+        drafts.insert(0, _Draft(section, ph.pick(NORMAL_SENTENCES[section]), "negative", [], SECTION_REGIONS[section]))
     elif mine and section in OTHERWISE_SENTENCES and ph.chance(0.6):
-        drafts.append(_Draft(section, ph.pick(OTHERWISE_SENTENCES[section]), "negative", [],
-                             SECTION_REGIONS[section]))
+        drafts.append(_Draft(section, ph.pick(OTHERWISE_SENTENCES[section]), "negative", [], SECTION_REGIONS[section]))
     details = list(DETAIL_SENTENCES.get(section, ()))
     if long:
         extra = ph.shuffled(details)
@@ -251,8 +314,10 @@ def _impression(findings: Sequence[Finding], ph: Phrasing, opts: ReportOptions) 
     order = {s: i for i, s in enumerate(SECTIONS)}
     positives = _groups([f for f in findings if counts_as_label(f)])
     positives.sort(key=lambda g: order[section_of(g[0])])
-    drafts = [_Draft("impression", impression_item(g, ph), "positive", [f.id for f in g], finding_region(g[0]))
-              for g in positives]
+    drafts = [
+        _Draft("impression", impression_item(g, ph), "positive", [f.id for f in g], finding_region(g[0]))
+        for g in positives
+    ]
     if not drafts:
         drafts.append(_Draft("impression", ph.pick(NORMAL_IMPRESSIONS), "negative", [], "thorax"))
     for f in findings:
@@ -273,8 +338,9 @@ def _join(drafts: Sequence[_Draft], separators: Sequence[str]) -> tuple[str, lis
     return "".join(parts), spans
 
 
-def render_report(findings: Sequence[Finding], rng: np.random.Generator,
-                  options: ReportOptions | None = None) -> Report:
+def render_report(
+    findings: Sequence[Finding], rng: np.random.Generator, options: ReportOptions | None = None
+) -> Report:
     """Report texts and sentence index for one case; a pure function of ``findings`` and the generator state."""
     opts = options or ReportOptions()
     findings = [with_defaults(f) for f in findings]
@@ -304,8 +370,18 @@ def render_report(findings: Sequence[Finding], rng: np.random.Generator,
     sentences = []
     for index, (draft, span, in_findings) in enumerate(rows):
         overlapping = (k + 1 for k, (a, b) in enumerate(simcrop_spans) if a < span[1] and b > span[0])
-        sentences.append(SentenceInfo(index, draft.section, draft.text, draft.polarity, list(draft.finding_ids),
-                                      draft.region, span, tuple(overlapping) if in_findings else ()))
+        sentences.append(
+            SentenceInfo(
+                index,
+                draft.section,
+                draft.text,
+                draft.polarity,
+                list(draft.finding_ids),
+                draft.region,
+                span,
+                tuple(overlapping) if in_findings else (),
+            )
+        )
     clinical = NOT_GIVEN if ph.chance(opts.clinical_not_given) else ph.pick(CLINICAL_INFORMATION)
     technique = NOT_GIVEN if ph.chance(opts.technique_not_given) else ph.pick(TECHNIQUE)
     return Report(findings_text, impression_text, clinical, technique, sentences)

@@ -1,0 +1,1 @@
+"""``data check``: layout and content checks of a dataset root, one problem per line."""

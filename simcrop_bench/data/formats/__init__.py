@@ -1,0 +1,1 @@
+"""File formats read and written by the data layer: NIfTI, MetaImage, Decathlon JSON."""

@@ -1,0 +1,1 @@
+"""``data prepare``: convert a downloaded (official) layout into the one tasks read."""

@@ -1,0 +1,167 @@
+"""Convert the official CT-RATE download into the store SimCroP's classification code reads (datasets.md §2.5, §2.8).
+
+Source: v2 ``{train,valid}_fixed/<split>_<pid>/<split>_<pid>_<scan>/<VolumeName>`` (int16 HU, correct LPS header;
+the default) or v1 ``{train,valid}/…`` (stored values; HU = RescaleSlope · stored + RescaleIntercept from the metadata
+CSV, applied exactly once by :func:`~simcrop_bench.data.ctrate.read_ctrate_official_volume`; spacing from
+``XYSpacing``/``ZSpacing``; the header is a default, so the array is assumed stored like v2, axis codes
+('L', 'P', 'S'), with the LPS origin from ``ImagePositionPatient``; recorded in the manifest).
+
+Output: ``{train,valid}_preprocessed/<split>_<pid>/<split>_<pid><scan>/<VolumeName>`` (no underscore before the scan
+letter), int16 HU, **RAS-stored** (the classification reader ignores the affine, §1.4) with the matching RAS affine
+in the header, optionally resampled (MONAI ``Spacing``, bilinear) to ``spacing`` = (x, y, z) mm. HU are not clipped:
+the pipeline clips to [−1000, 1000] itself. ``prepare_manifest.json`` records the conventions and, per volume, the
+source stamp (size, mtime) and settings; a rerun skips volumes whose stamp, settings and output are unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from simcrop_bench.data.ctrate import (
+    VERSIONS,
+    official_volume_path,
+    parse_volume_name,
+    read_ctrate_official_volume,
+    read_metadata_row,
+    simcrop_volume_path,
+)
+from simcrop_bench.data.formats.nifti import array_sha256, lps_nifti_affine, write_nifti_gz
+from simcrop_bench.data.prepare.manifest import (
+    PREPARE_MANIFEST,
+    copy_marker,
+    load_prepare_manifest,
+    save_prepare_manifest,
+    source_stamp,
+    up_to_date,
+)
+from simcrop_bench.errors import DataError
+from simcrop_bench.util.progress import track
+
+SPLITS = ("train", "valid")
+INTENSITY = "int16 HU, not clipped (v1: RescaleSlope * stored + RescaleIntercept applied once; v2: as stored)"
+
+
+# ---------------------------------------------------------------- geometry
+
+
+def to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact reorientation (axis permutation and flips only) to axis codes ('R', 'A', 'S'), with the new affine."""
+    current = nib.orientations.io_orientation(affine)
+    transform = nib.orientations.ornt_transform(current, nib.orientations.axcodes2ornt(("R", "A", "S")))
+    ras = nib.orientations.apply_orientation(array, transform)
+    return np.ascontiguousarray(ras), affine @ nib.orientations.inv_ornt_aff(transform, array.shape)
+
+
+def resample_hu(array: np.ndarray, affine: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear resampling of a RAS array to ``spacing`` mm with MONAI ``Spacing``; rounded back to int16 HU."""
+    import torch  # heavy imports only when resampling is asked for
+    from monai.data import MetaTensor
+    from monai.transforms import Spacing
+
+    image = MetaTensor(
+        torch.from_numpy(array.astype(np.float32))[None], affine=torch.as_tensor(affine, dtype=torch.float64)
+    )
+    out = Spacing(pixdim=tuple(float(s) for s in spacing), mode="bilinear", padding_mode="border")(image)
+    data = np.rint(out[0].numpy()).clip(-32768, 32767).astype(np.int16)
+    return data, np.asarray(out.affine, dtype=np.float64)
+
+
+# ---------------------------------------------------------------- conversion
+
+
+def find_official_volumes(src_root: Path, version: str) -> list[str]:
+    """Volume names of the chosen version's tree, sorted; names are validated by the reader's parser."""
+    names = []
+    for split in SPLITS:
+        for path in sorted((Path(src_root) / f"{split}{VERSIONS[version]}").glob(f"{split}_*/{split}_*_*/*.nii.gz")):
+            if not path.name.startswith("."):
+                parse_volume_name(path.name)
+                names.append(path.name)
+    if not names:
+        folders = " and ".join(f"{s}{VERSIONS[version]}/" for s in SPLITS)
+        raise DataError(f"{src_root}: no volumes under {folders}; expected the official CT-RATE layout ({version})")
+    return names
+
+
+def _lps_origin(src_root: Path, name: str) -> tuple[float, float, float]:
+    """v1 origin from ``ImagePositionPatient`` (LPS mm); (0, 0, 0) when the column is absent or unparsable."""
+    text = read_metadata_row(src_root, name).get("ImagePositionPatient", "")
+    try:
+        values = [float(v) for v in text.strip().strip("[]").split(",") if v.strip()]
+    except ValueError:
+        values = []
+    return tuple(values[:3]) if len(values) >= 3 else (0.0, 0.0, 0.0)
+
+
+def _read_source(src_root: Path, name: str, version: str) -> tuple[np.ndarray, np.ndarray]:
+    """(int16 HU array as stored, its true affine)."""
+    hu, spacing = read_ctrate_official_volume(src_root, name, version)
+    if hu.ndim != 3:
+        raise DataError(f"{official_volume_path(src_root, name, version)}: expected a 3-D volume, got shape {hu.shape}")
+    if version == "v2":
+        return hu, nib.load(str(official_volume_path(src_root, name, version))).affine
+    # v1 headers are defaults: the array is assumed stored like v2 (axis codes L, P, S, as DICOM is stored).
+    return hu, lps_nifti_affine(spacing, _lps_origin(src_root, name))
+
+
+def convert_ctrate_official_to_simcrop(
+    src_root: Path, dst_root: Path, *, version: str = "v2", spacing: Sequence[float] | None = None
+) -> dict:
+    """Convert every volume of the official ``version`` tree into ``dst_root``; returns a summary dict."""
+    src_root, dst_root = Path(src_root), Path(dst_root)
+    if version not in VERSIONS:
+        raise DataError(f"CT-RATE version must be 'v1' or 'v2', not {version!r}")
+    if not src_root.is_dir():
+        raise DataError(f"{src_root}: CT-RATE source root does not exist or is not a folder")
+    names = find_official_volumes(src_root, version)
+    settings = {
+        "source_version": version,
+        "spacing_mm": list(map(float, spacing)) if spacing is not None else "source",
+        "orientation": "RAS-stored (axis codes R, A, S)",
+        "intensity": INTENSITY,
+        "v1_assumed_axcodes": ["L", "P", "S"] if version == "v1" else None,
+        "resampling": "MONAI Spacing, bilinear, border padding, rounded to int16" if spacing is not None else None,
+    }
+    manifest = load_prepare_manifest(dst_root, settings)
+    manifest["source_root"] = str(src_root)
+    synthetic = copy_marker(src_root, dst_root, "simcrop_bench.data.prepare.ctrate.convert_ctrate_official_to_simcrop")
+    converted = 0
+    try:
+        for name in track(names, "CT-RATE → preprocessed"):
+            source = official_volume_path(src_root, name, version)
+            output = simcrop_volume_path(dst_root, name)
+            stamp = source_stamp(source)
+            if up_to_date(manifest, name, stamp, output):
+                continue
+            hu, affine = _read_source(src_root, name, version)
+            ras, ras_aff = to_ras(hu, affine)
+            if spacing is not None:
+                ras, ras_aff = resample_hu(ras, ras_aff, spacing)
+            write_nifti_gz(output, ras, ras_aff, description=f"simcrop-bench CT-RATE {version} RAS int16 HU")
+            manifest["cases"][name] = {
+                "source": stamp,
+                "output": str(output.relative_to(dst_root)),
+                "shape": list(ras.shape),
+                "spacing_mm": [float(v) for v in nib.affines.voxel_sizes(ras_aff)],
+                "sha256": array_sha256(ras),
+            }
+            converted += 1
+            if converted % 20 == 0:  # keep progress on disk so an interrupted run resumes near here
+                save_prepare_manifest(dst_root, manifest)
+    finally:
+        save_prepare_manifest(dst_root, manifest)
+    return {
+        "src_root": str(src_root),
+        "dst_root": str(dst_root),
+        "synthetic": synthetic,
+        "version": version,
+        "cases": len(names),
+        "converted": converted,
+        "skipped": len(names) - converted,
+        "spacing_mm": settings["spacing_mm"],
+        "manifest": PREPARE_MANIFEST,
+    }

@@ -1,0 +1,1 @@
+"""Splits: training fractions, classification split tables, the SimCroP split files."""

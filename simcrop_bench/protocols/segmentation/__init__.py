@@ -1,0 +1,1 @@
+"""The UNETR fine-tuning protocol (``protocol.md`` §7) and its resumable state."""

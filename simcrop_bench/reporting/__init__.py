@@ -1,0 +1,1 @@
+"""From records to readers: leaderboard, paper tables, plots and the HTML report."""

@@ -1,0 +1,413 @@
+"""Figures for papers: data-efficiency curves and pretraining loss curves.
+
+Both are drawn in two steps: a data-preparation function that returns plain series
+(tested exactly), then a renderer sized for one paper column (3.5 in wide, fonts
+≥ 7 pt) that writes PNG (300 dpi) or PDF atomically.
+
+A data-efficiency line joins the fractions of one method, so every point of a line
+must come from the same profile, protocol, data kind (synthetic twin or real) and
+metric: the leaderboard's cell identity without the fraction. A figure mixing those
+is refused with a one-line :class:`UserError` naming what differs.
+
+matplotlib and pandas are imported inside functions so that importing this module
+stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from simcrop_bench.errors import UserError
+from simcrop_bench.reporting.leaderboard import format_fraction
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+FIG_WIDTH_IN = 3.5
+FIG_HEIGHT_IN = 2.6
+PNG_DPI = 300
+FORMATS = {".png": "png", ".pdf": "pdf"}
+# Fields every point of one figure must share (cell identity minus method, fraction, cell_hash).
+LINE_IDENTITY = ["profile", "protocol", "synthetic", "metric", "higher_is_better"]
+SYNTHETIC_LABEL = "synthetic twin"
+_STYLE = {
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "figure.titlesize": 8,
+    "lines.linewidth": 1.2,
+    "lines.markersize": 3.5,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "pdf.fonttype": 42,
+    "svg.fonttype": "none",
+}
+
+
+@dataclass
+class EfficiencySeries:
+    """One method's line: x = fractions (%), y = mean over seeds, band = [low, high] per point."""
+
+    method: str
+    fractions: list[float]
+    mean: list[float]
+    low: list[float]
+    high: list[float]
+    n_seeds: list[int]
+    band: list[str]  # per point: "std" (≥2 seeds), "ci" (one seed, bootstrap interval) or "none"
+
+
+@dataclass
+class EfficiencyData:
+    task: str
+    metric: str
+    higher_is_better: bool | None
+    profile: str
+    protocol: str
+    synthetic: bool
+    series: list[EfficiencySeries] = field(default_factory=list)
+
+    @property
+    def fractions(self) -> list[float]:
+        return sorted({f for s in self.series for f in s.fractions})
+
+
+@dataclass
+class LossRun:
+    """The per-step losses of one pretraining folder."""
+
+    label: str  # "<method>/<hash[:8]>"
+    folder: Path
+    synthetic: bool | None
+    steps: list[int]
+    components: dict[str, list[float]]  # name -> value per step (NaN where a step lacks it)
+
+
+# ------------------------------------------------------------------ data efficiency
+
+
+def metric_board(
+    results: Path, task: str, metric: str | None = None, *, profile: str | None = None, protocol: str | None = None
+) -> pd.DataFrame:
+    """The aggregated leaderboard of ``task``; ``metric`` other than the primary one is averaged the same way.
+
+    A secondary metric is read from each record's ``metrics`` (its bootstrap interval when the
+    record has one); a record lacking it is an error naming the run.
+    """
+    from simcrop_bench.reporting import leaderboard as lb
+
+    records = [r for r in lb.load_records(results) if r["task"] == task]
+    if not records:
+        raise UserError(f"{results}: no run records for task {task!r}")
+    secondary = False
+    if metric is not None:
+        swapped = []
+        for r in records:
+            value = r["metrics"].get(metric)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                known = ", ".join(sorted(r["metrics"]))
+                raise UserError(f"run {r['run_id']}: no numeric metric {metric!r} (it has: {known})")
+            if metric != r["primary_metric"]:
+                secondary = True
+                r = {**r, "primary_metric": metric}
+            swapped.append(r)
+        records = swapped
+    frame = lb.filter_frame(lb.records_frame(records), profile=profile, protocol=protocol)
+    if frame.empty:
+        raise UserError(f"{results}: no run records for task {task!r} match the filters")
+    board = lb.aggregate(frame)
+    if secondary:  # the direction is only recorded for the primary metric: no axis arrow
+        board["higher_is_better"] = None
+    return board
+
+
+def efficiency_data(board: pd.DataFrame, task: str) -> EfficiencyData:
+    """One line per method over the fractions of ``task``; refuses mixed cells or ambiguous points."""
+    rows = board[board["task"] == task]
+    if rows.empty:
+        raise UserError(f"no results for task {task!r}")
+    for name in LINE_IDENTITY:
+        values = rows[name].unique()
+        if len(values) > 1:
+            shown = ", ".join(sorted(str(v) for v in values))
+            what = "synthetic twin and real data" if name == "synthetic" else f"{name} values ({shown})"
+            hint = "plot one at a time (--profile / --protocol)" if name != "metric" else "pick one (--metric)"
+            raise UserError(f"task {task!r}: the runs mix {what}; a curve needs one cell kind, {hint}")
+    first = rows.iloc[0]
+    data = EfficiencyData(
+        task=task,
+        metric=str(first["metric"]),
+        higher_is_better=None if first["higher_is_better"] is None else bool(first["higher_is_better"]),
+        profile=str(first["profile"]),
+        protocol=str(first["protocol"]),
+        synthetic=bool(first["synthetic"]),
+    )
+    for method, group in rows.groupby("method", sort=True):
+        dupes = group["fraction"][group["fraction"].duplicated()]
+        if len(dupes):
+            hashes = ", ".join(sorted(group.loc[group["fraction"].isin(dupes), "cell_hash"]))
+            raise UserError(
+                f"task {task!r} method {method!r} fraction {format_fraction(dupes.iloc[0])}: "
+                f"several configs ({hashes}); move the outdated runs out of results/runs"
+            )
+        group = group.assign(_f=group["fraction"].astype(float)).sort_values("_f")
+        series = EfficiencySeries(str(method), [], [], [], [], [], [])
+        for row in group.itertuples(index=False):
+            mean, std, n = float(row.mean), float(row.std), int(row.n_seeds)
+            if n >= 2 and math.isfinite(std):
+                low, high, band = mean - std, mean + std, "std"
+            elif math.isfinite(row.ci_low) and math.isfinite(row.ci_high):
+                low, high, band = float(row.ci_low), float(row.ci_high), "ci"
+            else:
+                low = high = math.nan
+                band = "none"
+            series.fractions.append(float(row.fraction))
+            series.mean.append(mean)
+            series.low.append(low)
+            series.high.append(high)
+            series.n_seeds.append(n)
+            series.band.append(band)
+        data.series.append(series)
+    return data
+
+
+def efficiency_figure(data: EfficiencyData) -> Figure:
+    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, PNG through Agg
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(FIG_WIDTH_IN, FIG_HEIGHT_IN), layout="constrained")
+        ax = fig.add_subplot()
+        for series in data.series:
+            (line,) = ax.plot(series.fractions, series.mean, marker="o", label=series.method)
+            ax.fill_between(series.fractions, series.low, series.high, color=line.get_color(), alpha=0.18, linewidth=0)
+        ticks = data.fractions
+        if len(ticks) > 1 and min(ticks) > 0:
+            ax.set_xscale("log")
+            pad = (max(ticks) / min(ticks)) ** 0.06
+            ax.set_xlim(min(ticks) / pad, max(ticks) * pad)
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([format_fraction(f) for f in ticks])
+        ax.set_xlabel("training fraction")
+        arrow = {True: " ↑", False: " ↓", None: ""}[data.higher_is_better]
+        ax.set_ylabel(f"{data.metric}{arrow}")
+        title = data.task + (f" ({SYNTHETIC_LABEL})" if data.synthetic else "")
+        ax.set_title(title)
+        ax.grid(True, linewidth=0.4, alpha=0.5)
+        ax.legend(loc="best", frameon=True, framealpha=0.85, edgecolor="none")
+        bands = {b for s in data.series for b in s.band}
+        lines = [f"{data.profile} profile, {data.protocol} protocol"]
+        shown = [
+            t for b, t in (("std", "± std over seeds"), ("ci", "95 % patient-bootstrap CI (1 seed)")) if b in bands
+        ]
+        if shown:
+            lines.append("band: " + " / ".join(shown))
+        if data.synthetic:
+            lines.append(f"{SYNTHETIC_LABEL}: not comparable to published numbers")
+        fig.text(0.01, 0.005, "\n".join(lines), fontsize=7, color="0.3", va="bottom", ha="left")
+        bottom = 0.015 + 0.047 * len(lines)  # room for the footnote (rect: left, bottom, width, height)
+        fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - bottom))
+    return fig
+
+
+# -------------------------------------------------------------------- loss curves
+
+
+def pretraining_folders(
+    results: Path, method: str, *, pretrain_hash: str | None = None, partial: bool = False
+) -> list[Path]:
+    """Pretraining folders of ``method`` holding a ``metrics.jsonl`` (complete ones; ``partial``: also in progress)."""
+    from simcrop_bench.pretraining.scalars import METRICS_NAME
+
+    root = Path(results) / "checkpoints" / method
+    if not root.is_dir():
+        raise UserError(f"{root}: no pretrainings stored for method {method!r}")
+    folders = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        name = folder.name
+        if name.startswith("."):
+            if not (partial and name.endswith(".partial")):
+                continue
+            name = name[1 : -len(".partial")]
+        if pretrain_hash and not name.startswith(pretrain_hash):
+            continue
+        if (folder / METRICS_NAME).is_file():
+            folders.append(folder)
+    if not folders:
+        which = f" matching {pretrain_hash!r}" if pretrain_hash else ""
+        raise UserError(f"{root}: no pretraining{which} with a {METRICS_NAME} (loss log)")
+    return folders
+
+
+def all_pretraining_folders(results: Path) -> dict[str, list[Path]]:
+    """method -> its complete pretraining folders with a loss log (the report draws each method)."""
+    root = Path(results) / "checkpoints"
+    found: dict[str, list[Path]] = {}
+    if not root.is_dir():
+        return found
+    for method_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            found[method_dir.name] = pretraining_folders(results, method_dir.name)
+        except UserError:
+            continue
+    return found
+
+
+def read_loss_run(folder: Path, components: Sequence[str] | None = None) -> LossRun:
+    """Steps and loss components of one pretraining folder (default: every ``loss*`` column)."""
+    from simcrop_bench.pretraining.scalars import METRICS_NAME
+
+    path = folder / METRICS_NAME
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            raise UserError(f"{path}:{number}: expected an object with an integer 'step'")
+        rows.append(row)
+    if not rows:
+        raise UserError(f"{path}: no steps logged yet")
+    keys = list(dict.fromkeys(k for row in rows for k in row if k not in ("step", "epoch", "lr")))
+    if components:
+        missing = [c for c in components if c not in keys]
+        if missing:
+            raise UserError(f"{path}: no column(s) {', '.join(missing)} (it has: {', '.join(keys)})")
+        keys = list(components)
+    else:
+        keys = [k for k in keys if k.startswith("loss")]
+    rows.sort(key=lambda r: r["step"])
+    values = {k: [_number(r.get(k)) for r in rows] for k in keys}
+    meta = folder / "meta.json"
+    synthetic = None
+    if meta.is_file():
+        try:
+            synthetic = json.loads(meta.read_text(encoding="utf-8")).get("synthetic")
+        except (json.JSONDecodeError, OSError):
+            synthetic = None
+    name = folder.name.lstrip(".").removesuffix(".partial")
+    label = f"{folder.parent.name}/{name[:8]}" + (" (in progress)" if folder.name.startswith(".") else "")
+    return LossRun(label, folder, synthetic, [int(r["step"]) for r in rows], values)
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value)
+
+
+def loss_figure(runs: Sequence[LossRun], *, log_y: bool = False) -> Figure:
+    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, PNG through Agg
+
+    styles = ["-", "--", ":", "-."]
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(FIG_WIDTH_IN, FIG_HEIGHT_IN), layout="constrained")
+        ax = fig.add_subplot()
+        names = list(dict.fromkeys(k for run in runs for k in run.components))
+        colors = {name: f"C{i % 10}" for i, name in enumerate(names)}
+        for i, run in enumerate(runs):
+            for name, values in run.components.items():
+                label = name if len(runs) == 1 else f"{name} {run.label}"
+                ax.plot(
+                    run.steps,
+                    values,
+                    linestyle=styles[i % len(styles)],
+                    color=colors[name],
+                    linewidth=1.4 if name == "loss" else 1.0,
+                    label=label,
+                )
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("loss")
+        methods = sorted({run.folder.parent.name for run in runs})
+        synthetic = any(run.synthetic for run in runs)
+        title = ", ".join(methods) + " pretraining"
+        if len(runs) == 1:
+            title = f"{runs[0].label} pretraining"
+        ax.set_title(title + (f" ({SYNTHETIC_LABEL})" if synthetic else ""))
+        ax.grid(True, linewidth=0.4, alpha=0.5)
+        ax.legend(loc="best", frameon=True, framealpha=0.85, edgecolor="none")
+    return fig
+
+
+# ---------------------------------------------------------------------------- saving
+
+
+def output_format(path: Path) -> str:
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise UserError(f"{path}: unsupported figure format; use a .png or .pdf file name")
+    return fmt
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` to ``path`` (PNG at 300 dpi, or PDF) through a temporary file, then rename."""
+    from simcrop_bench.util.atomic import atomic_path
+
+    fmt = output_format(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=PNG_DPI, metadata=_metadata(fmt))
+        readable(tmp)
+    return Path(path)
+
+
+def readable(path: Path) -> None:
+    """Give a temporary file (created 0600) the usual mode for new files, so figures can be shared or served."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
+def _metadata(fmt: str) -> dict:
+    # No creation date: the same data gives the same file.
+    return {"Software": "simcrop-bench"} if fmt == "png" else {"Creator": "simcrop-bench", "CreationDate": None}
+
+
+def plot_efficiency(
+    results: Path,
+    task: str,
+    out: Path,
+    *,
+    metric: str | None = None,
+    profile: str | None = None,
+    protocol: str | None = None,
+) -> EfficiencyData:
+    output_format(out)  # fail before any work
+    data = efficiency_data(metric_board(results, task, metric, profile=profile, protocol=protocol), task)
+    save_figure(efficiency_figure(data), out)
+    return data
+
+
+def plot_losses(
+    results: Path,
+    method: str,
+    out: Path,
+    *,
+    pretrain_hash: str | None = None,
+    components: Sequence[str] | None = None,
+    partial: bool = False,
+    log_y: bool = False,
+) -> list[LossRun]:
+    output_format(out)
+    folders = pretraining_folders(results, method, pretrain_hash=pretrain_hash, partial=partial)
+    runs = [read_loss_run(folder, components) for folder in folders]
+    save_figure(loss_figure(runs, log_y=log_y), out)
+    return runs

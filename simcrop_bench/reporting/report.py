@@ -1,0 +1,279 @@
+"""``simcrop-bench report``: one static, offline HTML page of everything in a results folder.
+
+``DIR/index.html`` holds the leaderboard, the paper tables, the data-efficiency curves of
+every task with at least two fractions and the loss curves of every stored pretraining
+(``DIR/*.png`` beside it), with a provenance footer. No external CSS, scripts or fonts:
+the page opens from disk without a network. All text is escaped; results on synthetic
+twins are flagged in a banner, in the table rows and in every figure.
+
+Figures are written first and the page last (each through a temporary file), so an
+``index.html`` never points at an image that is not there.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from simcrop_bench.errors import UserError
+from simcrop_bench.reporting import report_template as tpl
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+INDEX = "index.html"
+TABLE_LAYOUTS = (("cls", "Classification"), ("seg", "Segmentation"), ("ablation", "SimCroP ablations"))
+SYNTHETIC_BANNER = (
+    "Synthetic data: rows marked “synthetic” come from synthetic twins of the datasets "
+    "(generated phantoms), not from real CT. Their numbers are not comparable to published results."
+)
+
+
+@dataclass
+class Report:
+    index: Path
+    images: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def build_report(results: Path, out: Path, *, generated: datetime | None = None) -> Report:
+    """Write ``out/index.html`` and its figures for the runs and pretrainings under ``results``."""
+    from simcrop_bench.reporting import leaderboard as lb
+
+    results, out = Path(results), Path(out)
+    records = lb.load_records(results)  # read once: the leaderboard and every table use them
+    board = lb.aggregate(lb.records_frame(records))
+    if board.empty:
+        raise UserError(f"{results}: no run records (run `simcrop-bench run` first)")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out / INDEX)
+
+    body = [
+        f"<header><h1>simcrop-bench report</h1>"
+        f"<p>{len(board)} result cells from {int(board['n_seeds'].sum())} runs in "
+        f"<code>{escape(str(results.resolve()))}</code></p></header>"
+    ]
+    if board["synthetic"].any():
+        body.append(f'<div class="banner" role="note">{escape(SYNTHETIC_BANNER)}</div>')
+    body.append(tpl.section("Leaderboard", _leaderboard_html(board), "leaderboard"))
+    tables = "\n".join(f"<h3>{escape(title)}</h3>\n{content}" for title, content in _table_sections(results, records))
+    body.append(tpl.section("Paper tables", tables, "tables"))
+    body.append(tpl.section("Data efficiency", _efficiency_html(board, out, report), "efficiency"))
+    body.append(tpl.section("Pretraining losses", _losses_html(results, out, report), "losses"))
+    body.append(_footer(results, generated or datetime.now(timezone.utc)))
+
+    from simcrop_bench.reporting.plots import readable
+    from simcrop_bench.util.atomic import atomic_path
+
+    with atomic_path(report.index) as tmp:
+        tmp.write_text(tpl.page("simcrop-bench report", "\n".join(body)), encoding="utf-8")
+        readable(tmp)
+    return report
+
+
+# ------------------------------------------------------------------------ leaderboard
+
+
+def _leaderboard_html(board: pd.DataFrame) -> str:
+    from simcrop_bench.reporting.leaderboard import data_label, format_fraction, format_value
+
+    header = ["task", "fraction", "method", "metric", "mean ± std (n)", "data", "profile", "protocol", "cell"]
+    numeric = {"fraction", "mean ± std (n)"}
+    lines = [
+        '<table class="leaderboard">',
+        "<thead><tr>" + "".join(f'<th scope="col">{escape(h)}</th>' for h in header) + "</tr></thead>",
+        "<tbody>",
+    ]
+    for row in board.itertuples(index=False):
+        arrow = "↑" if row.higher_is_better else "↓"
+        cells = [
+            row.task,
+            format_fraction(row.fraction),
+            row.method,
+            f"{row.metric} {arrow}",
+            format_value(row),
+            data_label(row.synthetic),
+            row.profile,
+            row.protocol,
+            row.cell_hash,
+        ]
+        classes = ["num" if h in numeric else ("data" if h == "data" else "") for h in header]
+        tds = "".join(
+            f'<td class="{c}">{escape(str(v))}</td>' if c else f"<td>{escape(str(v))}</td>"
+            for c, v in zip(classes, cells)
+        )
+        row_class = ' class="synthetic"' if row.synthetic else ""
+        lines.append(f"<tr{row_class}>{tds}</tr>")
+    lines += [
+        "</tbody>",
+        "</table>",
+        tpl.note(
+            "Mean ± sample std over seeds (n seeds); a single seed shows its 95 % patient-bootstrap "
+            "interval in brackets. ↑/↓: higher/lower is better."
+        ),
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------ paper tables
+
+
+def _table_sections(results: Path, records: list[dict] | None = None) -> list[tuple[str, str]]:
+    """(title, HTML) per paper-table layout, with the significance test of ``table`` (its default
+    reference and α). When the saved predictions cannot support the test, the table is shown
+    without marks and a note says why; a layout without matching runs becomes a short note."""
+    from simcrop_bench.reporting.tables.build import build_table
+
+    sections = []
+    for layout, title in TABLE_LAYOUTS:
+        try:
+            html = build_table(results, layout=layout, records=records).render("html")
+        except UserError as exc:
+            try:
+                html = build_table(results, layout=layout, reference="none", records=records).render("html")
+                html += tpl.note(f"No significance marks: {exc}")
+            except UserError as again:
+                html = tpl.note(f"No {title.lower()} table: {again}")
+        sections.append((title, html))
+    return sections
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _slug(*parts: object) -> str:
+    return "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(p)).strip("_.") or "x" for p in parts)
+
+
+def _efficiency_html(board: pd.DataFrame, out: Path, report: Report) -> str:
+    from simcrop_bench.reporting.leaderboard import data_label
+    from simcrop_bench.reporting.plots import SYNTHETIC_LABEL, efficiency_data, efficiency_figure, save_figure
+
+    parts, single = [], []
+    for task, rows in board.groupby("task", sort=True):
+        if rows["fraction"].nunique() < 2:
+            single.append(str(task))
+            continue
+        # One figure per cell kind: a curve never mixes profiles, protocols or data kinds.
+        for (profile, protocol, synthetic), group in rows.groupby(["profile", "protocol", "synthetic"], sort=True):
+            kind = f"{profile} profile, {protocol} protocol, {data_label(bool(synthetic))} data"
+            if group["fraction"].nunique() < 2:
+                parts.append(tpl.note(f"{task} ({kind}): one fraction only, no curve."))
+                continue
+            try:
+                data = efficiency_data(group, str(task))
+            except UserError as exc:
+                parts.append(tpl.note(f"{task} ({kind}): no curve: {exc}"))
+                report.notes.append(str(exc))
+                continue
+            name = f"efficiency-{_slug(task, profile, protocol, data_label(bool(synthetic)))}.png"
+            save_figure(efficiency_figure(data), out / name)
+            report.images.append(out / name)
+            methods = ", ".join(s.method for s in data.series)
+            label = f" — {SYNTHETIC_LABEL.upper()}" if data.synthetic else ""
+            parts.append(
+                tpl.figure(
+                    name,
+                    f"{data.metric} vs training fraction for {task}",
+                    f"{task}: {data.metric} vs training fraction ({kind}{label}); methods: {methods}.",
+                )
+            )
+    if single:
+        parts.append(tpl.note("No curve for tasks with a single training fraction: " + ", ".join(single) + "."))
+    return "\n".join(parts) or tpl.note("No results.")
+
+
+def _losses_html(results: Path, out: Path, report: Report) -> str:
+    from simcrop_bench.reporting.plots import (
+        SYNTHETIC_LABEL,
+        all_pretraining_folders,
+        loss_figure,
+        read_loss_run,
+        save_figure,
+    )
+
+    found = all_pretraining_folders(results)
+    if not found:
+        return tpl.note(f"No stored pretraining with a loss log under {results / 'checkpoints'}.")
+    parts = []
+    for method, folders in found.items():
+        try:
+            runs = [read_loss_run(folder) for folder in folders]
+        except UserError as exc:
+            parts.append(tpl.note(f"{method}: no loss plot: {exc}"))
+            report.notes.append(str(exc))
+            continue
+        if not any(run.components for run in runs):
+            parts.append(tpl.note(f"{method}: the loss log has no loss columns."))
+            continue
+        name = f"losses-{_slug(method)}.png"
+        save_figure(loss_figure(runs), out / name)
+        report.images.append(out / name)
+        synthetic = f" — pretrained on a {SYNTHETIC_LABEL.upper()}" if any(r.synthetic for r in runs) else ""
+        labels = ", ".join(run.label for run in runs)
+        parts.append(
+            tpl.figure(
+                name,
+                f"pretraining loss curves of {method}",
+                f"{method}: loss components per optimizer step ({labels}){synthetic}.",
+            )
+        )
+    return "\n".join(parts)
+
+
+# ------------------------------------------------------------------------- provenance
+
+
+def _footer(results: Path, generated: datetime) -> str:
+    items = [
+        ("generated", generated.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")),
+        ("simcrop-bench", _package_version()),
+        ("git commit", git_commit() or "unknown"),
+        ("results", str(results.resolve())),
+    ]
+    return f"<footer>\n{tpl.definition_list(items)}\n</footer>"
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("simcrop-bench")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def git_commit(repo: Path | None = None) -> str | None:
+    """The checked-out commit, read from ``.git`` without running git; None when not a checkout."""
+    from simcrop_bench.run.provenance import REPO
+
+    dot_git = Path(repo or REPO) / ".git"
+    try:
+        if dot_git.is_file():  # a worktree or submodule: "gitdir: <path>"
+            target = dot_git.read_text(encoding="utf-8").strip().removeprefix("gitdir:").strip()
+            dot_git = (dot_git.parent / target).resolve()
+        head = (dot_git / "HEAD").read_text(encoding="utf-8").strip()
+        if not head.startswith("ref:"):
+            return head or None  # detached HEAD
+        ref = head.removeprefix("ref:").strip()
+        common = dot_git
+        if (dot_git / "commondir").is_file():
+            common = (dot_git / (dot_git / "commondir").read_text(encoding="utf-8").strip()).resolve()
+        for base in (dot_git, common):
+            if (base / ref).is_file():
+                return (base / ref).read_text(encoding="utf-8").strip() or None
+        packed = common / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text(encoding="utf-8").splitlines():
+                sha, _, name = line.partition(" ")
+                if name.strip() == ref:
+                    return sha
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None

@@ -1,0 +1,1 @@
+"""Paper tables: the grid, its cells and statistics, layouts, renderers, reference rows."""

@@ -1,0 +1,309 @@
+"""The runs behind each table cell: loading, seed-averaged intervals, significance, provenance.
+
+:func:`load` reads a results folder once (records, their folders, method kinds); :func:`cell_stats`
+reads the saved predictions (``per_case.csv``) of the cells that need them — for ``--cell ci`` with
+several seeds, and for the paired test of every cell against the reference method's cell in the same
+column (:mod:`simcrop_bench.stats.significance`, Holm over the whole table); :func:`provenance` lists, per
+cell, the records behind it (the ``table --explain`` sidecar).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from simcrop_bench.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from simcrop_bench.reporting.tables.model import Column, Grid
+
+BOOTSTRAP_SEED = 0  # one fixed draw of patients for every comparison and interval of a table
+
+
+@dataclass
+class Loaded:
+    results: Path
+    frame: pd.DataFrame  # leaderboard.records_frame rows, filtered
+    records: dict[str, dict]  # run_id -> record
+    dirs: dict[str, Path]  # run_id -> run folder
+    kinds: dict[str, str]  # method -> registry kind
+
+
+@dataclass
+class CellStats:
+    interval: tuple[float, float] | None = None  # seed-averaged patient bootstrap (cell="ci", ≥2 seeds)
+    p_raw: float | None = None
+    p_holm: float | None = None
+    significant: bool = False
+    diff: float | None = None  # metric(method) − metric(reference), averaged over shared seeds
+    shared_seeds: list[int] = field(default_factory=list)
+    reason: str | None = None  # why no p-value (e.g. no shared seed)
+
+
+@dataclass
+class Stats:
+    cells: dict[tuple[str, Column], CellStats]
+    reference: str | None
+    alpha: float
+    n_resamples: int
+    family_size: int
+    note: str | None
+    runs: dict[tuple[str, Column], list[Any]]  # (method, column) -> its frame rows, one per seed
+
+
+def load(
+    results: Path, *, tasks=None, methods=None, profile=None, protocol=None, records: list[dict] | None = None
+) -> Loaded:
+    """Records under ``results`` (or ``records`` already read from it) with the leaderboard's filters."""
+    from simcrop_bench.reporting import leaderboard as lb
+    from simcrop_bench.reporting.tables.layouts import registry_kinds
+
+    records = lb.load_records(results) if records is None else records
+    frame = lb.filter_frame(lb.records_frame(records), task=tasks, method=methods, profile=profile, protocol=protocol)
+    by_id = {r["run_id"]: r for r in records}
+    dirs = _run_dirs(results, by_id)
+    kinds = {r["method"]: r["method_kind"] for r in records if isinstance(r.get("method_kind"), str)}
+    missing = set(frame["method"]) - set(kinds)
+    if missing:
+        kinds.update(registry_kinds(missing))
+    return Loaded(results, frame, by_id, dirs, kinds)
+
+
+def _run_dirs(results: Path, records: dict[str, dict]) -> dict[str, Path]:
+    """run_id -> folder: ``runs/<run_id>`` as the runner writes it, else found by scanning."""
+    runs = results / "runs"
+    dirs = {rid: runs / rid for rid in records if (runs / rid / "record.json").is_file()}
+    if len(dirs) < len(records):
+        for path in sorted(runs.rglob("record.json")):
+            if any(part.startswith(".") for part in path.relative_to(runs).parts):
+                continue
+            rid = json.loads(path.read_text(encoding="utf-8")).get("run_id")
+            dirs.setdefault(rid, path.parent)
+    return dirs
+
+
+def cell_runs(frame: pd.DataFrame, grid: Grid) -> dict[tuple[str, Column], list[Any]]:
+    """(method, column) -> its frame rows (one per seed), for the cells the grid shows."""
+    from simcrop_bench.reporting.tables.model import Column, split_value
+
+    shown = set(grid.methods)
+    out: dict[tuple[str, Column], list[Any]] = defaultdict(list)
+    for row in frame.itertuples(index=False):
+        if row.method in shown:
+            out[(row.method, Column(row.task, float(row.fraction), split_value(row, grid.split_by)))].append(row)
+    return {key: sorted(rows, key=lambda r: r.seed) for key, rows in out.items()}
+
+
+def _resolve_reference(reference: str | None, grid: Grid) -> str | None:
+    if reference in (None, "", "none"):
+        return None
+    if reference == "auto":
+        return "simcrop" if "simcrop" in grid.methods else None
+    if reference not in grid.methods:
+        raise UserError(
+            f"--reference {reference!r} is not a row of this table (rows: {', '.join(grid.methods)}); "
+            "use one of them, or --reference none"
+        )
+    return reference
+
+
+def cell_stats(
+    loaded: Loaded, frame: pd.DataFrame, grid: Grid, *, reference: str | None, alpha: float, n_resamples: int
+) -> Stats:
+    from simcrop_bench.run.predictions import align, bootstrap_metric, read_per_case
+    from simcrop_bench.stats.significance import (
+        PairedSeed,
+        SeedPredictions,
+        holm,
+        paired_difference,
+        seed_averaged_interval,
+    )
+
+    runs = cell_runs(frame, grid)
+    cache: dict[Path, Any] = {}
+
+    def predictions(row):
+        path = loaded.dirs.get(row.run_id, loaded.results / "runs" / row.run_id) / "per_case.csv"
+        if path not in cache:
+            cache[path] = read_per_case(path, row.metric)
+        return cache[path]
+
+    stats: dict[tuple[str, Column], CellStats] = defaultdict(CellStats)
+    if grid.cell_mode == "ci":
+        for key, rows in runs.items():
+            if len(rows) > 1:
+                metric = bootstrap_metric(rows[0].metric, key[1].label)
+                seeds = [SeedPredictions(p.y_true, p.scores, p.groups) for p in map(predictions, rows)]
+                result = seed_averaged_interval(metric, seeds, n_resamples=n_resamples, seed=BOOTSTRAP_SEED)
+                stats[key].interval = (result["low"], result["high"])
+
+    ref = _resolve_reference(reference, grid)
+    compared: list[tuple[str, Column]] = []
+    untested: list[int] = []
+    if ref is not None:
+        for column in grid.columns:
+            ref_rows = {r.seed: r for r in runs.get((ref, column), [])}
+            for method in grid.methods:
+                rows = runs.get((method, column))
+                if method == ref or not rows or not ref_rows:
+                    continue
+                entry = stats[(method, column)]
+                shared = [r for r in rows if r.seed in ref_rows]
+                entry.shared_seeds = [int(r.seed) for r in shared]
+                if not shared:
+                    entry.reason = f"no seed in common with {ref}"
+                    continue
+                metric = bootstrap_metric(shared[0].metric, column.label)
+                pairs = [PairedSeed(*align(predictions(ref_rows[r.seed]), predictions(r))) for r in shared]
+                n_patients = len(set().union(*(set(pair.groups.tolist()) for pair in pairs)))
+                if n_patients < min_patients(alpha):
+                    entry.reason = too_few_patients(n_patients, alpha)
+                    untested.append(n_patients)
+                    continue
+                result = paired_difference(metric, pairs, n_resamples=n_resamples, seed=BOOTSTRAP_SEED)
+                entry.diff, entry.p_raw = result["diff"], result["p"]
+                if math.isnan(entry.p_raw):
+                    entry.p_raw, entry.reason = None, "metric undefined in every resample"
+                else:
+                    compared.append((method, column))
+    adjusted = holm([stats[key].p_raw for key in compared])
+    for key, p in zip(compared, adjusted):
+        stats[key].p_holm = p
+        stats[key].significant = p < alpha
+    note = None
+    if ref is not None and compared:
+        name = "SimCroP" if ref == "simcrop" else ref
+        note = (
+            f"† significantly different from {name} ({_test_text(n_resamples, alpha)}, "
+            f"over the {len(compared)} comparisons in this table)."
+        )
+    if ref is not None and untested:
+        note = " ".join(
+            filter(
+                None,
+                [
+                    note,
+                    (
+                        f"{len(untested)} cell(s) not tested against {ref}: {max(untested)} or fewer patients, "
+                        f"too few for "
+                        f"any test to reach α={alpha:g} (an exact sign test needs {min_patients(alpha)})."
+                    ),
+                ],
+            )
+        )
+    return Stats(dict(stats), ref, alpha, n_resamples, len(compared), note, runs)
+
+
+def min_patients(alpha: float) -> int:
+    """Fewest patients with which a paired test can reach ``alpha`` at all.
+
+    With n patients the smallest two-sided p of an exact sign test is 2·0.5ⁿ; below that n a
+    bootstrap still returns p = 0 when one method wins on every patient (two patients suffice),
+    which would put a dagger on noise. 6 patients at α = 0.05.
+    """
+    return max(1, math.ceil(math.log2(2.0 / alpha))) if 0 < alpha < 1 else 1
+
+
+def too_few_patients(n: int, alpha: float) -> str:
+    return f"{n} patient(s): fewer than the {min_patients(alpha)} any test needs to reach α={alpha:g}"
+
+
+def _test_text(n_resamples: int, alpha: float) -> str:
+    return f"paired bootstrap over patients, B={n_resamples}, Holm-corrected, α={alpha:g}"
+
+
+def _clean(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def provenance(loaded: Loaded, grid: Grid, stats: Stats) -> dict:
+    """The ``--explain`` sidecar: every cell with the run records behind it and its test result."""
+    from simcrop_bench.stats.significance import P_RULE, TEST_NAME
+
+    cells = []
+    for (method, column), found in sorted(grid.cells.items(), key=lambda kv: (kv[0][1].label, kv[0][0])):
+        entries = []
+        for row in stats.runs.get((method, column), []):
+            record = loaded.records[row.run_id]
+            folder = loaded.dirs.get(row.run_id, loaded.results / "runs" / row.run_id)
+            prov = record.get("provenance") or {}
+            entries.append(
+                {
+                    "run_id": row.run_id,
+                    "record": str(folder / "record.json"),
+                    "seed": int(row.seed),
+                    "value": _clean(row.value),
+                    "config_hash": record.get("config_hash"),
+                    "cell_hash": record.get("cell_hash"),
+                    "git_commit": prov.get("git_commit"),
+                    "git_dirty": prov.get("git_dirty"),
+                    "profile": row.profile,
+                    "protocol": row.protocol,
+                    "created_utc": record.get("created_utc"),
+                }
+            )
+        extra = stats.cells.get((method, column))
+        significance = None
+        if stats.reference is not None and method != stats.reference and extra is not None:
+            significance = {
+                "reference": stats.reference,
+                "p_raw": _clean(extra.p_raw),
+                "p_holm": _clean(extra.p_holm),
+                "significant": extra.significant,
+                "diff": _clean(extra.diff),
+                "shared_seeds": extra.shared_seeds,
+                "reason": extra.reason,
+            }
+        cells.append(
+            {
+                "method": method,
+                "task": column.task,
+                "fraction": column.fraction,
+                "split": column.split,
+                "column": column.label,
+                "mean": _clean(found.mean),
+                "std": _clean(found.std),
+                "n_seeds": found.n_seeds,
+                "ci_low": _clean(found.ci_low),
+                "ci_high": _clean(found.ci_high),
+                "rank": found.rank,
+                "runs": entries,
+                "significance": significance,
+            }
+        )
+    return {
+        "results": str(loaded.results),
+        "layout": grid.layout,
+        "cell": grid.cell_mode,
+        "split_by": grid.split_by,
+        "significance": None
+        if stats.reference is None
+        else {
+            "reference": stats.reference,
+            "test": TEST_NAME,
+            "rule": P_RULE,
+            "two_sided": True,
+            "n_resamples": stats.n_resamples,
+            "bootstrap_seed": BOOTSTRAP_SEED,
+            "alpha": stats.alpha,
+            "correction": "holm",
+            "family": "all comparisons in this table",
+            "family_size": stats.family_size,
+        },
+        "cells": cells,
+        "reference_rows": [
+            {"label": label, "column": column.label, "value": _clean(c.mean), "std": _clean(c.std)}
+            for label, row in grid.reference_rows
+            for column, c in row.items()
+        ],
+    }

@@ -1,0 +1,1 @@
+"""One benchmark cell: plan, encoder store, device, record, provenance, predictions, weights."""

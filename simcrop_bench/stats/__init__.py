@@ -1,0 +1,1 @@
+"""Numbers from predictions: metrics, patient-level bootstrap, significance against a reference."""
