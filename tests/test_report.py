@@ -163,7 +163,7 @@ def test_git_commit_reads_the_checkout_without_git(tmp_path: Path) -> None:
 def test_cli_report(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from simcrop_bench.cli.main import app
+    from simcrop_bench.cli.app import app
 
     results = build_results(tmp_path / "results")
     result = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "site"), "--results", str(results)])

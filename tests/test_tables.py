@@ -425,7 +425,7 @@ def test_reference_none_and_explicit_reference(cls_results: Path) -> None:
 
 
 def test_explain_lists_exactly_the_three_seed_records(cls_results: Path, tmp_path: Path) -> None:
-    from simcrop_bench.cli import main as cli
+    from simcrop_bench.cli import app as cli
 
     sidecar, out = tmp_path / "explain.json", tmp_path / "t.md"
     argv = [

@@ -1,5 +1,8 @@
-"""The ``simcrop-bench`` command line: one module per verb group (typer and rich only at import time)."""
+"""The ``simcrop-bench`` command line: one module per verb group (typer and rich only at import time).
 
-from simcrop_bench.cli.main import app, main
+:mod:`.app` holds the typer application; ``main`` is the console-script entry point.
+"""
 
-__all__ = ["app", "main"]
+from simcrop_bench.cli.app import main
+
+__all__ = ["main"]

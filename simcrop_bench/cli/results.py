@@ -1,6 +1,6 @@
 """Results verbs: ``leaderboard``, ``table``, ``plot efficiency|losses``, ``report``.
 
-Registered on the main app by :mod:`simcrop_bench.cli.main`; like it, imports nothing heavy at import time.
+Registered on the main app by :mod:`simcrop_bench.cli.app`; like it, imports nothing heavy at import time.
 """
 
 from __future__ import annotations
