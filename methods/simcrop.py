@@ -62,6 +62,7 @@ class SimCroP(Method):
             raise ConfigError("method.train.precision=fp16 needs a CUDA device; on CPU set it to fp32 or bf16")
         if cfg.processes > 1 and ctx.device != "cpu":
             raise ConfigError("method.processes > 1 is implemented for CPU (gloo) runs; GPU jobs come with SLURM (#7)")
+        # ctx.seed is train.seed when the encoder store calls; check-method passes its own.
         recipe = PretrainConfig(**{**vars(train), "seed": ctx.seed})
         model, summary = pretrain_simcrop(
             cfg.encoder, cfg.simcrop, recipe, ctx.data_roots["ctrate"], ctx.workdir, ctx.device, cfg.processes

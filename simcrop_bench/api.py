@@ -59,7 +59,7 @@ class PretrainContext:
     """What :meth:`Method.pretrain` receives."""
 
     workdir: Path  # write checkpoints and logs here (a fresh folder per pretraining)
-    seed: int
+    seed: int  # the config's method.train.seed when it has a recipe, else 42 (run/encoder_store.pretraining_seed)
     device: str
     data_roots: dict[str, Path]  # dataset name → resolved root (real or synthetic twin)
     progress: Callable[..., Any] | None = None

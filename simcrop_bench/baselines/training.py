@@ -42,6 +42,7 @@ def pretrain_and_export(method: Method, ctx: PretrainContext) -> Path:
     if train.precision == "fp16" and not ctx.device.startswith("cuda"):
         raise ConfigError("method.train.precision=fp16 needs a CUDA device; on CPU set it to fp32 or bf16")
     parts = method.build_pretraining(ctx)
+    # ctx.seed is train.seed when the encoder store calls; check-method passes its own.
     recipe = PretrainConfig(**{**vars(train), "seed": ctx.seed})
     result = pretrain(
         parts.model_factory, parts.dataset, recipe, ctx.workdir, device=ctx.device, log_every=5

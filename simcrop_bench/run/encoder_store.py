@@ -24,13 +24,20 @@ from simcrop_bench.util.atomic import file_lock, work_dir, write_json
 from simcrop_bench.util.hashing import file_sha256
 from simcrop_bench.util.progress import log
 
-PRETRAIN_SEED = 42  # simcrop-method.md §5.4: seed 42 (+ process rank)
+PRETRAIN_SEED = 42  # simcrop-method.md §5.4: seed 42 (+ process rank); methods without a `train` recipe use it
 ENCODER_FILE = "encoder.pth"
 META_FILE = "meta.json"
 
 
+def pretraining_seed(method_config: dict[str, Any]) -> int:
+    """The pretraining's seed: ``method.train.seed`` when the method has a training recipe, else 42."""
+    train = method_config.get("train")
+    return int(train["seed"]) if isinstance(train, dict) and "seed" in train else PRETRAIN_SEED
+
+
 def pretrain_key(method: str, method_config: dict[str, Any], data: dict[str, str], world: int = 1) -> str:
-    identity = {"method": method, "config": method_config, "data": data, "seed": PRETRAIN_SEED}
+    # The default seed (42) keeps the keys, hence the stored encoders, of earlier versions.
+    identity = {"method": method, "config": method_config, "data": data, "seed": pretraining_seed(method_config)}
     if world > 1:  # `--gpus N`: N ranks (effective batch ×N, per-rank dropout) give another encoder
         identity["world_size"] = world
     return stable_hash(identity)
@@ -72,7 +79,9 @@ def resolve_encoder(
     # Ranks of one job share the work: only rank 0 takes the lock.
     lock = file_lock(folder.with_name(f".{folder.name}.lock")) if _process_rank() == 0 else contextlib.nullcontext()
     with lock:
-        return _resolve_locked(method, key, folder, data_roots, fingerprints, device, world)
+        return _resolve_locked(
+            method, key, folder, data_roots, fingerprints, device, world, pretraining_seed(method_config)
+        )
 
 
 def _world_size() -> int:
@@ -99,6 +108,7 @@ def _resolve_locked(
     fingerprints: dict[str, str],
     device: Callable[[], str],
     world: int,
+    seed: int,
 ) -> tuple[Path | None, dict[str, Any] | None]:
     if (folder / META_FILE).is_file():
         meta = json.loads((folder / META_FILE).read_text())
@@ -116,7 +126,7 @@ def _resolve_locked(
     work.mkdir(parents=True, exist_ok=True)
     ctx = PretrainContext(
         workdir=work,
-        seed=PRETRAIN_SEED,
+        seed=seed,
         device=device(),
         data_roots={name: root.path for name, root in data_roots.items()},
     )
@@ -135,7 +145,7 @@ def _resolve_locked(
         "sha256": file_sha256(work / ENCODER_FILE),
         "data": fingerprints,
         "synthetic": any(root.synthetic for root in data_roots.values()),
-        "seed": PRETRAIN_SEED,
+        "seed": seed,
         "world_size": world,
     }
     write_json(work / META_FILE, meta)  # written last: its presence marks a complete pretraining
