@@ -18,17 +18,6 @@ from typing import Any, ClassVar
 
 from simcrop_bench.models.config import EncoderConfig
 
-# Encoder sizes per profile, shared by every method so that comparisons use one backbone.
-ENCODER_PROFILES: dict[str, dict[str, Any]] = {
-    "paper": {},  # ViT-B/(16,16,8) at 224×224×112: the EncoderConfig defaults
-    "demo": {
-        "encoder.img_size": (64, 64, 32),
-        "encoder.embed_dim": 96,
-        "encoder.depth": 4,
-        "encoder.num_heads": 4,
-    },
-}
-
 
 class Registered:
     """What methods and tasks share: a registry name, a kind, a typed config and profiles."""
@@ -101,7 +90,11 @@ class Method(Registered):
 
     @classmethod
     def profile_overrides(cls, profile: str) -> dict[str, Any]:
-        return {**ENCODER_PROFILES.get(profile, {}), **cls.profiles.get(profile, {}), **cls.variant_overrides}
+        return {
+            **EncoderConfig.profile_overrides(profile),
+            **cls.profiles.get(profile, {}),
+            **cls.variant_overrides,
+        }
 
     @classmethod
     def configure(cls, config: Any) -> None:

@@ -7,7 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from simcrop_bench.errors import ConfigError
+
 LAYER_NORM_EPS = 1e-6  # every LayerNorm of the encoder and of the heads on it
+
+# Encoder sizes per profile, shared by every method so that comparisons use one backbone.
+PROFILE_SIZES: dict[str, dict[str, Any]] = {
+    "paper": {},  # ViT-B/(16,16,8) at 224×224×112: the EncoderConfig defaults
+    "demo": {"img_size": (64, 64, 32), "embed_dim": 96, "depth": 4, "num_heads": 4},
+}
 
 
 @dataclass
@@ -28,6 +36,20 @@ class EncoderConfig:
     qkv_bias: bool = True
     pos_embed: Literal["A", "B"] = "B"
     drop_path_rate: float = 0.0
+
+    @staticmethod
+    def profile_overrides(profile: str, prefix: str = "encoder.") -> dict[str, Any]:
+        """The profile's sizes as config overrides (``encoder.depth`` …) of a method config."""
+        return {prefix + key: value for key, value in PROFILE_SIZES.get(profile, {}).items()}
+
+    def validate(self, where: str = "method.encoder") -> None:
+        """Raise :class:`ConfigError` for an encoder that cannot be built (heads, patch grid)."""
+        if self.embed_dim % self.num_heads:
+            raise ConfigError(f"{where}.embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
+        try:
+            self.grid()
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> EncoderConfig:

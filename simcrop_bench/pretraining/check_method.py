@@ -128,11 +128,7 @@ def check_config(method_cls: type, profile: str, overrides: Sequence[str]) -> An
         if section != "method":
             raise ConfigError(f"--set {section}.{key}: check-method takes method.* settings only")
         set_path(config, key, value, section="method", from_text=True)
-    if config.encoder.embed_dim % config.encoder.num_heads:
-        raise ConfigError(
-            f"method.encoder.embed_dim={config.encoder.embed_dim} is not divisible by "
-            f"num_heads={config.encoder.num_heads}"
-        )
+    config.encoder.validate()
     return config
 
 

@@ -103,17 +103,9 @@ def resolve_config(req: RunRequest, method_cls: type, task_cls: type) -> Resolve
         if section == "run" and key in ("profile", "fraction", "seed", "protocol"):
             raise ConfigError(f"--set run.{key}: use the --{key} option instead")
         set_path(targets[section], key, value, section=section, from_text=True)
-    encoder = method_cfg.encoder
-    if encoder.embed_dim % encoder.num_heads:
-        raise ConfigError(
-            f"method.encoder.embed_dim={encoder.embed_dim} is not divisible by num_heads={encoder.num_heads}"
-        )
-    try:
-        encoder.grid()
-    except ValueError as exc:
-        raise ConfigError(f"method.encoder: {exc}") from None
+    method_cfg.encoder.validate()
     if hasattr(task_cfg, "validate"):
-        task_cfg.validate(encoder.patch_size)
+        task_cfg.validate(method_cfg.encoder.patch_size)
     return ResolvedConfig(method_cls.name, task_cls.name, method_cfg, task_cfg, run)
 
 
