@@ -14,6 +14,6 @@ from simcrop_bench.registry import register_method
 class Scratch(Method):
     """Random initialisation of the shared 3D ViT: the no-pretraining baseline."""
 
-    kind = "baseline"
+    kind = "no-pretraining"
     Config = MethodConfig
     pretrains = False  # the task draws the encoder weights from the run's seed

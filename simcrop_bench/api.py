@@ -81,7 +81,7 @@ class Method(Registered):
       * ``build_pretraining(ctx)`` — optional: model factory + dataset, for ``check-method``.
     """
 
-    kind: ClassVar[str] = "baseline"  # baseline | self-supervised | vision-language
+    kind: ClassVar[str] = ""  # no-pretraining | self-supervised | vision-language | external; "" groups as other
     Config: ClassVar[type] = MethodConfig
     pretrains: ClassVar[bool] = True  # False: no checkpoint, the task initialises the encoder
     pretrain_datasets: ClassVar[tuple[str, ...]] = ()

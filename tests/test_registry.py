@@ -27,7 +27,7 @@ PLUGIN = textwrap.dedent(
 
 def test_builtin_files_are_discovered():
     registry.discover()
-    assert registry.get_method("scratch").kind == "baseline"
+    assert registry.get_method("scratch").kind == "no-pretraining"
     assert registry.get_task("lung_seg").dataset == "luna16"
     names = [name for name, *_ in registry.entries("tasks")]
     assert "lung_seg" in names

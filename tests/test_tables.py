@@ -628,3 +628,15 @@ def test_too_few_patients_are_not_tested(tmp_path: Path, n_patients: int, marked
     else:
         assert significance["p_raw"] is None and "5 patient(s): fewer than the 6" in significance["reason"]
         assert "1 cell(s) not tested against simcrop: 5 or fewer patients" in md
+
+
+def test_families_read_the_renamed_kind_and_the_one_older_records_store() -> None:
+    from simcrop_bench.reporting.tables.layouts import row_groups
+
+    kinds = {"scratch": "no-pretraining", "old-scratch": "baseline", "mae": "self-supervised", "mine": ""}
+    groups = row_groups("cls", ["mine", "old-scratch", "scratch", "mae"], kinds)
+    assert [(g.label, g.methods) for g in groups] == [
+        ("No pretraining", ("scratch", "old-scratch")),
+        ("Self-supervised (image only)", ("mae",)),
+        ("Other", ("mine",)),
+    ]

@@ -14,5 +14,7 @@ Modules (one concept each; import them directly, this package imports no torch):
 * :mod:`.training_checkpoint` — the atomic ``checkpoint.pt`` with everything resume needs;
 * :mod:`.scalars`      — ``metrics.jsonl`` plus TensorBoard (CSV fallback);
 * :mod:`.preemption`   — SIGTERM / SIGUSR1 → checkpoint and stop;
-* :mod:`.loop`         — :class:`PretrainConfig` and :func:`pretrain`.
+* :mod:`.config`       — :class:`PretrainConfig` (the §5.4 recipe) and the shared demo recipe (torch-free);
+* :mod:`.loop`         — :func:`pretrain`;
+* :mod:`.check_method` — ``simcrop-bench check-method``: a method against the contract in seconds.
 """

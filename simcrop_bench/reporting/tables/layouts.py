@@ -8,7 +8,7 @@
 * ``ablation`` — every task present, rows = ``simcrop`` and its registered ablations.
 
 Rows of ``cls`` and ``seg`` are grouped by *family*. The method registry exposes a ``kind`` per
-method (``baseline``, ``self-supervised``, ``vision-language``, ``external``), also stored in each
+method (``no-pretraining``, ``self-supervised``, ``vision-language``, ``external``), also stored in each
 record as ``method_kind``; :data:`KIND_TO_FAMILY` maps it onto the table's families. SimCroP and
 its ablations form their own family, shown last; anything unknown falls into ``other``.
 """
@@ -40,7 +40,8 @@ FAMILIES = (
     ("simcrop", "SimCroP"),
 )
 KIND_TO_FAMILY = {
-    "baseline": "none",
+    "no-pretraining": "none",
+    "baseline": "none",  # the name of "no-pretraining" in records written before it was renamed
     "self-supervised": "self-supervised",
     "vision-language": "vision-language",
 }
