@@ -19,7 +19,6 @@ class CCCCIICls(LinearProbeTask):
 
     dataset = "ccccii"
     labels = ("Normal", "CP", "NCP")
-    fractions = (1, 10, 100)
     metric = "accuracy"
     target_kind = "multiclass"
     fraction_profiles = {

@@ -21,7 +21,6 @@ class CTRateCls(LinearProbeTask):
 
     dataset = "ctrate"
     labels = CTRATE_LABELS  # the split files' header order (protocol.md §2.1)
-    fractions = (1, 10, 100)
     metric = "auc"
     target_kind = "multilabel"
     # protocol.md §6.5 (reference run.sh): batch, lr, warm-up, num_steps, patience, eval batch.

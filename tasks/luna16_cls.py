@@ -20,7 +20,6 @@ class Luna16Cls(LinearProbeTask):
 
     dataset = "luna16"
     labels = ("nodule",)
-    fractions = (10, 100)
     metric = "auc"
     target_kind = "binary"
     # images/ keep the MetaImage (LPS) affines for lung_seg's resampling; the reference probe reads the

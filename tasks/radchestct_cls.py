@@ -10,6 +10,7 @@ Metric: macro AUROC over the 16 labels (paper-comparable), bootstrap over volume
 
 from __future__ import annotations
 
+from simcrop_bench.data.labels import RADCHESTCT_LABELS
 from simcrop_bench.protocols.probe.task import LinearProbeTask, cell
 from simcrop_bench.registry import register_task
 
@@ -37,7 +38,7 @@ class RadChestCTCls(LinearProbeTask):
         "Bronchiectasis",
         "Interlobular septal thickening",
     )
-    fractions = (10, 100)
+    label_columns = RADCHESTCT_LABELS  # as the split files spell them ("Hietal Hernia")
     metric = "auc"
     target_kind = "multilabel"
     column_subsets = (("auc_15", tuple(i for i in range(16) if i != 3)),)

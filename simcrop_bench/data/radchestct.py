@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from simcrop_bench.data.splits.files import RADCHESTCT_LABELS
+from simcrop_bench.data.labels import RADCHESTCT_LABELS
 from simcrop_bench.errors import DataError
 
 ID_COLUMN = "NoteAcc_DEID"

@@ -25,7 +25,8 @@ def check_split_csvs(root: Path, task: str, report: CheckReport) -> dict:
     Nothing is reported when the root holds none of them (they usually come from
     ``simcrop-bench data splits import``); otherwise every file the task publishes must be there.
     """
-    from simcrop_bench.data.splits.files import SPLIT_FILES, check_fraction_list, read_split_csv
+    from simcrop_bench.data.splits.files import check_fraction_list, read_split_csv
+    from simcrop_bench.data.splits.published import SPLIT_FILES
 
     published = [f.name for f in SPLIT_FILES[task].files]
     if not any((root / name).is_file() for name in published):

@@ -24,9 +24,7 @@ import numpy as np
 
 from simcrop_bench.data.formats.decathlon import case_id
 from simcrop_bench.data.splits.files import (
-    CSV_NAMES,
     MANIFEST_NAME,
-    SPLIT_FILES,
     SplitTable,
     check_fraction_list,
     ctrate_group,
@@ -35,15 +33,12 @@ from simcrop_bench.data.splits.files import (
     heldout_lists,
     read_split_csv,
 )
+from simcrop_bench.data.splits.published import CSV_NAMES, FRACTION_ROLES, SPLIT_FILES, TaskSplitFiles
 from simcrop_bench.errors import ConfigError, DataError
 
 PROTOCOLS = ("legacy", "heldout")
-FRACTION_ROLES = {100: "train", 10: "train_10", 1: "train_1"}  # fraction (%) -> split-file role
 UNZIP_FILENAMES = "unzip_filenames.csv"  # official CC-CCII scan -> patient table (datasets.md §4.2)
 IMPORT_HINT = "run `simcrop-bench data splits import --from <SimCroP checkout>`"
-# Label columns the published files duplicate (protocol.md §2.2, hazard H5). Only these pairs are tested here:
-# on a tiny synthetic twin other columns coincide by chance; the importer's manifest tests every pair.
-KNOWN_DUPLICATES = {"radchestct_cls": ((3, 11),)}
 
 
 @dataclass
@@ -88,12 +83,21 @@ class ClassificationSplits:
 
 
 @dataclass(frozen=True)
-class _TaskLayout:
+class VolumeLayout:
+    """How a dataset's split rows become volumes and groups: the same for every task on its files."""
+
     volume_path: Callable[[Path, str], Path]  # (root, id) -> file, §11.2
     grouping: str
     group: Callable[[str], str]
     transpose_dhw: bool = False
     scan: Callable[[str], str] | None = None  # several volumes per scan (CT-RATE reconstructions)
+    class_ids: bool = False  # one column of class ids (CC-CCII): labels are (N,) class ids, not (N, C)
+    official_validation: bool = False  # a disjoint published validation list, kept under both protocols
+    # Label columns the published files duplicate (protocol.md §2.2, hazard H5). Only these pairs are
+    # tested here: on a tiny synthetic twin other columns coincide by chance; the importer tests every pair.
+    known_duplicates: tuple[tuple[int, int], ...] = ()
+    # (root, listed ids, warnings) -> (group of an id, grouping): groups read from a table in the root
+    groups_from_root: Callable[[Path, list[str], list[str]], tuple[Callable[[str], str], str]] | None = None
 
 
 def _ctrate_path(root: Path, volume_id: str) -> Path:
@@ -108,18 +112,30 @@ def _ccccii_path(root: Path, volume_id: str) -> Path:
     return resized_path(root, volume_id)
 
 
-TASK_LAYOUTS = {
-    "ctrate_cls": _TaskLayout(_ctrate_path, "patient", ctrate_group, scan=ctrate_scan),
-    "radchestct_cls": _TaskLayout(lambda root, i: root / "images" / f"{i}.nii.gz", "volume", str),
-    "ccccii_cls": _TaskLayout(_ccccii_path, "scan", case_id, transpose_dhw=True),  # "patient" with unzip_filenames.csv
-    "luna16_cls": _TaskLayout(lambda root, i: root / "images" / i, "series", case_id),
+VOLUME_LAYOUTS = {  # dataset -> layout of the published classification lists (SPLIT_FILES)
+    "ctrate": VolumeLayout(_ctrate_path, "patient", ctrate_group, scan=ctrate_scan),
+    "radchestct": VolumeLayout(
+        lambda root, i: root / "images" / f"{i}.nii.gz",
+        "volume",
+        str,
+        official_validation=True,
+        known_duplicates=((3, 11),),
+    ),
+    "ccccii": VolumeLayout(
+        _ccccii_path,
+        "scan",
+        case_id,
+        transpose_dhw=True,
+        class_ids=True,
+        groups_from_root=lambda root, ids, warnings: _ccccii_groups(root, ids, warnings),
+    ),
+    "luna16": VolumeLayout(lambda root, i: root / "images" / i, "series", case_id),
 }
 
 
-def task_fractions(task: str) -> tuple[int, ...]:
+def task_fractions(split_set: str) -> tuple[int, ...]:
     """Training fractions (%) with a published split file (§1): 1 % only for CT-RATE and CC-CCII."""
-    roles = {f.role for f in _spec(task).files}
-    return tuple(f for f, role in sorted(FRACTION_ROLES.items()) if role in roles)
+    return _spec(split_set)[0].fractions
 
 
 def split_folder(task: str, root: Path, splits_dir: Path | None = None) -> tuple[Path, str]:
@@ -138,17 +154,23 @@ def split_folder(task: str, root: Path, splits_dir: Path | None = None) -> tuple
 
 
 def load_classification_splits(
-    task: str,
+    split_set: str,
     root: Path,
     fraction: int,
     protocol: str,
     *,
+    columns: tuple[str, ...] | None = None,
+    task: str | None = None,
     val_fraction: float = 0.10,
     seed: int = 42,
     splits_dir: Path | None = None,
     purge_test_patients: bool = False,
 ) -> ClassificationSplits:
-    """Rows of ``task`` for one training fraction (%) and protocol; see the module docstring.
+    """Rows of the published ``split_set`` (e.g. ``ctrate_cls``) for one training fraction (%) and protocol.
+
+    ``columns``: the label columns to keep, by header name, in this order (a task on a subset of the
+    labels); None keeps them all. ``task`` names the task in messages (default: the split set).
+    See the module docstring for the protocols.
 
     ``purge_test_patients`` (§5.3 ``purge_test_patients_from_train``) drops training and selection rows
     of patients who also have test rows; it needs patient groups and says so when there are none.
@@ -156,20 +178,22 @@ def load_classification_splits(
     Raises :class:`DataError` for a fraction without a split file, a missing or malformed CSV, a fraction
     list that is not a §4 prefix of ``train_list.csv``, or missing volume files (first path and count).
     """
-    spec, layout = _spec(task), TASK_LAYOUTS.get(task)
+    spec, layout = _spec(split_set)
+    task = task or split_set
+    keep = _label_columns(spec, columns, task)
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, not '{protocol}'")
-    if fraction not in task_fractions(task):
+    if fraction not in spec.fractions:
         raise DataError(
-            f"{task} has split files for training fractions {', '.join(map(str, task_fractions(task)))} "
+            f"{task} has split files for training fractions {', '.join(map(str, spec.fractions))} "
             f"(%), not {fraction} (protocol.md §1)"
         )
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: data root for {task} does not exist or is not a folder")
-    folder, kind = split_folder(task, root, splits_dir)
+    folder, kind = split_folder(split_set, root, splits_dir)
     needed = {"train", "val", "test", FRACTION_ROLES[fraction]}
-    if protocol == "heldout" and task != "radchestct_cls":
+    if protocol == "heldout" and not layout.official_validation:
         needed.add("train_10")  # eligible validation groups have no row in the 10 % list (§5.3 step 3)
     hint = f"; {IMPORT_HINT}" if kind == "imported" else ""
     tables: dict[str, SplitTable] = {}
@@ -177,7 +201,7 @@ def load_classification_splits(
         path = folder / CSV_NAMES[role]
         if not path.is_file():
             raise DataError(f"{path}: split file is missing (needed for {task} at {fraction} %, {protocol}){hint}")
-        tables[role] = read_split_csv(path, task)
+        tables[role] = read_split_csv(path, split_set)
     train_full = tables["train"]
     for role in ("train_10", "train_1"):
         if role in tables:  # §4: a fraction list is a prefix of the RandomState(42) permutation of train_list.csv
@@ -185,21 +209,26 @@ def load_classification_splits(
 
     warnings: list[str] = []
     group_of, grouping = layout.group, layout.grouping
-    if task == "ccccii_cls":
-        group_of, grouping = _ccccii_groups(root, [*train_full.ids, *tables["test"].ids, *tables["val"].ids], warnings)
+    if layout.groups_from_root is not None:
+        listed = [*train_full.ids, *tables["test"].ids, *tables["val"].ids]
+        group_of, grouping = layout.groups_from_root(root, listed, warnings)
     found: list[str] = []
     pairs = duplicated_columns(spec, tables, found)
-    warnings += [w for pair, w in zip(pairs, found) if tuple(pair["columns"]) in KNOWN_DUPLICATES.get(task, ())]
+    warnings += [
+        w
+        for pair, w in zip(pairs, found)
+        if tuple(pair["columns"]) in layout.known_duplicates and set(pair["columns"]) <= set(keep)
+    ]
 
     train, val = tables[FRACTION_ROLES[fraction]], tables["val"]
-    if protocol == "heldout" and task != "radchestct_cls":
+    if protocol == "heldout" and not layout.official_validation:
         remainder, val = heldout_lists(train_full, tables["train_10"], group_of, val_fraction=val_fraction, seed=seed)
         if fraction == 100:
             train = remainder
     test = tables["test"]
     selection_on_test = protocol == "legacy" and bool(set(val.ids) & set(test.ids))
     rows = {
-        name: _rows(table, root, layout, group_of, single_label=task == "ccccii_cls")
+        name: _rows(table, root, layout, group_of, keep)
         for name, table in (("train", train), ("val", val), ("test", test))
     }
     _require_volumes(rows, root, task)
@@ -227,7 +256,7 @@ def load_classification_splits(
     source = _source(folder, kind, tables)
     return ClassificationSplits(
         task=task,
-        label_names=spec.header[1:],
+        label_names=tuple(spec.header[1:][i] for i in keep),
         train=rows["train"],
         val=rows["val"],
         test=rows["test"],
@@ -241,16 +270,32 @@ def load_classification_splits(
     )
 
 
-def _spec(task: str):
-    if task not in TASK_LAYOUTS:
-        raise ConfigError(f"unknown classification task '{task}'; known: {', '.join(TASK_LAYOUTS)}")
-    return SPLIT_FILES[task]
+def _spec(split_set: str) -> tuple[TaskSplitFiles, VolumeLayout]:
+    spec = SPLIT_FILES.get(split_set)
+    if spec is None or spec.dataset not in VOLUME_LAYOUTS:
+        known = [name for name, s in SPLIT_FILES.items() if s.dataset in VOLUME_LAYOUTS and s.kind == "csv"]
+        raise ConfigError(f"unknown classification split set '{split_set}'; known: {', '.join(known)}")
+    return spec, VOLUME_LAYOUTS[spec.dataset]
+
+
+def _label_columns(spec: TaskSplitFiles, columns: tuple[str, ...] | None, task: str) -> list[int]:
+    """Indices of ``columns`` among the split files' label columns (all of them for None)."""
+    names = spec.header[1:]
+    if columns is None:
+        return list(range(len(names)))
+    unknown = [c for c in columns if c not in names]
+    if unknown or not columns:
+        raise ConfigError(
+            f"task {task}: labels {', '.join(map(repr, unknown)) or '(none)'} are not columns of the "
+            f"{spec.task} split files; columns: {', '.join(names)}"
+        )
+    return [names.index(c) for c in columns]
 
 
 def _rows(
-    table: SplitTable, root: Path, layout: _TaskLayout, group_of: Callable[[str], str], *, single_label: bool
+    table: SplitTable, root: Path, layout: VolumeLayout, group_of: Callable[[str], str], keep: list[int]
 ) -> SplitRows:
-    labels = table.labels[:, 0] if single_label else table.labels
+    labels = table.labels[:, 0] if layout.class_ids else table.labels[:, keep]
     return SplitRows(
         list(table.ids),
         [group_of(i) for i in table.ids],

@@ -28,8 +28,8 @@ import numpy as np
 
 from simcrop_bench.data.formats.metaimage import write_mhd
 from simcrop_bench.data.formats.nifti import array_sha256, lps_nifti_affine, write_nifti_gz
-from simcrop_bench.data.splits.files import CSV_NAMES, SPLIT_FILES
 from simcrop_bench.data.splits.fractions import covering_row_order, fraction_subset
+from simcrop_bench.data.splits.published import CSV_NAMES, SPLIT_FILES
 from simcrop_bench.data.synthetic.phantom import (
     DATASET_CODES,
     GENERATOR_VERSION,

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from simcrop_bench.data.formats.nifti import array_sha256, write_nifti_gz
+from simcrop_bench.data.labels import RADCHESTCT_LABELS
 from simcrop_bench.data.radchestct import ID_COLUMN, MAPPINGS, abn_loc_labels, map_to_16
-from simcrop_bench.data.splits.files import RADCHESTCT_LABELS
 from simcrop_bench.data.synthetic.ccccii import (
     FOV_CENTER_MM,
     draw_lesion,

@@ -1,7 +1,8 @@
-"""The shared shape of the four linear-probe tasks (``protocol.md`` §6); no torch import.
+"""The shared shape of the linear-probe tasks (``protocol.md`` §6); no torch import.
 
-A task file states its dataset, labels, fractions, metric and the published per-cell
-hyperparameters; this base class runs the probe on the task's splits.
+A task file states its dataset, labels, metric and the published per-cell hyperparameters; this base
+class reads the dataset's published split files (which also give the task's fractions) and runs the
+probe. A task on a subset of a dataset's labels is one file: the labels are the columns it keeps.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from simcrop_bench.api import Task
+from simcrop_bench.data.splits.published import SPLIT_FILES, classification_split_set
+from simcrop_bench.errors import RegistryError
 from simcrop_bench.protocols.probe.config import LinearProbeConfig
 
 # demo: the published recipe's code path at CPU scale on the tiny twins (~15 training volumes). It
@@ -44,7 +47,32 @@ class LinearProbeTask(Task):
     target_kind: ClassVar[str] = "multilabel"  # multilabel | binary | multiclass
     column_subsets: ClassVar[tuple[tuple[str, tuple[int, ...]], ...]] = ()  # secondary metrics on label subsets
     stored_ras: ClassVar[bool] = True  # False: the layout is not stored RAS and the reference reads arrays as stored
+    split_set: ClassVar[str] = ""  # the published split files read (set from ``dataset``)
+    # Multi-label: the split files' columns kept, in ``labels`` order, as the files spell them; None: ``labels``.
+    label_columns: ClassVar[tuple[str, ...] | None] = None
     profiles = {"demo": DEMO_PROBE}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A task on a dataset reads its published split files; its fractions are theirs unless it names some."""
+        super().__init_subclass__(**kwargs)
+        if cls.dataset:
+            cls.split_set = classification_split_set(cls.dataset)
+            if "fractions" not in vars(cls):
+                cls.fractions = SPLIT_FILES[cls.split_set].fractions
+            columns, header = cls.columns(), SPLIT_FILES[cls.split_set].header[1:]
+            missing = [c for c in columns or () if c not in header]
+            if missing or (columns is not None and len(columns) != len(cls.labels)):
+                raise RegistryError(
+                    f"task {cls.__name__}: labels {', '.join(map(repr, missing or cls.labels))} do not name "
+                    f"{len(cls.labels)} label columns of the {cls.dataset} split files; columns: {', '.join(header)}"
+                )
+
+    @classmethod
+    def columns(cls) -> tuple[str, ...] | None:
+        """The label columns read (multi-label), or None: the files' one label column (class ids, binary)."""
+        if cls.target_kind != "multilabel":
+            return None
+        return tuple(cls.label_columns or cls.labels)
 
     def run(self, ctx):
         from simcrop_bench.data.splits.classification import load_classification_splits
@@ -52,10 +80,12 @@ class LinearProbeTask(Task):
         from simcrop_bench.protocols.probe.target import ProbeTarget
 
         splits = load_classification_splits(
-            self.name,
+            self.split_set,
             ctx.data_root,
             ctx.fraction,
             ctx.protocol,
+            columns=self.columns(),
+            task=self.name,
             val_fraction=self.config.val_fraction,
             purge_test_patients=self.config.purge_test_patients_from_train,
         )
