@@ -286,3 +286,42 @@ def test_aggregate_rows_multiclass_takes_the_most_frequent_class_and_counts_disa
     np.testing.assert_allclose(unit_probs, [[0.3, 1 / 6, 1.6 / 3], [0.1, 0.8, 0.1]])
     same, _, none = aggregate_rows(rows, probs, unit_of("scan", "patient", None), multiclass=True)
     assert same.ids == rows.ids and none == 0  # no scan_of: every volume is its own scan
+
+
+SUBSET_TASK = '''
+"""A task on three of CT-RATE's 18 labels: one plugin file, nothing else."""
+from simcrop_bench.protocols.probe.task import LinearProbeTask
+from simcrop_bench.registry import register_task
+
+
+@register_task("ctrate_three")
+class CTRateThree(LinearProbeTask):
+    """Emphysema, atelectasis and lung nodule on CT-RATE (linear probe, macro AUROC)."""
+
+    dataset = "ctrate"
+    labels = ("Lung nodule", "Emphysema", "Atelectasis")
+    metric = "auc"
+    target_kind = "multilabel"
+'''
+
+
+@pytest.mark.slow
+def test_a_plugin_task_on_a_subset_of_ctrate_labels_runs_end_to_end(tmp_path):
+    plugin = tmp_path / "ctrate_three.py"
+    plugin.write_text(SUBSET_TASK)
+    listed = run_cli("list", "tasks", "--plugin", str(plugin))
+    assert listed.returncode == 0 and "ctrate_three" in listed.stdout
+
+    record = run_task("ctrate_three", tmp_path / "r", "--plugin", str(plugin), "--fraction", "10")
+    labels = ["Lung nodule", "Emphysema", "Atelectasis"]
+    assert record["task"] == "ctrate_three" and record["fraction"] == 10
+    assert list(record["per_class"]["test"]) == labels
+    rows = predictions(record)
+    assert {k for k in rows[0] if k.startswith(("y:", "p:"))} == {f"{c}:{n}" for c in "yp" for n in labels}
+    assert record["metrics"]["auc"] == pytest.approx(recomputed_macro_auc(rows, labels), abs=1e-6)
+    assert record["details"]["grouping"] == "patient"  # CT-RATE's layout, not restated by the task
+
+    # Each truth is the split file's column of that name (the columns are picked by name, not position).
+    with open(Path(record["data"]["root"]) / "test_list.csv", newline="") as handle:
+        published = {row["VolumeName"]: row for row in csv.DictReader(handle)}
+    assert all(row[f"y:{n}"] == published[row["case"]][n] for row in rows for n in labels)
