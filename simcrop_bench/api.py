@@ -175,6 +175,7 @@ class Task(Registered):
     fractions: ClassVar[tuple[int, ...]] = (100,)
     metric: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
+    column_label: ClassVar[str] = ""  # the paper tables' column title; "": the dataset's name (data/datasets.py)
     fraction_profiles: ClassVar[dict[tuple[str, int], dict[str, Any]]] = {}
 
     @classmethod

@@ -20,6 +20,7 @@ class LungSeg(Task):
 
     kind = "segmentation"
     dataset = "luna16"
+    column_label = "LUNA16 lungs"  # beside luna16_cls's "LUNA16"
     labels = ("background", "left lung", "right lung", "trachea")
     fractions = (10, 100)
     metric = "dice"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simcrop_bench.data.datasets import DATASETS, resolve, synthesize
+from simcrop_bench.data.datasets import DATASETS, synthesize
 
 SMALL = {"luna16": 4, "btcv": 4, "ccccii": 3, "radchestct": 4, "ctrate": 3}
 WRITABLE = [(d, name) for d, info in DATASETS.items() for name, layout in info.layouts.items() if layout.writer]
@@ -22,9 +22,9 @@ def test_synthesize_writes_a_complete_marked_twin(dataset, layout, tmp_path):
     synthesize(dataset, layout, root, cases=SMALL[dataset], seed=7)
     assert (root / "SYNTHETIC.md").is_file()
     entry = DATASETS[dataset].layouts[layout]
-    assert entry.complete is not None and resolve(entry.complete)(root)
+    assert entry.complete is not None and entry.complete()(root)
     if entry.checker:
-        report = resolve(entry.checker)(root)
+        report = entry.checker()(root)
         assert report.ok, report.problems
 
 
@@ -42,9 +42,9 @@ def test_every_layout_has_a_twin_and_a_checker_and_every_official_layout_a_conve
 def test_prepared_official_twin_checks_clean(dataset, tmp_path):
     official, prepared = tmp_path / "official", tmp_path / "prepared"
     synthesize(dataset, "official", official, cases=SMALL[dataset], seed=7)
-    summary = resolve(DATASETS[dataset].layouts["official"].prepare)(official, prepared)
+    summary = DATASETS[dataset].layouts["official"].prepare()(official, prepared)
     assert summary["converted"] > 0
-    checker = resolve(DATASETS[dataset].layouts["simcrop"].checker)
+    checker = DATASETS[dataset].layouts["simcrop"].checker()
     report = checker(prepared)
     assert report.ok, report.problems
     assert report.counts  # it looked at something
@@ -86,3 +86,19 @@ def test_cli_prepare_forwards_options_that_apply(tmp_path):
         "1,1,1",
     )
     assert refused.returncode == 2 and "--spacing does not apply to btcv" in refused.stderr
+
+
+def test_the_table_imports_nothing_heavy_and_its_getters_return_the_real_functions():
+    import subprocess
+    import sys
+
+    code = "import sys, simcrop_bench.data.datasets as d; d.get_layout('ctrate', 'simcrop'); print(sorted(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "'numpy'" not in loaded and "'nibabel'" not in loaded and "simcrop_bench.data.synthetic.ctrate" not in loaded
+    for info in DATASETS.values():
+        for name, layout in info.layouts.items():
+            assert layout.writer().__module__ == f"simcrop_bench.data.synthetic.{info.name}"
+            assert layout.checker().__module__.startswith("simcrop_bench.data.check.")
+            assert layout.checker().__name__.endswith(f"{info.name}_{name}")
+            if layout.prepare:
+                assert layout.prepare().__module__ == f"simcrop_bench.data.prepare.{info.name}"

@@ -6,20 +6,25 @@ from pathlib import Path
 
 import typer
 
-from simcrop_bench.cli.options import console
+from simcrop_bench.cli.options import PLUGIN_OPTION, console
 from simcrop_bench.errors import UserError
 
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: synthetic twins, layout checks, split import.")
 
 
 @data_app.command("info")
-def data_info():
+def data_info(plugin: list[str] | None = PLUGIN_OPTION):
     """The five datasets: tasks, layouts, which have synthetic twins, where their roots are configured."""
     from rich.table import Table
 
+    from simcrop_bench import registry
     from simcrop_bench.data.datasets import DATASETS
     from simcrop_bench.data.roots import configured_root
 
+    registry.discover(plugin or [])
+    tasks: dict[str, list[str]] = {}
+    for name, *_ in registry.entries("tasks"):  # a task names its dataset; the dataset table does not list tasks
+        tasks.setdefault(registry.get_task(name).dataset, []).append(name)
     table = Table(title="datasets")
     for column in ("dataset", "tasks", "layout", "synthetic twin", "configured root"):
         table.add_column(column)
@@ -29,7 +34,7 @@ def data_info():
         for i, (name, layout) in enumerate(info.layouts.items()):
             table.add_row(
                 info.display if i == 0 else "",
-                ", ".join(info.tasks) if i == 0 else "",
+                ", ".join(tasks.get(info.name, [])) if i == 0 else "",
                 f"{name}: {layout.description}",
                 "yes" if layout.writer else "not yet",
                 root if i == 0 else "",
@@ -64,12 +69,12 @@ def data_check(
     layout: str = typer.Option("simcrop", "--layout", "-l", help="Layout of the root."),
 ):
     """Check a dataset root: layout, counts, shapes, spacing, label values; every problem with its file."""
-    from simcrop_bench.data.datasets import get_layout, resolve
+    from simcrop_bench.data.datasets import get_layout
 
     entry = get_layout(dataset, layout)
     if entry.checker is None:
         raise UserError(f"no checker for {dataset} in the {layout} layout yet")
-    report = resolve(entry.checker)(root)
+    report = entry.checker()(root)
     out = console()
     out.print(f"[bold]{dataset}[/bold] ({layout} layout) at {root}")
     for key, value in sorted(report.counts.items()):
@@ -106,12 +111,12 @@ def data_prepare(
     """Convert a downloaded layout into the one tasks read (resumable: finished cases are skipped)."""
     import inspect
 
-    from simcrop_bench.data.datasets import get_layout, resolve
+    from simcrop_bench.data.datasets import get_layout
 
     entry = get_layout(dataset, layout)
     if entry.prepare is None:
         raise UserError(f"no converter from the {layout} layout of {dataset} yet")
-    convert = resolve(entry.prepare)
+    convert = entry.prepare()
     options = {
         "version": version,
         "split_files": split_files,

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from simcrop_bench.data.datasets import TWIN_SEED, get_layout, resolve, synthesize
+from simcrop_bench.data.datasets import TWIN_SEED, get_layout, synthesize
 from simcrop_bench.errors import DataError
 from simcrop_bench.util.atomic import staged_dir
 
@@ -73,7 +73,7 @@ def ensure_twin(dataset: str, root: Path | None = None) -> Path:
     if layout.writer is None or layout.complete is None:
         raise DataError(f"no synthetic twin exists for dataset '{dataset}' yet; pass --data-root")
     root = root or cache_dir() / "twins" / f"{dataset}-seed{TWIN_SEED}"
-    if root.is_dir() and resolve(layout.complete)(root):
+    if root.is_dir() and layout.complete()(root):
         return root
     with staged_dir(root) as staging:
         synthesize(dataset, TASK_LAYOUT, staging)

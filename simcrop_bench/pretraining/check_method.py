@@ -145,14 +145,14 @@ def _fields_named(tree: Any, name: str, prefix: str = "") -> list[str]:
 
 def tiny_twin(dataset: str) -> Path:
     """A two-case synthetic twin of ``dataset`` in the layout methods read, cached under the cache folder."""
-    from simcrop_bench.data.datasets import get_layout, resolve, synthesize
+    from simcrop_bench.data.datasets import get_layout, synthesize
     from simcrop_bench.data.roots import TASK_LAYOUT, cache_dir
 
     layout = get_layout(dataset, TASK_LAYOUT)
     if layout.writer is None or layout.complete is None:
         raise UserError(f"check-method needs a synthetic twin of '{dataset}', which does not exist yet")
     root = cache_dir() / "twins" / f"{dataset}-check{TWIN_CASES}"
-    if not (root.is_dir() and resolve(layout.complete)(root)):
+    if not (root.is_dir() and layout.complete()(root)):
         with staged_dir(root) as staging:
             synthesize(dataset, TASK_LAYOUT, staging, cases=TWIN_CASES)
     return root

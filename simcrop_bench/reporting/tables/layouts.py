@@ -23,14 +23,6 @@ from simcrop_bench.errors import UserError
 LAYOUTS = ("free", "cls", "seg", "ablation")
 CLS_TASKS = ("ctrate_cls", "radchestct_cls", "ccccii_cls", "luna16_cls")
 SEG_TASKS = ("lung_seg", "btcv_seg")
-DATASET_LABELS = {
-    "ctrate_cls": "CT-RATE",
-    "radchestct_cls": "RadChestCT",
-    "ccccii_cls": "CC-CCII",
-    "luna16_cls": "LUNA16",
-    "lung_seg": "LUNA16 lungs",
-    "btcv_seg": "BTCV",
-}
 # (family key, label) in display order; SimCroP last.
 FAMILIES = (
     ("none", "No pretraining"),
@@ -144,5 +136,17 @@ def row_groups(
 
 
 def task_header(layout: str, task: str) -> str:
-    """Column-group title: the dataset name in the paper layouts, the task name otherwise."""
-    return task if layout == "free" else DATASET_LABELS.get(task, task)
+    """Column-group title: the task's ``column_label`` (default: its dataset's name) in the paper layouts,
+    the task name otherwise or when the registry does not know the task."""
+    if layout == "free":
+        return task
+    from simcrop_bench import registry
+    from simcrop_bench.data.datasets import DATASETS
+
+    try:
+        registry.discover()
+        task_cls = registry.get_task(task)
+    except UserError:  # records of a task whose file is gone (or a broken plugin): its name still labels it
+        return task
+    dataset = DATASETS.get(task_cls.dataset)
+    return task_cls.column_label or (dataset.display if dataset else task)
