@@ -127,11 +127,13 @@ def run(
     import json
 
     from simcrop_bench.errors import ConfigError
+    from simcrop_bench.jobs.commands import check_job_options, for_jobs
     from simcrop_bench.jobs.executors import get_executor
     from simcrop_bench.run.cell import RunRequest, plan_run, run_job
 
     if method is None and weights is None:
         raise ConfigError("run needs --method NAME (see `list methods`) or --weights PATH")
+    check_job_options(executor, cluster, gpus)
     requests = [
         RunRequest(
             method=method or "external",
@@ -147,33 +149,21 @@ def run(
             force=force,
             plugins=list(plugin or []),
             device=device,
+            gpus=gpus,
         )
         for s in (seed or [42])
     ]
+    if executor != "inline":
+        requests = [for_jobs(r) for r in requests]
     plans = [plan_run(r) for r in requests]  # validates everything before any work starts
     if print_config:
         for plan in plans:
             typer.echo(json.dumps({**plan.config.to_dict(), "config_hash": plan.config.config_hash}, indent=2))
         return
-    if gpus != 1 and executor == "inline":
-        raise ConfigError(f"--gpus {gpus} starts one process per GPU: use --executor local or slurm")
-    if executor != "inline":  # a one-cell-per-seed sweep: pretraining job + dependent array
-        from simcrop_bench.jobs.commands import run_sweep
+    if executor != "inline":  # one cell per seed, as a sweep: pretraining job + dependent array
+        from simcrop_bench.jobs.commands import run_plans
 
-        code = run_sweep(
-            [requests[0].method],
-            [task],
-            [plans[0].config.run.fraction],
-            [r.seed for r in requests],
-            requests[0],
-            executor=executor,
-            cluster=cluster,
-            gpus=gpus,
-            dry_run=False,
-            wait_s=wait_s,
-            echo=typer.echo,
-        )
-        raise typer.Exit(code)
+        raise typer.Exit(run_plans(plans, executor=executor, cluster=cluster, wait_s=wait_s, echo=typer.echo))
     jobs = get_executor(executor)
     for req in requests:
         record = jobs.submit(run_job, req).result()

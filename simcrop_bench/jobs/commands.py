@@ -12,11 +12,36 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from simcrop_bench.errors import ConfigError, UserError
 from simcrop_bench.jobs.ledger import Entry, Ledger, find
 
+if TYPE_CHECKING:
+    from simcrop_bench.jobs.sweep import SweepPlan
+    from simcrop_bench.run.cell import RunPlan, RunRequest
+
 SCANCEL_TIMEOUT_S = 30
+
+
+def check_job_options(executor: str, cluster: str | None, gpus: int) -> None:
+    """``--executor``, ``--cluster`` and ``--gpus`` together, before anything is planned."""
+    from simcrop_bench.jobs.executors import check_executor
+
+    check_executor(executor, cluster)
+    if gpus < 1:
+        raise ConfigError(f"--gpus {gpus}: expected at least 1")
+    if gpus > 1 and executor == "inline":
+        raise ConfigError(f"--gpus {gpus} starts one process per GPU: use --executor local or slurm")
+
+
+def for_jobs(request: RunRequest) -> RunRequest:
+    """The request with absolute paths: jobs may start in another working directory (setup lines, other nodes)."""
+    return replace(
+        request,
+        results=str(Path(request.results).resolve()),
+        data_root=str(Path(request.data_root).resolve()) if request.data_root else None,
+    )
 
 
 def run_sweep(
@@ -24,7 +49,7 @@ def run_sweep(
     tasks: list[str],
     fractions: list[int],
     seeds: list[int],
-    base,
+    base: RunRequest,
     *,
     executor: str,
     cluster: str | None,
@@ -35,24 +60,46 @@ def run_sweep(
 ) -> int:
     """Plan, print, submit; with ``wait_s`` also wait (deadline) and print the states. Returns an exit code."""
     from simcrop_bench.jobs.clusters import load_profile
-    from simcrop_bench.jobs.executors import get_executor
-    from simcrop_bench.jobs.sweep import describe, logs_folder, new_sweep_id, plan_sweep, prepare_task_data, submit
+    from simcrop_bench.jobs.sweep import plan_sweep
 
-    if gpus < 1:
-        raise ConfigError(f"--gpus {gpus}: expected at least 1")
-    if gpus > 1 and executor == "inline":
-        raise ConfigError(f"--gpus {gpus} starts one process per GPU: use --executor local or slurm")
-    if executor == "slurm" and cluster is None:
-        raise ConfigError("--executor slurm needs --cluster NAME (a profile in slurm/, e.g. demo)")
+    check_job_options(executor, cluster, gpus)
     profile = load_profile(cluster) if cluster else None
-    # Jobs may start in another working directory (setup lines, other nodes): absolute paths only.
-    base = replace(
-        base,
-        results=str(Path(base.results).resolve()),
-        data_root=str(Path(base.data_root).resolve()) if base.data_root else None,
-    )
-    hours = (profile.gpu_hours_per_pretraining, profile.gpu_hours_per_cell) if profile else (None, None)
-    plan = plan_sweep(methods, tasks, fractions, seeds, base, hours, gpus)
+    plan = plan_sweep(methods, tasks, fractions, seeds, for_jobs(base), _profile_hours(profile), gpus)
+    return _submit(plan, profile, executor, cluster, gpus, dry_run=dry_run, wait_s=wait_s, echo=echo)
+
+
+def run_plans(
+    plans: list[RunPlan], *, executor: str, cluster: str | None, wait_s: float | None, echo: Callable[[str], None]
+) -> int:
+    """``run --executor local|slurm``: the cells ``run`` planned (from :func:`for_jobs` requests, options
+    checked by :func:`check_job_options`), submitted as a sweep: a pretraining job and a dependent array."""
+    from simcrop_bench.jobs.clusters import load_profile
+    from simcrop_bench.jobs.sweep import group_plans
+
+    profile = load_profile(cluster) if cluster else None
+    plan = group_plans(plans, _profile_hours(profile))
+    gpus = plans[0].request.gpus
+    return _submit(plan, profile, executor, cluster, gpus, dry_run=False, wait_s=wait_s, echo=echo)
+
+
+def _profile_hours(profile) -> tuple[float | None, float | None]:
+    return (profile.gpu_hours_per_pretraining, profile.gpu_hours_per_cell) if profile else (None, None)
+
+
+def _submit(
+    plan: SweepPlan,
+    profile,
+    executor: str,
+    cluster: str | None,
+    gpus: int,
+    *,
+    dry_run: bool,
+    wait_s: float | None,
+    echo: Callable[[str], None],
+) -> int:
+    from simcrop_bench.jobs.executors import get_executor
+    from simcrop_bench.jobs.sweep import describe, logs_folder, new_sweep_id, prepare_task_data, submit
+
     cap = profile.array_parallelism if profile else None
     for line in describe(plan, executor, cluster, cap if executor == "slurm" else None, gpus):
         echo(line)
@@ -61,7 +108,7 @@ def run_sweep(
             echo("nothing to submit: every cell has a record")
         return 0
     prepare_task_data(plan)
-    results = Path(base.results)
+    results = Path(plan.groups[0].cells[0].request.results)
     jobs = get_executor(executor, cluster=cluster, folder=logs_folder(results), capture_errors=True)
     sweep_id = new_sweep_id()
     deadline = wait_s if wait_s is not None else 24 * 3600

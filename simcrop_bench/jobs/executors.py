@@ -178,17 +178,22 @@ def _submission_errors(cluster: str) -> Iterator[None]:
         raise SubmissionError(f"{cluster}: the job was not submitted: {lines[-1][:300]}") from None
 
 
+def check_executor(name: str, cluster: str | None) -> None:
+    """A known executor, and a cluster profile for SLURM."""
+    if name not in EXECUTOR_NAMES:
+        raise ConfigError(f"--executor {name}: expected one of {', '.join(EXECUTOR_NAMES)}")
+    if name == "slurm" and cluster is None:
+        raise ConfigError("--executor slurm needs --cluster NAME (a profile in slurm/, e.g. demo)")
+
+
 def get_executor(
     name: str, *, cluster: str | None = None, folder: Path | None = None, capture_errors: bool = False
 ) -> Executor:
+    check_executor(name, cluster)
     if name == "inline":
         return InlineExecutor(capture_errors=capture_errors)
-    if name not in EXECUTOR_NAMES:
-        raise ConfigError(f"--executor {name}: expected one of {', '.join(EXECUTOR_NAMES)}")
     from simcrop_bench.jobs.clusters import ClusterProfile, load_profile
 
-    if name == "slurm" and cluster is None:
-        raise ConfigError("--executor slurm needs --cluster NAME (a profile in slurm/, e.g. demo)")
     profile = load_profile(cluster) if cluster else ClusterProfile(name="local")
     return SubmititExecutor(name, folder or Path("results") / "jobs" / "logs", profile)
 

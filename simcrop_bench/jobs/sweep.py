@@ -73,13 +73,9 @@ def plan_sweep(
 ) -> SweepPlan:
     """Resolve and validate every cell (no torch), group them by pretraining, drop finished ones."""
     from simcrop_bench import registry
-    from simcrop_bench.config import stable_hash
-    from simcrop_bench.run.encoder_store import pretrain_key
-    from simcrop_bench.run.records import existing_record
 
     registry.discover(base.plugins)
-    groups: dict[tuple[str, str], Group] = {}
-    existing: list[Cell] = []
+    plans: list[RunPlan] = []
     unsupported: list[str] = []
     for method in methods:
         for task in tasks:
@@ -88,24 +84,44 @@ def plan_sweep(
                 if fraction not in task_cls.fractions:
                     unsupported.append(f"{task} f{fraction}")
                     continue
-                for seed in seeds:
-                    plan = plan_run(replace(base, method=method, task=task, fraction=fraction, seed=seed, gpus=gpus))
-                    cell = Cell(plan)
-                    previous = existing_record(plan.run_dir)
-                    if previous and previous.get("config_hash") == plan.config.config_hash and not base.force:
-                        existing.append(cell)
-                        continue
-                    method_config = plan.config.to_dict()["method"]
-                    group_id = (method, stable_hash(method_config))
-                    if group_id not in groups:
-                        key, needed = _pretraining_state(plan, method_config, pretrain_key)
-                        groups[group_id] = Group(method, key, needed)
-                    groups[group_id].cells.append(cell)
-    if not groups and not existing:
+                plans += [
+                    plan_run(replace(base, method=method, task=task, fraction=fraction, seed=seed, gpus=gpus))
+                    for seed in seeds
+                ]
+    if not plans:
         raise ConfigError(f"no cells: the tasks have none of the fractions {', '.join(map(str, fractions))}")
-    plan = SweepPlan(list(groups.values()), existing, unsupported, None)
-    plan.estimate_h = _estimate_hours(plan, Path(base.results), profile_hours, gpus)
-    return plan
+    return group_plans(plans, profile_hours, unsupported)
+
+
+def group_plans(
+    plans: list[RunPlan],
+    profile_hours: tuple[float | None, float | None] = (None, None),
+    unsupported: list[str] | None = None,
+) -> SweepPlan:
+    """Planned cells (all of one results folder and ``--gpus``) grouped by the encoder they share;
+    cells whose record has the same config hash are set aside unless their request forces a rerun."""
+    from simcrop_bench.config import stable_hash
+    from simcrop_bench.run.encoder_store import pretrain_key
+    from simcrop_bench.run.records import existing_record
+
+    groups: dict[tuple[str, str], Group] = {}
+    existing: list[Cell] = []
+    for plan in plans:
+        cell = Cell(plan)
+        previous = existing_record(plan.run_dir)
+        if previous and previous.get("config_hash") == plan.config.config_hash and not plan.request.force:
+            existing.append(cell)
+            continue
+        method_config = plan.config.to_dict()["method"]
+        group_id = (plan.config.method_name, stable_hash(method_config))
+        if group_id not in groups:
+            key, needed = _pretraining_state(plan, method_config, pretrain_key)
+            groups[group_id] = Group(plan.config.method_name, key, needed)
+        groups[group_id].cells.append(cell)
+    sweep = SweepPlan(list(groups.values()), existing, list(unsupported or []), None)
+    first = plans[0].request
+    sweep.estimate_h = _estimate_hours(sweep, Path(first.results), profile_hours, first.gpus)
+    return sweep
 
 
 def _pretraining_state(plan: RunPlan, method_config: dict, pretrain_key: Callable) -> tuple[str | None, bool]:
