@@ -233,3 +233,35 @@ def test_imported_split_folder_fallback(twins, tmp_path):
     splits = load_classification_splits("ctrate_cls", ctrate_root, 1, "legacy")
     assert splits.source["folder"] == str(folder) and "manifest_hash" not in splits.source
     assert splits.train.ids == load(twins, "ctrate_cls", 1, "legacy").train.ids
+
+
+def test_columns_pick_labels_by_name_in_the_asked_order(twins):
+    full = load(twins, "ctrate_cls", 10, "heldout")
+    names = ("Lung nodule", "Emphysema")
+    root = twins["ctrate_cls"]
+    picked = load_classification_splits("ctrate_cls", root, 10, "heldout", columns=names, task="ctrate_two")
+    assert picked.label_names == names and picked.task == "ctrate_two"
+    index = [full.label_names.index(n) for n in names]
+    for split in ("train", "val", "test"):
+        assert getattr(picked, split).ids == getattr(full, split).ids
+        assert np.array_equal(getattr(picked, split).labels, getattr(full, split).labels[:, index])
+    with pytest.raises(ConfigError, match="task ctrate_two: labels 'Lung nodules' are not columns of the ctrate_cls"):
+        load_classification_splits("ctrate_cls", root, 10, "heldout", columns=("Lung nodules",), task="ctrate_two")
+
+
+def test_a_probe_task_takes_split_set_and_fractions_from_its_dataset_and_checks_its_labels():
+    from simcrop_bench.errors import RegistryError
+    from simcrop_bench.protocols.probe.task import LinearProbeTask
+
+    class Two(LinearProbeTask):
+        dataset = "radchestct"
+        labels = ("Emphysema", "Hiatal hernia")
+        label_columns = ("Emphysema", "Hietal Hernia")  # as the published header spells it
+
+    assert (Two.split_set, Two.fractions, Two.columns()) == ("radchestct_cls", (10, 100), Two.label_columns)
+    with pytest.raises(RegistryError, match="'Hiatal hernia'.*columns: Medical material"):
+        type("Misspelt", (LinearProbeTask,), {"dataset": "radchestct", "labels": ("Emphysema", "Hiatal hernia")})
+    with pytest.raises(RegistryError, match=r"fractions \(1, 100\); the radchestct split files publish \(10, 100\)"):
+        type("One", (LinearProbeTask,), {"dataset": "radchestct", "labels": ("Emphysema",), "fractions": (1, 100)})
+    with pytest.raises(RegistryError, match="no published classification split files; known: ccccii, ctrate"):
+        type("Nowhere", (LinearProbeTask,), {"dataset": "btcv", "labels": ("spleen",)})

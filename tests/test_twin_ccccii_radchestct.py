@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from simcrop_bench.data.ccccii import ccccii_intensity_stats, read_ccccii_resized, read_ccccii_slices
-from simcrop_bench.data.labels import RADCHESTCT_LABELS, read_split_csv
+from simcrop_bench.data.labels import RADCHESTCT_LABELS
 from simcrop_bench.data.radchestct import abn_loc_labels, map_to_16, npz_to_ras, read_radchestct_npz
+from simcrop_bench.data.splits.files import read_split_csv
 from simcrop_bench.data.synthetic.ccccii import CLASS_LABELS, MANIFEST, MARKER, write_ccccii_twin
 from simcrop_bench.data.synthetic.radchestct import write_radchestct_twin
 from simcrop_bench.errors import DataError

@@ -57,8 +57,13 @@ class LinearProbeTask(Task):
         super().__init_subclass__(**kwargs)
         if cls.dataset:
             cls.split_set = classification_split_set(cls.dataset)
+            published = SPLIT_FILES[cls.split_set].fractions
             if "fractions" not in vars(cls):
-                cls.fractions = SPLIT_FILES[cls.split_set].fractions
+                cls.fractions = published
+            elif not set(cls.fractions) <= set(published):
+                raise RegistryError(
+                    f"task {cls.__name__}: fractions {cls.fractions}; the {cls.dataset} split files publish {published}"
+                )
             columns, header = cls.columns(), SPLIT_FILES[cls.split_set].header[1:]
             missing = [c for c in columns or () if c not in header]
             if missing or (columns is not None and len(columns) != len(cls.labels)):
