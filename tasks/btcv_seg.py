@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from simcrop_bench.api import Task
+from simcrop_bench.data.splits.published import SPLIT_FILES
 from simcrop_bench.protocols.segmentation.config import SegmentationConfig
 from simcrop_bench.registry import register_task
 
@@ -47,7 +48,7 @@ class BTCVSeg(Task):
         "right adrenal gland",
         "left adrenal gland",
     )
-    fractions = (100,)
+    fractions = SPLIT_FILES["btcv_seg"].fractions  # those with a published dataset*.json
     metric = "dice"
     higher_is_better = True
     Config = BTCVConfig

@@ -10,6 +10,7 @@ Metric: test Dice, mean over cases of the foreground-class mean (background excl
 from __future__ import annotations
 
 from simcrop_bench.api import Task
+from simcrop_bench.data.splits.published import SPLIT_FILES
 from simcrop_bench.protocols.segmentation.config import SegmentationConfig
 from simcrop_bench.registry import register_task
 
@@ -22,7 +23,7 @@ class LungSeg(Task):
     dataset = "luna16"
     column_label = "LUNA16 lungs"  # beside luna16_cls's "LUNA16"
     labels = ("background", "left lung", "right lung", "trachea")
-    fractions = (10, 100)
+    fractions = SPLIT_FILES["lung_seg"].fractions  # those with a published dataset*.json
     metric = "dice"
     higher_is_better = True
     Config = SegmentationConfig
