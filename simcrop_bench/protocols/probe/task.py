@@ -66,11 +66,13 @@ class LinearProbeTask(Task):
                 )
             columns, header = cls.columns(), SPLIT_FILES[cls.split_set].header[1:]
             missing = [c for c in columns or () if c not in header]
-            if missing or (columns is not None and len(columns) != len(cls.labels)):
+            if missing:
                 raise RegistryError(
-                    f"task {cls.__name__}: labels {', '.join(map(repr, missing or cls.labels))} do not name "
-                    f"{len(cls.labels)} label columns of the {cls.dataset} split files; columns: {', '.join(header)}"
+                    f"task {cls.__name__}: {', '.join(map(repr, missing))} not among the label columns of the "
+                    f"{cls.dataset} split files: {', '.join(header)}"
                 )
+            if columns is not None and len(columns) != len(cls.labels):
+                raise RegistryError(f"task {cls.__name__}: {len(columns)} label_columns for {len(cls.labels)} labels")
 
     @classmethod
     def columns(cls) -> tuple[str, ...] | None:
