@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from monai import transforms as mt
 
-from simcrop_bench.data.formats.nifti import write_nifti_gz
+from simcrop_bench.data.formats.nifti import write_nifti_gz, write_stored_volume
 from simcrop_bench.data.volume_transforms import apply_chain, evaluation_transforms, training_transforms
 from simcrop_bench.errors import DataError
 
@@ -53,3 +54,58 @@ def test_dhw_stores_are_transposed(tmp_path):
     path, hu = volume(tmp_path, shape=(12, 40, 36))  # stored (D, H, W)
     out = evaluation_transforms((40, 36, 12), transpose_dhw=True)({"image": str(path)})["image"][0].numpy()
     np.testing.assert_allclose(out, np.clip(hu, -1000, 1000).transpose(1, 2, 0) / 1000, atol=1e-6)
+
+
+def reference_order(roi, *, train: bool) -> mt.Compose:
+    """The chains as they were before #16: MONAI's float32 loader, then the window on the whole volume, then crops."""
+    steps = [
+        mt.LoadImaged(keys="image", image_only=True),
+        mt.EnsureChannelFirstd(keys="image", channel_dim="no_channel"),
+        mt.ScaleIntensityRanged(keys="image", a_min=-1000.0, a_max=1000.0, b_min=-1.0, b_max=1.0, clip=True),
+    ]
+    if not train:
+        return mt.Compose(
+            steps
+            + [
+                mt.CenterSpatialCropd(keys="image", roi_size=roi),
+                mt.SpatialPadd(keys="image", spatial_size=roi, mode="reflect"),
+            ]
+        )
+    return mt.Compose(
+        steps
+        + [
+            mt.RandScaleCropd(keys="image", roi_scale=0.8, max_roi_scale=1.0, random_center=True, random_size=True),
+            mt.RandSpatialCropd(keys="image", roi_size=roi, random_center=True, random_size=False),
+            mt.SpatialPadd(keys="image", spatial_size=roi, mode="reflect"),
+            *[mt.RandFlipd(keys="image", prob=0.2, spatial_axis=axis) for axis in range(3)],
+            mt.RandShiftIntensityd(keys="image", offsets=0.1, prob=0.1),
+            mt.RandGaussianNoised(keys="image", prob=0.2, mean=0.0, std=0.1, sample_std=True),
+        ]
+    )
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_crop_before_window_is_bit_identical_to_window_before_crop(tmp_path, suffix):
+    rng = np.random.default_rng(7)
+    hu = rng.integers(-2048, 3072, size=(44, 38, 22), dtype=np.int16)  # outside the window on both sides
+    path = write_stored_volume(tmp_path / "v.nii.gz", hu, np.diag([2.0, 2.0, 4.0, 1.0]), suffix.lstrip("."))
+    roi = (32, 32, 24)  # smaller in x, y (crops), larger in z (reflect padding)
+    for train in (True, False):
+        old = reference_order(roi, train=train)
+        new = training_transforms(roi, gaussian_noise=True) if train else evaluation_transforms(roi)
+        for seed in range(8):  # enough draws that flips, shift and noise fire
+            old.set_random_state(seed=seed)
+            new.set_random_state(seed=seed)
+            a, b = old({"image": str(path)})["image"], new({"image": str(path)})["image"]
+            assert a.dtype == b.dtype == torch.float32
+            assert torch.equal(a.as_tensor(), b.as_tensor()), (train, seed)
+
+
+def test_prepared_store_is_found_under_the_reference_name(tmp_path):
+    hu = np.arange(40 * 36 * 20, dtype=np.int16).reshape(40, 36, 20) - 8000
+    reference = tmp_path / "v.nii.gz"
+    written = write_stored_volume(reference, hu, np.diag([2.0, 2.0, 4.0, 1.0]), "nii")
+    assert written.name == "v.nii" and not reference.exists()
+    out = evaluation_transforms((32, 32, 16))({"image": str(reference)})["image"]
+    assert out.meta["filename_or_obj"] == str(written)
+    np.testing.assert_allclose(out[0].numpy(), np.clip(hu[4:36, 2:34, 2:18], -1000, 1000) / 1000, atol=1e-6)

@@ -3,6 +3,10 @@ and linear probing (``protocol.md`` §6.2), which share all steps but the probe'
 
 The reference reads the voxel array without its affine, so stores must already be RAS at the
 intended spacing; :class:`AssertRASd` checks that instead of silently relying on it (§5.2).
+
+The chains crop before they window: the window is element-wise, so the output is bit-identical to the reference
+order (window, then crop) while only the crop is converted. :class:`LoadVolumed` keeps the stored dtype and, for the
+prepared store's uncompressed NIfTI, a memory map, so the crops read only their own bytes from disk.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+import torch
 from monai import transforms as mt
+from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
+from simcrop_bench.data.formats.stored import stored_volume
 from simcrop_bench.data.intensity import HU_WINDOW
 from simcrop_bench.errors import DataError
 
@@ -39,17 +46,39 @@ class AssertRASd(MapTransform):
         return data
 
 
+class LoadVolumed(MapTransform):
+    """Open a stored NIfTI volume as a channel-first ``MetaTensor`` in its stored dtype, without reading it.
+
+    Uncompressed NIfTI stays a copy-on-write memory map (nibabel ``mmap="c"``), so later crops are views and
+    only the window reads voxels; ``.nii.gz`` is decoded whole, as before. The path is resolved with
+    :func:`~simcrop_bench.data.formats.stored.stored_volume`, so reference and prepared stores load alike.
+    """
+
+    def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+        out = dict(data)
+        for key in self.key_iterator(out):
+            path = stored_volume(out[key])
+            image = nib.load(str(path), mmap="c")
+            array = np.asanyarray(image.dataobj)  # a memmap unless gzip-compressed or scaled (scl_slope)
+            if array.ndim != 3:
+                raise ValueError(f"expected a 3-D volume, got shape {array.shape}")
+            tensor = torch.from_numpy(array)[None]
+            out[key] = MetaTensor(tensor, affine=torch.as_tensor(image.affine), meta={"filename_or_obj": str(path)})
+        return out
+
+
+def window() -> mt.ScaleIntensityRanged:
+    """HU window (``protocol.md`` §6.2) to [-1, 1], as float32."""
+    lo, hi = HU_WINDOW
+    return mt.ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=-1.0, b_max=1.0, clip=True)
+
+
 def _load(transpose_dhw: bool, spacing, assert_ras: bool = True) -> list:
-    steps: list = [
-        mt.LoadImaged(keys="image", image_only=True),
-        mt.EnsureChannelFirstd(keys="image", channel_dim="no_channel"),
-    ]
+    steps: list = [LoadVolumed(keys="image")]
     if transpose_dhw:  # CC-CCII images_resized are stored (D, H, W)
         steps.append(mt.Transposed(keys="image", indices=(0, 2, 3, 1)))
     elif assert_ras:
         steps.append(AssertRASd(keys="image", spacing=spacing))
-    lo, hi = HU_WINDOW
-    steps.append(mt.ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=-1.0, b_max=1.0, clip=True))
     return steps
 
 
@@ -61,7 +90,7 @@ def training_transforms(
     spacing: tuple[float, float, float] | None = None,
     assert_ras: bool = True,
 ) -> mt.Compose:
-    """Load → window → random 80–100 % crop → crop to ≤ roi → reflect-pad to roi → flips → shift (→ noise).
+    """Load → random 80–100 % crop → crop to ≤ roi → window → reflect-pad to roi → flips → shift (→ noise).
 
     ``assert_ras=False`` takes the stored array as it is, as the reference does for layouts that are not
     stored RAS (LUNA16's ``images/`` keep their MetaImage LPS affines).
@@ -69,6 +98,7 @@ def training_transforms(
     steps = _load(transpose_dhw, spacing, assert_ras) + [
         mt.RandScaleCropd(keys="image", roi_scale=0.8, max_roi_scale=1.0, random_center=True, random_size=True),
         mt.RandSpatialCropd(keys="image", roi_size=roi, random_center=True, random_size=False),
+        window(),
         mt.SpatialPadd(keys="image", spatial_size=roi, mode="reflect"),
         *[mt.RandFlipd(keys="image", prob=0.2, spatial_axis=axis) for axis in range(3)],
         mt.RandShiftIntensityd(keys="image", offsets=0.1, prob=0.1),
@@ -85,11 +115,12 @@ def evaluation_transforms(
     spacing: tuple[float, float, float] | None = None,
     assert_ras: bool = True,
 ) -> mt.Compose:
-    """Load → window → centre crop to ≤ roi → reflect-pad to roi."""
+    """Load → centre crop to ≤ roi → window → reflect-pad to roi."""
     return mt.Compose(
         _load(transpose_dhw, spacing, assert_ras)
         + [
             mt.CenterSpatialCropd(keys="image", roi_size=roi),
+            window(),
             mt.SpatialPadd(keys="image", spatial_size=roi, mode="reflect"),
         ]
     )
