@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from simcrop_bench.data.ccccii import read_ccccii_resized
+from simcrop_bench.data.formats.stored import stored_volume, with_format
 from simcrop_bench.data.prepare.ccccii import convert_ccccii_slices_to_simcrop
 from simcrop_bench.data.prepare.ctrate import convert_ctrate_official_to_simcrop
 from simcrop_bench.data.prepare.radchestct import convert_radchestct_npz_to_simcrop
@@ -28,12 +29,13 @@ SHAPE, SPACING, SEED = (48, 40, 24), (7.0, 8.0, 14.0), 11
 
 
 def _nifti_pairs(expected_root: Path, actual_root: Path, pattern: str) -> list[tuple[nib.Nifti1Image, nib.Nifti1Image]]:
+    """The twin's ``.nii.gz`` files and the converted ones, which the default store writes as ``.nii``."""
     expected = sorted(expected_root.glob(pattern))
     assert expected
-    assert sorted(p.relative_to(actual_root) for p in actual_root.glob(pattern)) == [
-        p.relative_to(expected_root) for p in expected
+    assert sorted(p.relative_to(actual_root) for p in actual_root.glob(pattern.replace(".nii.gz", ".nii"))) == [
+        with_format(p.relative_to(expected_root), "nii") for p in expected
     ]
-    return [(nib.load(p), nib.load(actual_root / p.relative_to(expected_root))) for p in expected]
+    return [(nib.load(p), nib.load(stored_volume(actual_root / p.relative_to(expected_root)))) for p in expected]
 
 
 def _assert_same(pairs, *, affine: bool = True) -> None:
@@ -76,7 +78,7 @@ def test_ctrate_resampling_and_laterality(ctrate, tmp_path):
     marked[-6:, :, :] = 3000  # LPS-stored: high axis-0 indices are the patient's left
     nib.save(nib.Nifti1Image(marked, lps.affine), name)
     convert_ctrate_official_to_simcrop(src, tmp_path / "out", spacing=(10.0, 10.0, 20.0))
-    out = nib.load(next((tmp_path / "out").rglob(name.name)))
+    out = nib.load(next((tmp_path / "out").rglob(name.name.replace(".nii.gz", ".nii"))))
     assert nib.aff2axcodes(out.affine) == ("R", "A", "S") and out.get_data_dtype() == np.int16
     np.testing.assert_allclose(out.header.get_zooms(), (10.0, 10.0, 20.0))
     assert out.shape == (round(SHAPE[0] * 7 / 10), round(SHAPE[1] * 8 / 10), round(SHAPE[2] * 14 / 20))
@@ -104,7 +106,7 @@ def test_radchestct_matches_twin_resumes_and_fails_on_corrupt(tmp_path):
     # Without the twin's metadata the real-data default applies: 0.8 mm isotropic, same voxels.
     (tmp_path / "official" / "synthetic_meta").rename(tmp_path / "meta_aside")
     convert_radchestct_npz_to_simcrop(tmp_path / "official", tmp_path / "real_like")
-    image = nib.load(next((tmp_path / "real_like" / "images").glob("*.nii.gz")))
+    image = nib.load(next((tmp_path / "real_like" / "images").glob("*.nii")))
     np.testing.assert_allclose(image.header.get_zooms(), (0.8, 0.8, 0.8))
     assert nib.aff2axcodes(image.affine) == ("R", "A", "S")
     # A different axis convention is a recorded setting: changing it reconverts everything.
@@ -125,7 +127,7 @@ def test_radchestct_laterality(tmp_path):
     ct[:, :, -6:] = 1000  # cols run from the patient's right: the last columns are the patient's left
     np.savez_compressed(npz, ct=ct)
     convert_radchestct_npz_to_simcrop(tmp_path / "src", tmp_path / "out")
-    ras = np.asanyarray(nib.load(tmp_path / "out" / "images" / f"{npz.stem}.nii.gz").dataobj)
+    ras = np.asanyarray(nib.load(tmp_path / "out" / "images" / f"{npz.stem}.nii").dataobj)
     assert (ras[:3] == 1000).all() and not (ras[-3:] == 1000).all()
 
 

@@ -107,20 +107,32 @@ def data_prepare(
     version: str | None = typer.Option(None, "--version", help="CT-RATE: v2 (*_fixed, default) or v1 (rescaled once)."),
     spacing: str | None = typer.Option(None, "--spacing", help="CT-RATE: resample to this spacing, e.g. 1.5,1.5,3."),
     split_files: Path | None = typer.Option(None, "--split-files", help="Split files to place beside the volumes."),
+    store_format: str | None = typer.Option(
+        None, "--format", help="CT-RATE, RadChestCT, CC-CCII: nii (uncompressed, read fastest; default) or nii.gz."
+    ),
+    workers: int = typer.Option(1, "--workers", "-j", help="Local worker processes."),
+    executor: str = typer.Option("inline", "--executor", help="inline (this machine), local or slurm (job array)."),
+    shards: int = typer.Option(1, "--shards", help="Array tasks for --executor local/slurm."),
+    cluster: str | None = typer.Option(None, "--cluster", help="SLURM profile in slurm/ (e.g. demo)."),
 ):
-    """Convert a downloaded layout into the one tasks read (resumable: finished cases are skipped)."""
+    """Convert a downloaded layout into the one tasks read (resumable per case, in parallel or as a SLURM array)."""
     import inspect
 
     from simcrop_bench.data.datasets import get_layout
+    from simcrop_bench.data.prepare.cases import Distribution
 
     entry = get_layout(dataset, layout)
     if entry.prepare is None:
         raise UserError(f"no converter from the {layout} layout of {dataset} yet")
     convert = entry.prepare()
+    distribution = Distribution(workers, executor, shards, cluster)
+    distribution.validate()
     options = {
         "version": version,
         "split_files": split_files,
         "spacing": tuple(float(v) for v in spacing.split(",")) if spacing else None,
+        "store_format": store_format,
+        "distribution": distribution if distribution != Distribution() else None,
     }
     accepted = inspect.signature(convert).parameters
     if dataset == "btcv" and split_files is not None:
@@ -128,7 +140,8 @@ def data_prepare(
     given = {k: v for k, v in options.items() if v is not None}
     for key in given:
         if key not in accepted:
-            raise UserError(f"--{key.replace('_', '-')} does not apply to {dataset}")
+            flag = {"store_format": "format", "distribution": "workers/--executor/--shards"}.get(key, key)
+            raise UserError(f"--{flag.replace('_', '-')} does not apply to {dataset}")
     summary = convert(source, out, **given)
     typer.echo(f"{dataset}: {summary.get('converted', 0)} converted, {summary.get('skipped', 0)} already done → {out}")
 

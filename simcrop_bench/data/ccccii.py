@@ -18,6 +18,7 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
+from simcrop_bench.data.formats.stored import stored_volume
 from simcrop_bench.errors import DataError
 
 CLASSES = ("Normal", "CP", "NCP")  # index = label value (protocol.md §2.3, inferred)
@@ -32,7 +33,7 @@ def resized_path(root: Path, scan_id: int | str) -> Path:
 
 def read_ccccii_resized(root: Path, scan_id: int | str) -> np.ndarray:
     """The (H, W, D) array of one resized scan, dtype as stored (int16 HU or uint8), affine ignored."""
-    path = resized_path(root, scan_id)
+    path = stored_volume(resized_path(root, scan_id))
     try:
         stored = np.asanyarray(nib.load(path).dataobj)
     except FileNotFoundError:

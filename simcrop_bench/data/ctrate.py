@@ -17,6 +17,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from simcrop_bench.data.formats.stored import stored_volume
 from simcrop_bench.data.labels import CTRATE_LABELS
 from simcrop_bench.errors import DataError
 
@@ -217,7 +218,7 @@ def pretraining_samples(root: str | Path, *, volumes: list[str] | None = None) -
     names = sorted(reports) if volumes is None else list(volumes)
     samples = []
     for name in names:
-        path = simcrop_volume_path(root, name)
+        path = stored_volume(simcrop_volume_path(root, name))  # the prepared .nii or the reference .nii.gz
         if volumes is None and not path.is_file():
             continue  # reports cover the whole release; the local store may hold a subset
         if not path.is_file():

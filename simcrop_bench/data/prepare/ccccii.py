@@ -1,12 +1,13 @@
 """Convert the official CC-CCII slice tree into SimCroP's ``images_resized`` store (datasets.md §4.2–§4.4).
 
 Source: ``{NCP,CP,Normal}/<patient_id>/<scan_id>/<slice>.{png,jpg}`` (8-bit windowed slices, not HU).
-Output: ``images_resized/<scan_id>.nii.gz`` holding the **(D, H, W)** array SimCroP expects (its reader transposes
-(1, 2, 0) to (H, W, D) = RAS (x, y, z)). Slices are stacked in numeric order and oriented by
-:func:`~simcrop_bench.data.ccccii.read_ccccii_slices` (radiological display assumed: row 0 anterior, column 0 patient
-right, slice 0 inferior). Intensities stay **uint8 display values**: there is no way back to HU, and the pipeline's
-−1000…1000 HU window squashes them into [0, 0.255] (hazard H13); the manifest records this and per-volume min/max/mean.
-No resampling: the slices carry no spacing (the header gets 1 mm, or the grid a synthetic twin recorded).
+Output: ``images_resized/<scan_id>.nii.gz`` (``.nii`` in the default uncompressed store) holding the **(D, H, W)**
+array SimCroP expects (its reader transposes (1, 2, 0) to (H, W, D) = RAS (x, y, z)). Slices are stacked in numeric
+order and oriented by :func:`~simcrop_bench.data.ccccii.read_ccccii_slices` (radiological display assumed: row 0
+anterior, column 0 patient right, slice 0 inferior). Intensities stay **uint8 display values**: there is no way back
+to HU, and the pipeline's −1000…1000 HU window squashes them into [0, 0.255] (hazard H13); the manifest records this
+and per-volume min/max/mean. No resampling: the slices carry no spacing (the header gets 1 mm, or the grid a
+synthetic twin recorded).
 
 Split files (``img_list,label``, 0 = Normal, 1 = CP, 2 = NCP) are written only from ``split_files=`` (a folder of
 SimCroP's CSVs); they are validated and checked against the class folders. Resumable like the other converters.
@@ -16,23 +17,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from simcrop_bench.data.ccccii import CLASSES, ccccii_intensity_stats, read_ccccii_slices, resized_path
-from simcrop_bench.data.formats.nifti import array_sha256, write_nifti_gz
-from simcrop_bench.data.prepare.manifest import (
-    PREPARE_MANIFEST,
-    copy_marker,
-    load_prepare_manifest,
-    save_prepare_manifest,
-    source_stamp,
-    up_to_date,
-)
+from simcrop_bench.data.formats.nifti import array_sha256, write_stored_volume
+from simcrop_bench.data.formats.stored import DEFAULT_STORE_FORMAT, STORE_FORMATS, with_format
+from simcrop_bench.data.prepare.cases import Case, Distribution, run_cases
+from simcrop_bench.data.prepare.manifest import PREPARE_MANIFEST, copy_marker, load_prepare_manifest, source_stamp
 from simcrop_bench.errors import DataError
 from simcrop_bench.util.atomic import atomic_path
-from simcrop_bench.util.progress import track
 
 SPLIT_NAMES = ("train_list.csv", "train_list_10.csv", "train_list_1.csv", "val_list.csv", "test_list.csv")
 SPLIT_HEADER = "img_list,label"
@@ -109,7 +105,45 @@ def copy_split_files(folder: Path, dst_root: Path, scan_labels: dict[str, int]) 
     }
 
 
-def convert_ccccii_slices_to_simcrop(src_root: Path, dst_root: Path, *, split_files: Path | None = None) -> dict:
+@dataclass(frozen=True)
+class _Conversion:
+    """What every CC-CCII case needs (picklable: it travels to worker processes and array tasks)."""
+
+    src_root: Path
+    dst_root: Path
+    store_format: str
+
+    def __call__(self, case: Case) -> dict:
+        cls, patient_id, scan_id = case.args
+        ras = read_ccccii_slices(self.src_root, cls, patient_id, scan_id)  # uint8 (H, W, D) = RAS (x, y, z)
+        stored = np.ascontiguousarray(ras.transpose(2, 0, 1))  # (D, H, W)
+        spacing = _twin_spacing(self.src_root, scan_id) or (1.0, 1.0, 1.0)
+        output = write_stored_volume(
+            resized_path(self.dst_root, scan_id),
+            stored,
+            dhw_affine(spacing),
+            self.store_format,
+            "simcrop-bench CC-CCII uint8 (D,H,W)",
+        )
+        return {
+            "class": cls,
+            "label": CLASSES.index(cls),
+            "patient_id": patient_id,
+            "output": f"images_resized/{output.name}",
+            "shape_dhw": list(stored.shape),
+            "sha256": array_sha256(stored),
+            "intensity": {k: v for k, v in ccccii_intensity_stats(stored).items() if k != "warning"},
+        }
+
+
+def convert_ccccii_slices_to_simcrop(
+    src_root: Path,
+    dst_root: Path,
+    *,
+    split_files: Path | None = None,
+    store_format: str = DEFAULT_STORE_FORMAT,
+    distribution: Distribution | None = None,
+) -> dict:
     """Convert every scan folder under ``src_root`` into ``dst_root/images_resized/<scan_id>.nii.gz``."""
     src_root, dst_root = Path(src_root), Path(dst_root)
     if not src_root.is_dir():
@@ -120,36 +154,26 @@ def convert_ccccii_slices_to_simcrop(src_root: Path, dst_root: Path, *, split_fi
         "slice_convention": "row 0 anterior, column 0 patient right, slice 0 inferior (assumed)",
         "intensity": INTENSITY,
         "resampling": None,
+        "store_format": store_format,
     }
+    if store_format not in STORE_FORMATS:
+        raise DataError(f"store format must be one of {', '.join(STORE_FORMATS)}, not {store_format!r}")
     manifest = load_prepare_manifest(dst_root, settings)
     manifest["source_root"] = str(src_root)
     synthetic = copy_marker(src_root, dst_root, "simcrop_bench.data.prepare.ccccii.convert_ccccii_slices_to_simcrop")
-    converted = 0
-    try:
-        for cls, patient_id, scan_id in track(scans, "CC-CCII → images_resized"):
-            output = resized_path(dst_root, scan_id)
-            stamp = _folder_stamp(src_root / cls / patient_id / scan_id)
-            if up_to_date(manifest, scan_id, stamp, output):
-                continue
-            ras = read_ccccii_slices(src_root, cls, patient_id, scan_id)  # uint8 (H, W, D) = RAS (x, y, z)
-            stored = np.ascontiguousarray(ras.transpose(2, 0, 1))  # (D, H, W)
-            spacing = _twin_spacing(src_root, scan_id) or (1.0, 1.0, 1.0)
-            write_nifti_gz(output, stored, dhw_affine(spacing), description="simcrop-bench CC-CCII uint8 (D,H,W)")
-            manifest["cases"][scan_id] = {
-                "source": stamp,
-                "class": cls,
-                "label": CLASSES.index(cls),
-                "patient_id": patient_id,
-                "output": f"images_resized/{output.name}",
-                "shape_dhw": list(stored.shape),
-                "sha256": array_sha256(stored),
-                "intensity": {k: v for k, v in ccccii_intensity_stats(stored).items() if k != "warning"},
-            }
-            converted += 1
-            if converted % 50 == 0:
-                save_prepare_manifest(dst_root, manifest)
-    finally:
-        save_prepare_manifest(dst_root, manifest)
+    cases = [
+        Case(
+            scan_id,
+            with_format(resized_path(dst_root, scan_id), store_format),
+            _folder_stamp(src_root / cls / patient_id / scan_id),
+            (cls, patient_id, scan_id),
+        )
+        for cls, patient_id, scan_id in scans
+    ]
+    conversion = _Conversion(src_root, dst_root, store_format)
+    converted = run_cases(
+        conversion, cases, dst_root, manifest, distribution or Distribution(), "CC-CCII → images_resized"
+    )
     splits = {"split_files": [], "split_ids_missing": [], "split_label_mismatches": []}
     if split_files is not None:
         splits = copy_split_files(split_files, dst_root, {s: CLASSES.index(c) for c, _, s in scans})

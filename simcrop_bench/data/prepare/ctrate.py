@@ -7,15 +7,18 @@ CSV, applied exactly once by :func:`~simcrop_bench.data.ctrate.read_ctrate_offic
 ('L', 'P', 'S'), with the LPS origin from ``ImagePositionPatient``; recorded in the manifest).
 
 Output: ``{train,valid}_preprocessed/<split>_<pid>/<split>_<pid><scan>/<VolumeName>`` (no underscore before the scan
-letter), int16 HU, **RAS-stored** (the classification reader ignores the affine, §1.4) with the matching RAS affine
-in the header, optionally resampled (MONAI ``Spacing``, bilinear) to ``spacing`` = (x, y, z) mm. HU are not clipped:
-the pipeline clips to [−1000, 1000] itself. ``prepare_manifest.json`` records the conventions and, per volume, the
-source stamp (size, mtime) and settings; a rerun skips volumes whose stamp, settings and output are unchanged.
+letter; ``.nii`` for ``.nii.gz`` in the default uncompressed store, :mod:`~simcrop_bench.data.formats.stored`),
+int16 HU, **RAS-stored** (the classification reader ignores the affine, §1.4) with the matching RAS affine in the
+header, optionally resampled (MONAI ``Spacing``, bilinear) to ``spacing`` = (x, y, z) mm. HU are not clipped: the
+pipeline clips to [−1000, 1000] itself. ``prepare_manifest.json`` records the conventions and, per volume, the source
+stamp (size, mtime) and settings; a rerun skips volumes whose stamp, settings and output are unchanged. Cases run in
+this process, in local worker processes or as array shards (:mod:`~simcrop_bench.data.prepare.cases`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -29,17 +32,11 @@ from simcrop_bench.data.ctrate import (
     read_metadata_row,
     simcrop_volume_path,
 )
-from simcrop_bench.data.formats.nifti import array_sha256, lps_nifti_affine, write_nifti_gz
-from simcrop_bench.data.prepare.manifest import (
-    PREPARE_MANIFEST,
-    copy_marker,
-    load_prepare_manifest,
-    save_prepare_manifest,
-    source_stamp,
-    up_to_date,
-)
+from simcrop_bench.data.formats.nifti import array_sha256, lps_nifti_affine, write_stored_volume
+from simcrop_bench.data.formats.stored import DEFAULT_STORE_FORMAT, STORE_FORMATS, with_format
+from simcrop_bench.data.prepare.cases import Case, Distribution, run_cases
+from simcrop_bench.data.prepare.manifest import PREPARE_MANIFEST, copy_marker, load_prepare_manifest, source_stamp
 from simcrop_bench.errors import DataError
-from simcrop_bench.util.progress import track
 
 SPLITS = ("train", "valid")
 INTENSITY = "int16 HU, not clipped (v1: RescaleSlope * stored + RescaleIntercept applied once; v2: as stored)"
@@ -108,13 +105,49 @@ def _read_source(src_root: Path, name: str, version: str) -> tuple[np.ndarray, n
     return hu, lps_nifti_affine(spacing, _lps_origin(src_root, name))
 
 
+@dataclass(frozen=True)
+class _Conversion:
+    """What every CT-RATE case needs (picklable: it travels to worker processes and array tasks)."""
+
+    src_root: Path
+    dst_root: Path
+    version: str
+    spacing: tuple[float, ...] | None
+    store_format: str
+
+    def __call__(self, case: Case) -> dict:
+        (name,) = case.args
+        hu, affine = _read_source(self.src_root, name, self.version)
+        ras, ras_aff = to_ras(hu, affine)
+        if self.spacing is not None:
+            ras, ras_aff = resample_hu(ras, ras_aff, self.spacing)
+        description = f"simcrop-bench CT-RATE {self.version} RAS int16 HU"
+        output = write_stored_volume(
+            simcrop_volume_path(self.dst_root, name), ras, ras_aff, self.store_format, description
+        )
+        return {
+            "output": str(output.relative_to(self.dst_root)),
+            "shape": list(ras.shape),
+            "spacing_mm": [float(v) for v in nib.affines.voxel_sizes(ras_aff)],
+            "sha256": array_sha256(ras),
+        }
+
+
 def convert_ctrate_official_to_simcrop(
-    src_root: Path, dst_root: Path, *, version: str = "v2", spacing: Sequence[float] | None = None
+    src_root: Path,
+    dst_root: Path,
+    *,
+    version: str = "v2",
+    spacing: Sequence[float] | None = None,
+    store_format: str = DEFAULT_STORE_FORMAT,
+    distribution: Distribution | None = None,
 ) -> dict:
     """Convert every volume of the official ``version`` tree into ``dst_root``; returns a summary dict."""
     src_root, dst_root = Path(src_root), Path(dst_root)
     if version not in VERSIONS:
         raise DataError(f"CT-RATE version must be 'v1' or 'v2', not {version!r}")
+    if store_format not in STORE_FORMATS:
+        raise DataError(f"store format must be one of {', '.join(STORE_FORMATS)}, not {store_format!r}")
     if not src_root.is_dir():
         raise DataError(f"{src_root}: CT-RATE source root does not exist or is not a folder")
     names = find_official_volumes(src_root, version)
@@ -125,35 +158,24 @@ def convert_ctrate_official_to_simcrop(
         "intensity": INTENSITY,
         "v1_assumed_axcodes": ["L", "P", "S"] if version == "v1" else None,
         "resampling": "MONAI Spacing, bilinear, border padding, rounded to int16" if spacing is not None else None,
+        "store_format": store_format,
     }
     manifest = load_prepare_manifest(dst_root, settings)
     manifest["source_root"] = str(src_root)
     synthetic = copy_marker(src_root, dst_root, "simcrop_bench.data.prepare.ctrate.convert_ctrate_official_to_simcrop")
-    converted = 0
-    try:
-        for name in track(names, "CT-RATE → preprocessed"):
-            source = official_volume_path(src_root, name, version)
-            output = simcrop_volume_path(dst_root, name)
-            stamp = source_stamp(source)
-            if up_to_date(manifest, name, stamp, output):
-                continue
-            hu, affine = _read_source(src_root, name, version)
-            ras, ras_aff = to_ras(hu, affine)
-            if spacing is not None:
-                ras, ras_aff = resample_hu(ras, ras_aff, spacing)
-            write_nifti_gz(output, ras, ras_aff, description=f"simcrop-bench CT-RATE {version} RAS int16 HU")
-            manifest["cases"][name] = {
-                "source": stamp,
-                "output": str(output.relative_to(dst_root)),
-                "shape": list(ras.shape),
-                "spacing_mm": [float(v) for v in nib.affines.voxel_sizes(ras_aff)],
-                "sha256": array_sha256(ras),
-            }
-            converted += 1
-            if converted % 20 == 0:  # keep progress on disk so an interrupted run resumes near here
-                save_prepare_manifest(dst_root, manifest)
-    finally:
-        save_prepare_manifest(dst_root, manifest)
+    cases = [
+        Case(
+            name,
+            with_format(simcrop_volume_path(dst_root, name), store_format),
+            source_stamp(official_volume_path(src_root, name, version)),
+            (name,),
+        )
+        for name in names
+    ]
+    conversion = _Conversion(src_root, dst_root, version, tuple(map(float, spacing)) if spacing else None, store_format)
+    converted = run_cases(
+        conversion, cases, dst_root, manifest, distribution or Distribution(), "CT-RATE → preprocessed"
+    )
     return {
         "src_root": str(src_root),
         "dst_root": str(dst_root),
@@ -163,5 +185,6 @@ def convert_ctrate_official_to_simcrop(
         "converted": converted,
         "skipped": len(names) - converted,
         "spacing_mm": settings["spacing_mm"],
+        "store_format": store_format,
         "manifest": PREPARE_MANIFEST,
     }

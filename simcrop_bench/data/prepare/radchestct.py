@@ -1,7 +1,8 @@
 """Convert RAD-ChestCT ``.npz`` volumes into the NIfTI store SimCroP reads (datasets.md §3.3, §3.6).
 
 Source: ``<src>/images/<NoteAcc_DEID>.npz`` (key ``ct``, int16 HU clipped to [−1000, 1000], ``[slices, rows, cols]``,
-0.8 mm isotropic, no affine). Output: ``<dst>/images/<NoteAcc_DEID>.nii.gz``, int16 HU, **RAS-stored** (the
+0.8 mm isotropic, no affine). Output: ``<dst>/images/<NoteAcc_DEID>.nii.gz`` (``.nii`` in the default uncompressed
+store, :mod:`~simcrop_bench.data.formats.stored`), int16 HU, **RAS-stored** (the
 classification reader ignores the affine, §1.4). The real axis directions are unverified (§3.3), so the permutation
 and flips are arguments (``transpose``, ``flip``; defaults = our twin's convention, see
 :func:`~simcrop_bench.data.radchestct.npz_to_ras`) and are recorded in ``prepare_manifest.json``.
@@ -9,31 +10,27 @@ and flips are arguments (``transpose``, ``flip``; defaults = our twin's conventi
 Affine: diagonal at the source spacing (0.8 mm, or the grid recorded by a synthetic twin in
 ``synthetic_meta/<id>.json``, whose LPS origin is then used too; otherwise the volume is centred on the origin, as
 the ``.npz`` stores none). ``spacing`` optionally resamples (MONAI ``Spacing``, bilinear) to a benchmark spacing.
-Resumable: a rerun skips volumes whose source stamp, settings and output are unchanged.
+Resumable: a rerun skips volumes whose source stamp, settings and output are unchanged; cases run in this process,
+in worker processes or as array shards (:mod:`~simcrop_bench.data.prepare.cases`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from nibabel.affines import voxel_sizes
 
-from simcrop_bench.data.formats.nifti import array_sha256, write_nifti_gz
+from simcrop_bench.data.formats.nifti import array_sha256, write_stored_volume
+from simcrop_bench.data.formats.stored import DEFAULT_STORE_FORMAT, STORE_FORMATS, with_format
+from simcrop_bench.data.prepare.cases import Case, Distribution, run_cases
 from simcrop_bench.data.prepare.ctrate import resample_hu
-from simcrop_bench.data.prepare.manifest import (
-    PREPARE_MANIFEST,
-    copy_marker,
-    load_prepare_manifest,
-    save_prepare_manifest,
-    source_stamp,
-    up_to_date,
-)
+from simcrop_bench.data.prepare.manifest import PREPARE_MANIFEST, copy_marker, load_prepare_manifest, source_stamp
 from simcrop_bench.data.radchestct import npz_to_ras, read_radchestct_npz
 from simcrop_bench.errors import DataError
-from simcrop_bench.util.progress import track
 
 SOURCE_SPACING_MM = (0.8, 0.8, 0.8)  # datasets.md §3.3 (reported)
 INTENSITY = "int16 HU as stored in the .npz (clipped to [-1000, 1000] by the source)"
@@ -72,6 +69,45 @@ def ras_affine(shape: Sequence[int], spacing: Sequence[float], lps_origin: Seque
     return np.array([[sx, 0, 0, t[0]], [0, sy, 0, t[1]], [0, 0, sz, t[2]], [0, 0, 0, 1]], dtype=np.float64)
 
 
+def _floats(values: Sequence[float] | None) -> tuple[float, ...] | None:
+    return tuple(map(float, values)) if values is not None else None
+
+
+@dataclass(frozen=True)
+class _Conversion:
+    """What every RadChestCT case needs (picklable: it travels to worker processes and array tasks)."""
+
+    src_root: Path
+    dst_root: Path
+    transpose: tuple[int, ...]
+    flip: tuple[bool, ...]
+    source_spacing: tuple[float, ...] | None
+    spacing: tuple[float, ...] | None
+    store_format: str
+
+    def __call__(self, case: Case) -> dict:
+        (source,) = case.args
+        note_acc = source.name[: -len(".npz")]
+        ct = read_radchestct_npz(source)
+        if not np.issubdtype(ct.dtype, np.integer) or (ct.size and (ct.min() < -32768 or ct.max() > 32767)):
+            raise DataError(f"{source}: 'ct' has dtype {ct.dtype} / range outside int16; expected int16 HU")
+        ras = npz_to_ras(ct.astype(np.int16, copy=False), transpose=self.transpose, flip=self.flip)
+        twin = _twin_grid(self.src_root, note_acc) if self.source_spacing is None else None
+        voxel = self.source_spacing if self.source_spacing is not None else twin[0] if twin else SOURCE_SPACING_MM
+        affine = ras_affine(ras.shape, voxel, twin[1] if twin else None)
+        if self.spacing is not None:
+            ras, affine = resample_hu(ras, affine, self.spacing)
+        reference = self.dst_root / "images" / f"{note_acc}.nii.gz"
+        output = write_stored_volume(reference, ras, affine, self.store_format, "simcrop-bench RadChestCT RAS int16 HU")
+        return {
+            "output": f"images/{output.name}",
+            "shape": list(ras.shape),
+            "spacing_mm": [float(v) for v in voxel_sizes(affine)],
+            "spacing_from": "argument" if self.source_spacing is not None else "twin" if twin else "0.8 mm default",
+            "sha256": array_sha256(ras),
+        }
+
+
 def convert_radchestct_npz_to_simcrop(
     src_root: Path,
     dst_root: Path,
@@ -80,6 +116,8 @@ def convert_radchestct_npz_to_simcrop(
     flip: Sequence[bool] = (True, True, True),
     source_spacing: Sequence[float] | None = None,
     spacing: Sequence[float] | None = None,
+    store_format: str = DEFAULT_STORE_FORMAT,
+    distribution: Distribution | None = None,
 ) -> dict:
     """Convert every ``images/<id>.npz`` under ``src_root`` into ``dst_root/images/<id>.nii.gz``; returns a summary.
 
@@ -100,49 +138,27 @@ def convert_radchestct_npz_to_simcrop(
         "source_spacing_mm": list(map(float, source_spacing)) if source_spacing is not None else "twin-recorded or 0.8",
         "spacing_mm": list(map(float, spacing)) if spacing is not None else "source",
         "intensity": INTENSITY,
+        "store_format": store_format,
     }
+    if store_format not in STORE_FORMATS:
+        raise DataError(f"store format must be one of {', '.join(STORE_FORMATS)}, not {store_format!r}")
     manifest = load_prepare_manifest(dst_root, settings)
     manifest["source_root"] = str(src_root)
     synthetic = copy_marker(
         src_root, dst_root, "simcrop_bench.data.prepare.radchestct.convert_radchestct_npz_to_simcrop"
     )
-    converted = 0
-    try:
-        for source in track(volumes, "RadChestCT → NIfTI"):
-            note_acc = source.name[: -len(".npz")]
-            output = dst_root / "images" / f"{note_acc}.nii.gz"
-            stamp = source_stamp(source)
-            if up_to_date(manifest, note_acc, stamp, output):
-                continue
-            ct = read_radchestct_npz(source)
-            if not np.issubdtype(ct.dtype, np.integer) or (ct.size and (ct.min() < -32768 or ct.max() > 32767)):
-                raise DataError(f"{source}: 'ct' has dtype {ct.dtype} / range outside int16; expected int16 HU")
-            ras = npz_to_ras(ct.astype(np.int16, copy=False), transpose=transpose, flip=flip)
-            twin = _twin_grid(src_root, note_acc) if source_spacing is None else None
-            voxel = (
-                tuple(map(float, source_spacing))
-                if source_spacing is not None
-                else twin[0]
-                if twin
-                else SOURCE_SPACING_MM
-            )
-            affine = ras_affine(ras.shape, voxel, twin[1] if twin else None)
-            if spacing is not None:
-                ras, affine = resample_hu(ras, affine, spacing)
-            write_nifti_gz(output, ras, affine, description="simcrop-bench RadChestCT RAS int16 HU")
-            manifest["cases"][note_acc] = {
-                "source": stamp,
-                "output": f"images/{note_acc}.nii.gz",
-                "shape": list(ras.shape),
-                "spacing_mm": [float(v) for v in voxel_sizes(affine)],
-                "spacing_from": "argument" if source_spacing is not None else "twin" if twin else "0.8 mm default",
-                "sha256": array_sha256(ras),
-            }
-            converted += 1
-            if converted % 20 == 0:
-                save_prepare_manifest(dst_root, manifest)
-    finally:
-        save_prepare_manifest(dst_root, manifest)
+    cases = [
+        Case(
+            source.name[: -len(".npz")],
+            with_format(dst_root / "images" / source.name.replace(".npz", ".nii.gz"), store_format),
+            source_stamp(source),
+            (source,),
+        )
+        for source in volumes
+    ]
+    floats = lambda values: tuple(map(float, values)) if values is not None else None  # noqa: E731
+    conversion = _Conversion(src_root, dst_root, transpose, flip, floats(source_spacing), floats(spacing), store_format)
+    converted = run_cases(conversion, cases, dst_root, manifest, distribution or Distribution(), "RadChestCT → NIfTI")
     return {
         "src_root": str(src_root),
         "dst_root": str(dst_root),

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from simcrop_bench.data.formats.decathlon import case_id
+from simcrop_bench.data.formats.stored import stored_volume
 from simcrop_bench.data.splits.files import (
     MANIFEST_NAME,
     SplitTable,
@@ -300,7 +301,7 @@ def _rows(
         list(table.ids),
         [group_of(i) for i in table.ids],
         labels.copy(),
-        [layout.volume_path(root, i) for i in table.ids],
+        [stored_volume(layout.volume_path(root, i)) for i in table.ids],  # the prepared .nii or the reference
     )
 
 
