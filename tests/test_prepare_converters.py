@@ -8,6 +8,7 @@ a corrupt source → DataError naming it, laterality after the classification re
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -17,6 +18,7 @@ from PIL import Image
 
 from simcrop_bench.data.ccccii import read_ccccii_resized
 from simcrop_bench.data.formats.stored import stored_volume, with_format
+from simcrop_bench.data.prepare.cases import Distribution
 from simcrop_bench.data.prepare.ccccii import convert_ccccii_slices_to_simcrop
 from simcrop_bench.data.prepare.ctrate import convert_ctrate_official_to_simcrop
 from simcrop_bench.data.prepare.radchestct import convert_radchestct_npz_to_simcrop
@@ -163,3 +165,45 @@ def test_ccccii_matches_twin_resumes_splits_and_laterality(tmp_path):
     _corrupt(slices[-1])
     with pytest.raises(DataError, match=slices[-1].name):
         convert_ccccii_slices_to_simcrop(tmp_path / "official", tmp_path / "out")
+
+
+def _store(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.nii*"))}
+
+
+def test_ctrate_workers_write_the_serial_store_and_resume_per_case(ctrate, tmp_path):
+    src = tmp_path / "src"
+    write_ctrate_twin(src, n_cases=3, shape=SHAPE, spacing=SPACING, seed=SEED, layout="official")
+    serial = convert_ctrate_official_to_simcrop(src, tmp_path / "serial")
+    parallel = convert_ctrate_official_to_simcrop(src, tmp_path / "parallel", distribution=Distribution(workers=2))
+    assert parallel["converted"] == serial["converted"] == serial["cases"] >= 3
+    assert _store(tmp_path / "parallel") == _store(tmp_path / "serial")
+    manifest = json.loads((tmp_path / "parallel" / "prepare_manifest.json").read_text())
+    assert manifest["cases"] == json.loads((tmp_path / "serial" / "prepare_manifest.json").read_text())["cases"]
+    assert not (tmp_path / "parallel" / ".prepare_cases").exists()
+    # An interrupted run keeps the cases it finished: the third source is broken, the first two are recorded.
+    names = sorted(manifest["cases"])
+    bad = next(src.glob(f"train_fixed/*/*/{names[2]}"))
+    good = bad.read_bytes()
+    _corrupt(bad)
+    with pytest.raises(DataError, match=bad.name):
+        convert_ctrate_official_to_simcrop(src, tmp_path / "resumed")
+    kept = json.loads((tmp_path / "resumed" / "prepare_manifest.json").read_text())["cases"]
+    assert sorted(kept) == names[:2]
+    bad.write_bytes(good)
+    again = convert_ctrate_official_to_simcrop(src, tmp_path / "resumed", distribution=Distribution(workers=2))
+    assert again["converted"] == serial["cases"] - 2 and again["skipped"] == 2
+    assert _store(tmp_path / "resumed") == _store(tmp_path / "serial")
+
+
+def test_store_format_switch_replaces_the_other_format(ctrate, tmp_path):
+    out = tmp_path / "out"
+    convert_ctrate_official_to_simcrop(ctrate / "official", out, store_format="nii.gz")
+    expected = sorted((ctrate / "simcrop").glob("*_preprocessed/*/*/*.nii.gz"))
+    assert [p.relative_to(out) for p in sorted(out.glob("*_preprocessed/*/*/*.nii.gz"))] == [
+        p.relative_to(ctrate / "simcrop") for p in expected
+    ]
+    assert list(out.rglob("*.nii.gz")) and not list(out.rglob("*.nii"))
+    summary = convert_ctrate_official_to_simcrop(ctrate / "official", out)  # a new setting: everything again
+    assert summary["converted"] == summary["cases"]
+    assert list(out.rglob("*.nii")) and not list(out.rglob("*.nii.gz"))
