@@ -201,6 +201,13 @@ def test_fp16_on_cpu_is_refused_and_bf16_runs(tmp_path):
     assert all(math.isfinite(r["loss"]) for r in losses(tmp_path / "bf16"))
 
 
+def test_losses_do_not_depend_on_the_worker_count(tmp_path):
+    train(str(tmp_path / "none"), num_workers=0)  # loading in this process
+    train(str(tmp_path / "two"), num_workers=2)  # two persistent workers, items keyed by (epoch, index)
+    serial, parallel = losses(tmp_path / "none"), losses(tmp_path / "two")
+    assert len(serial) == 16 and [r["loss"] for r in parallel] == [r["loss"] for r in serial]
+
+
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_sigkill_then_resume_is_exact(tmp_path, num_workers):
     train(str(tmp_path / "a"), num_workers=num_workers)  # 16 steps, checkpoints at 5, 10, 15, 16

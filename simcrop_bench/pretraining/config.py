@@ -22,7 +22,7 @@ class PretrainConfig:
     checkpoint_every: int = 500  # optimizer steps; 0: only at the end and on a stop signal
     snapshot_epochs: tuple[int, ...] = ()  # also keep checkpoint-epochNNNN.pt after these epochs
     seed: int = 42  # + rank
-    num_workers: int = 0
+    num_workers: int = -1  # data-loading processes per training process; -1: auto (simcrop_bench.data.loading)
     find_unused_parameters: bool = False  # DDP, for models with conditionally used branches
 
 

@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from simcrop_bench.data.loading import EpochKeys, loader_options, local_processes
 from simcrop_bench.pretraining import distributed as dist_utils
 from simcrop_bench.pretraining.config import PretrainConfig
 from simcrop_bench.pretraining.optim import adamw, lr_at, set_lr
@@ -215,20 +216,20 @@ def pretrain(
     try:
         with stop_on_signals() as stop, display as bar:
             task = bar.add_task("pretrain", total=total_steps, completed=step, status="") if bar else None
+            keys = EpochKeys(sampler)  # items are drawn by (epoch, index): any worker count, same batches
+            loader = DataLoader(
+                items,
+                batch_size=cfg.batch_size,
+                sampler=keys,
+                drop_last=True,
+                # Own generator: creating the iterator must not consume the global RNG,
+                # otherwise a resumed epoch would shift the model's random streams.
+                generator=torch.Generator().manual_seed(cfg.seed + rank),
+                **loader_options(cfg.num_workers, device.type, local_processes(world)),
+            )
             while epoch < cfg.epochs and not preempted:
                 sampler.set_epoch(epoch, skip=batches_done * cfg.batch_size, stop=usable_iters * cfg.batch_size)
-                items.set_epoch(epoch)
-                loader = DataLoader(
-                    items,
-                    batch_size=cfg.batch_size,
-                    sampler=sampler,
-                    num_workers=cfg.num_workers,
-                    drop_last=True,
-                    pin_memory=device.type == "cuda",
-                    # Own generator: creating the iterator must not consume the global RNG,
-                    # otherwise a resumed epoch would shift the model's random streams.
-                    generator=torch.Generator().manual_seed(cfg.seed + 1000 * epoch + rank),
-                )
+                keys.set_epoch(epoch)
                 it = batches_done
                 sums: dict[str, torch.Tensor] = {}
                 lr = 0.0

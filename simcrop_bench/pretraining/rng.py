@@ -62,8 +62,10 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 class SeededItems(Dataset):
     """Wraps a dataset so that item ``i`` of epoch ``e`` is drawn under ``sample_seed(seed, e, i)``.
 
-    The global RNG states are saved before and restored after each item, so the main
-    process's model-side streams are untouched when ``num_workers = 0``.
+    Keys are ``(epoch, index)`` pairs (:class:`~simcrop_bench.data.loading.EpochKeys`), so that persistent
+    workers, whose dataset copies never see a later ``set_epoch``, draw what the main process would; a plain
+    index uses the epoch set here. The global RNG states are saved before and restored after each item, so
+    the main process's model-side streams are untouched when ``num_workers = 0``.
     """
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
@@ -73,16 +75,15 @@ class SeededItems(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> Any:
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         saved = capture_rng_state()
         try:
-            seed_everything(sample_seed(self.seed, self.epoch, index))
+            seed_everything(sample_seed(self.seed, epoch, index))
             return self.dataset[index]
         finally:
             restore_rng_state(saved)
