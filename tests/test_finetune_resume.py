@@ -1,6 +1,7 @@
 """Fine-tuning (UNETR, lung_seg on the LUNA16 twin) resumes after a stop signal or a kill, exactly.
 
-Every run uses ``num_workers = 0`` and one thread, so an uninterrupted run is the bit-exact reference.
+Every run uses one thread and (but one, which checks that workers change nothing) ``num_workers = 0``, so an
+uninterrupted run is the bit-exact reference.
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ def signal_in_epoch(monkeypatch, epoch: int, signum: int = signal.SIGUSR1) -> No
         return original(model, loader, loss_fn, optimizer, scaler, amp, step, stop)
 
     monkeypatch.setattr(segmentation, "train_epoch", patched)
+
+
+def test_worker_processes_give_the_uninterrupted_run(twin, reference, tmp_path):
+    # two persistent workers augment each case under its (seed, epoch, index) seed, as the main process would
+    assert_same_run(reference, run_job(request(twin, tmp_path / "results", "task.num_workers=2")))
 
 
 def test_stop_signal_then_rerun_resumes_exactly(twin, reference, tmp_path, monkeypatch, capfd):

@@ -31,7 +31,7 @@ class SegmentationConfig:
     bootstrap_resamples: int = 1000  # case-level bootstrap of the test Dice (protocol.md §9); 0 disables it
     bootstrap_seed: int = 0
     save_checkpoint: bool = False
-    num_workers: int = 0
+    num_workers: int = -1  # training-loader processes; -1: auto (simcrop_bench.data.loading)
 
     def validate(self, patch_size: tuple[int, int, int]) -> None:
         from simcrop_bench.errors import ConfigError

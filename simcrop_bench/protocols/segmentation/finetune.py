@@ -22,19 +22,22 @@ import nibabel as nib
 import numpy as np
 import torch
 from monai import transforms as mt
-from monai.data import DataLoader, Dataset, PersistentDataset, list_data_collate
+from monai.data import DataLoader, PersistentDataset, list_data_collate
 from monai.data.utils import pickle_hashing
 from monai.inferers import sliding_window_inference
 from monai.losses import DiceCELoss
 from monai.utils import set_determinism
+from torch.utils.data import RandomSampler
 
 from simcrop_bench.api import TaskContext, TaskResult
 from simcrop_bench.data.formats.decathlon import SegSplits, case_id
 from simcrop_bench.data.formats.nifti import write_nifti_gz
+from simcrop_bench.data.loading import EpochKeys, loader_options
 from simcrop_bench.errors import DataError
 from simcrop_bench.models.unetr import UNETR, load_pretrained_encoder
 from simcrop_bench.models.vit3d import ViT3D
 from simcrop_bench.pretraining.preemption import stop_on_signals
+from simcrop_bench.pretraining.rng import sample_seed
 from simcrop_bench.protocols.segmentation.config import SegmentationConfig
 from simcrop_bench.protocols.segmentation.state import (
     SIGKILL_AT_EPOCH_ENV,
@@ -95,6 +98,22 @@ def augmentation(cfg: SegmentationConfig) -> mt.Compose:
             mt.RandShiftIntensityd(keys="image", offsets=0.1, prob=0.1),
         ]
     )
+
+
+class SeededAugmentation(torch.utils.data.Dataset):
+    """Training cases augmented under a seed of (seed, epoch, index) alone (keys from :class:`EpochKeys`), so the
+    crops and flips do not depend on how many workers load them or which one does."""
+
+    def __init__(self, cases: list[dict[str, Any]], transform: mt.Compose, seed: int) -> None:
+        self.cases, self.transform, self.seed = cases, transform, seed
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        self.transform.set_random_state(seed=sample_seed(self.seed, epoch, index) % 2**32)
+        return mt.apply_transform(self.transform, self.cases[index])
 
 
 def _unreadable(item: dict[str, str]) -> str | None:
@@ -267,13 +286,16 @@ def run_segmentation(
 
     aug = augmentation(cfg)
     aug.set_random_state(seed=ctx.seed)
+    order = torch.Generator().manual_seed(ctx.seed)  # the shuffle, drawn in this process (saved for resume)
+    keys = EpochKeys(RandomSampler(train, generator=order))
     loader = DataLoader(
-        Dataset(train, transform=aug),
+        SeededAugmentation(train, aug, ctx.seed),
         batch_size=1,
-        shuffle=True,
-        num_workers=cfg.num_workers,
+        sampler=keys,
         collate_fn=list_data_collate,
+        # workers' base seeds come from here, not from `order`: their count must not shift the shuffle
         generator=torch.Generator().manual_seed(ctx.seed),
+        **loader_options(cfg.num_workers, device.type),
     )
 
     model = UNETR(
@@ -301,7 +323,7 @@ def run_segmentation(
         "optimizer": optimizer,
         "scheduler": scheduler,
         "scaler": scaler,
-        "generator": loader.generator,
+        "generator": order,
         "transforms": aug,
     }
     best_score, best_epoch, best_state = -math.inf, cfg.max_epochs - 1, None
@@ -328,6 +350,7 @@ def run_segmentation(
             return FinetuningStopped(f"fine-tuning stopped by signal {stop.signal}; rerun to resume {where}")
 
         for epoch in range(start, cfg.max_epochs):
+            keys.set_epoch(epoch)
             bar.reset(steps)
             loss = train_epoch(model, loader, loss_fn, optimizer, scaler, amp, on_step, stop)
             if loss is None:  # stopped mid-epoch: the saved state is the previous epoch's, so stop at once

@@ -7,9 +7,9 @@ epoch (after validation) and holds everything the next epoch depends on:
 
 * model, optimizer, LR scheduler and (fp16) grad-scaler states;
 * completed epochs, history, best selection score / epoch / weights;
-* the Python, NumPy and torch (CPU, CUDA) RNG states, the DataLoader's generator (shuffle order,
-  and with workers their per-epoch seeds) and the random states of the augmentation chain
-  (with ``num_workers = 0`` MONAI draws crops in this process from those states);
+* the Python, NumPy and torch (CPU, CUDA) RNG states, the sampler's generator (shuffle order) and
+  the random states of the augmentation chain (each case is augmented under a seed of (seed, epoch,
+  index), so neither the number of workers nor a resume changes a crop);
 * ``identity``: what the numbers depend on beyond the folder's config hash (the task config,
   seed, fraction, protocol, encoder hash, case ids and file signatures). A state whose identity
   differs (say the data or encoder changed) is discarded with one log line and training starts
