@@ -52,3 +52,70 @@ def bench_bootstrap_command(
     from simcrop_bench.stats.bootstrap import bench_bootstrap
 
     bench_bootstrap(n_rows=rows, n_classes=classes, n_groups=groups, n_resamples=resamples)
+
+
+def _shape(text: str, option: str) -> tuple[int, int, int]:
+    from simcrop_bench.errors import ConfigError
+
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise ConfigError(f"{option} {text!r}: expected three positive integers, e.g. 512,512,300")
+    return values  # type: ignore[return-value]
+
+
+@bench_app.command("loader")
+def bench_loader_command(
+    shape: str = typer.Option("512,512,300", "--shape", help="Stored volume (x, y, z): CT-RATE-sized by default."),
+    roi: str = typer.Option("224,224,112", "--roi", help="Training input (the paper's)."),
+    repeats: int = typer.Option(20, "--repeats", help="Volumes per fast chain (the median is reported)."),
+    slow_repeats: int = typer.Option(3, "--slow-repeats", help="Volumes per chain that decodes the whole volume."),
+    workdir: Path | None = typer.Option(None, "--workdir", help="Where the temporary volumes go (default: $TMPDIR)."),
+):
+    """Pretraining input: volumes/s per core at the paper input, before / after / floor, and cores per GPU."""
+    from rich.table import Table
+
+    from simcrop_bench.bench.flops import ASSUMED_MFU, H100_BF16_PEAK_FLOPS, simcrop_sample_flops
+    from simcrop_bench.bench.flops import volumes_per_second_needed as needed
+    from simcrop_bench.bench.loader import bench_loader
+    from simcrop_bench.errors import ConfigError
+
+    volume, crop = _shape(shape, "--shape"), _shape(roi, "--roi")
+    if repeats < 1 or slow_repeats < 1:
+        raise ConfigError("--repeats and --slow-repeats must be at least 1")
+    timings, sizes = bench_loader(volume, crop, repeats, slow_repeats, workdir)
+    sample = simcrop_sample_flops()
+    gpu_rate = needed(sample)
+    floor = timings[-1].median_s
+    out = console()
+    table = Table(title=f"training input {'×'.join(map(str, crop))} from an int16 {'×'.join(map(str, volume))} volume")
+    for column in ("chain", "store", "s / volume", "volumes/s per core", "× floor", "cores per H100"):
+        table.add_column(column, justify="left" if column in ("chain", "store") else "right")
+    for t in timings:
+        table.add_row(
+            t.chain,
+            t.store,
+            f"{t.median_s:.4f}",
+            f"{t.volumes_per_s:.2f}",
+            f"{t.median_s / floor:.1f}",
+            f"{gpu_rate / t.volumes_per_s:.0f}",
+        )
+    out.print(table)
+    out.print(
+        "store footprint of this volume: "
+        + ", ".join(f"{fmt} {size / 2**20:.1f} MiB" for fmt, size in sizes.items())
+        + f" ({sizes['nii'] / (2 * volume[0] * volume[1] * volume[2]):.3f} × 2 bytes per voxel for .nii)"
+    )
+    out.print(
+        f"one paper-profile SimCroP training sample: {sample.train_step / 1e12:.2f} TFLOP "
+        f"(forward: encoder {sample.encoder / 1e9:.0f}, vision decoder {sample.vision_decoder / 1e9:.0f}, "
+        f"report decoder {sample.report_decoder / 1e9:.0f}, frozen text encoder "
+        f"{sample.text_encoder_calls} × {sample.text_encoder_per_call / 1e9:.0f} GFLOP; "
+        "backward = 2 × the trainable forward)"
+    )
+    out.print(
+        f"assumed H100: {ASSUMED_MFU:.0%} of {H100_BF16_PEAK_FLOPS / 1e12:.0f} TFLOP/s dense bf16 → "
+        f"{gpu_rate:.0f} volumes/s per GPU; one core each ran single-threaded from a warm page cache"
+    )
