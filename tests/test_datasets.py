@@ -71,8 +71,21 @@ def test_cli_prepare_forwards_options_that_apply(tmp_path):
         "10.5,10.5,10.5",
     )
     assert done.returncode == 0, done.stderr
-    volume = next(out.rglob("*.nii.gz"))
+    volume = next(out.rglob("*.nii"))  # the default store: uncompressed
     assert nib.load(str(volume)).header.get_zooms()[:3] == pytest.approx((10.5, 10.5, 10.5))
+    gz = tmp_path / "ctrate-gz"
+    done = run_cli(
+        "data", "prepare", "-d", "ctrate", "--from", str(official), "--out", str(gz), "--format", "nii.gz", "-j", "2"
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in gz.rglob("*.nii.gz")) == sorted(p.name + ".gz" for p in out.rglob("*.nii"))
+    for bad, message in (
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--shards", "2"], "--shards needs --executor local or slurm"),
+        (["--executor", "cloud"], "--executor cloud: expected one of inline, local, slurm"),
+    ):
+        refused = run_cli("data", "prepare", "-d", "ctrate", "--from", str(official), "--out", str(gz), *bad)
+        assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr
     refused = run_cli(
         "data",
         "prepare",

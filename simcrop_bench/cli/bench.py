@@ -119,3 +119,39 @@ def bench_loader_command(
         f"assumed H100: {ASSUMED_MFU:.0%} of {H100_BF16_PEAK_FLOPS / 1e12:.0f} TFLOP/s dense bf16 → "
         f"{gpu_rate:.0f} volumes/s per GPU; one core each ran single-threaded from a warm page cache"
     )
+
+
+@bench_app.command("prepare")
+def bench_prepare_command(
+    volumes: int = typer.Option(4, "--volumes", help="CT-RATE-sized volumes to convert per row."),
+    shape: str = typer.Option("512,512,300", "--shape", help="Volume (x, y, z): CT-RATE-sized by default."),
+    workdir: Path | None = typer.Option(None, "--workdir", help="Where the temporary trees go (default: $TMPDIR)."),
+):
+    """`data prepare` cost per volume (before / after, 1 and 2 workers) against decoding the official file."""
+    from rich.table import Table
+
+    from simcrop_bench.bench.prepare import bench_prepare
+    from simcrop_bench.data.loading import available_cores
+    from simcrop_bench.errors import ConfigError
+
+    if volumes < 2:
+        raise ConfigError("--volumes must be at least 2 (one per worker of the 2-worker row)")
+    size = _shape(shape, "--shape")
+    rows = bench_prepare(volumes, size, workdir)
+    decode = rows[0].seconds_per_volume
+    one = next(r for r in rows if r.what.startswith("after: .nii ") and r.workers == 1).seconds_per_volume
+    table = Table(title=f"data prepare, CT-RATE v2, {volumes} int16 {'×'.join(map(str, size))} volumes")
+    for column in ("what", "workers", "s / volume", "× decode", "output MiB / volume"):
+        table.add_column(column, justify="left" if column == "what" else "right")
+    for r in rows:
+        mib = f"{r.bytes_per_volume / 2**20:.1f}" if r.bytes_per_volume else "-"
+        table.add_row(
+            r.what, str(r.workers), f"{r.seconds_per_volume:.2f}", f"{r.seconds_per_volume / decode:.2f}", mib
+        )
+    out = console()
+    out.print(table)
+    two = rows[-1].seconds_per_volume
+    out.print(
+        f"scaling 1 → 2 workers: {one / two:.2f}× the throughput (linear: 2×) on {available_cores()} core(s) "
+        "that other work may share; worker start-up included"
+    )

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from simcrop_bench.data.check.root import CheckReport, extra_files, read_volume, require_root
+from simcrop_bench.data.formats.stored import stored_volume
 from simcrop_bench.errors import DataError
 
 SPLITS = ("train_list.csv", "train_list_10.csv", "train_list_1.csv", "val_list.csv", "test_list.csv")
@@ -65,7 +66,7 @@ def check_listed_volumes_exist(
     for name, table in tables.items():
         for volume_id in table.ids:
             path = volume_path(root, volume_id)
-            if path in seen or path.is_file() or reported(path):
+            if path in seen or stored_volume(path).is_file() or reported(path):
                 continue
             seen.add(path)
             report.add(path, f"volume listed in {name} is missing")
@@ -84,7 +85,7 @@ def check_classification_store(
             f"{root}: no split CSVs here; checked every volume in {folder}/ "
             "(import the split files with `simcrop-bench data splits import`)"
         )
-        paths = sorted((root / folder).glob("*.nii.gz"))
+        paths = sorted((root / folder).glob("*.nii.gz")) + sorted((root / folder).glob("*.nii"))
         if not paths:
             report.add(root / folder, "no volumes found")
     else:

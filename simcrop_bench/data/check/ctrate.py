@@ -30,6 +30,7 @@ from simcrop_bench.data.ctrate import (
     parse_volume_name,
     simcrop_volume_path,
 )
+from simcrop_bench.data.formats.stored import with_format
 from simcrop_bench.data.labeller import label_report
 from simcrop_bench.data.labels import CTRATE_LABELS
 from simcrop_bench.errors import DataError
@@ -216,16 +217,16 @@ def check_ctrate_simcrop(root: Path) -> CheckReport:
         report.add(root / "train_preprocessed", "no train_preprocessed/ or valid_preprocessed/ folder")
     for store in stores:
         for path in sorted(p for p in store.rglob("*") if p.is_file()):
-            if not path.name.endswith(".nii.gz"):
-                report.add(path, "not a .nii.gz volume (SimCroP reads NIfTI; CT-CLIP's .npz store is different)")
+            if not path.name.endswith((".nii.gz", ".nii")):
+                report.add(path, "not a NIfTI volume (SimCroP reads NIfTI; CT-CLIP's .npz store is different)")
                 continue
             try:
-                split, patient, scan, _ = parse_volume_name(path.name)
+                split, patient, scan, _ = parse_volume_name(with_format(path, "nii.gz").name)
             except DataError:
                 report.add(path, "file name is not <split>_<patient>_<scan>_<recon>.nii.gz")
                 continue
-            expected = simcrop_volume_path(root, path.name)
-            if path != expected:
+            expected = with_format(simcrop_volume_path(root, with_format(path, "nii.gz").name), "nii.gz")
+            if with_format(path, "nii.gz") != expected:
                 hint = (
                     " (underscore before the scan letter: official naming)"
                     if path.parent.name == f"{split}_{patient}_{scan}"
@@ -242,7 +243,8 @@ def check_ctrate_simcrop(root: Path) -> CheckReport:
             _check_hu(path, volume.array, report)
     from simcrop_bench.data.check.classification import check_listed_volumes_exist, check_split_csvs
 
-    stored = {p.name for store in stores for p in store.rglob("*.nii.gz")}  # misplaced ones are reported above
+    # misplaced ones are reported above; prepared .nii files count under their reference .nii.gz name
+    stored = {with_format(p, "nii.gz").name for store in stores for p in store.rglob("*.nii*")}
     check_listed_volumes_exist(
         root,
         check_split_csvs(root, "ctrate_cls", report),

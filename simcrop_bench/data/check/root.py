@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simcrop_bench.data.formats.stored import stored_volume, with_format
 from simcrop_bench.errors import DataError
 
 
@@ -57,6 +58,7 @@ def read_volume(path: Path, report: CheckReport, *, kind: str) -> Volume | None:
     """Read a NIfTI fully; record unreadable files, NaNs, non-3D shapes and bad affines."""
     import nibabel as nib
 
+    path = stored_volume(path)  # the prepared store's .nii under the reference .nii.gz name
     if not path.is_file():
         report.add(path, f"{kind} file is missing")
         return None
@@ -117,8 +119,9 @@ def extra_files(folder: Path, listed: set[Path], report: CheckReport, pattern: s
     """Files in ``folder`` that no split lists: a sign of a partial copy or a wrong root."""
     if not folder.is_dir():
         return
-    for path in sorted(folder.glob(pattern)):
-        if path.resolve() not in listed:
+    listed = {with_format(p, "nii.gz") if p.name.endswith(".nii") else p for p in listed}
+    for path in sorted(folder.glob(pattern)) + (sorted(folder.glob("*.nii")) if pattern == "*.nii.gz" else []):
+        if (with_format(path, "nii.gz") if path.name.endswith(".nii") else path).resolve() not in listed:
             report.add(path, "not listed in any split file")
 
 
