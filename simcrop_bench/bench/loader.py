@@ -9,6 +9,9 @@ disk or a network file system adds its own read time):
 * **after**: :func:`~simcrop_bench.data.volume_transforms.training_transforms` — memory-mapped load, crops, window;
 * **floor**: the same crop read from a ``.npy`` memory map and windowed with NumPy, nothing else.
 
+Times are CPU seconds of this process (user + system, page faults included), which is what a core spends on a
+volume even on a machine that other work shares; wall time there would measure the other work.
+
 It also turns the analytic FLOPs of one training sample (:mod:`~simcrop_bench.bench.flops`) into the volumes/s an
 H100 consumes and so the cores per GPU each chain needs.
 """
@@ -76,14 +79,15 @@ def floor_reader(path: Path, roi: tuple[int, int, int]) -> Callable[[np.random.G
 
 
 def _interleaved(runs: list[tuple[Callable[[int], object], int]]) -> list[list[float]]:
-    """Seconds of each run, repeat by repeat in turn (A B C A B C …), so that a busy machine slows all alike."""
+    """CPU seconds of each run (this process, user + system: what one core spends, however busy the machine),
+    repeat by repeat in turn (A B C A B C …), so that cache and memory contention hit all runs alike."""
     seconds: list[list[float]] = [[] for _ in runs]
     for i in range(max(n for _, n in runs)):
         for (run, n), out in zip(runs, seconds):
             if i < n:
-                start = time.perf_counter()
+                start = time.process_time()
                 run(i)
-                out.append(time.perf_counter() - start)
+                out.append(time.process_time() - start)
     return seconds
 
 

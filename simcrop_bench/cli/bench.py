@@ -91,7 +91,7 @@ def bench_loader_command(
     floor = timings[-1].median_s
     out = console()
     table = Table(title=f"training input {'×'.join(map(str, crop))} from an int16 {'×'.join(map(str, volume))} volume")
-    for column in ("chain", "store", "s / volume", "volumes/s per core", "× floor", "cores per H100"):
+    for column in ("chain", "store", "CPU s / volume", "volumes/s per core", "× floor", "cores per H100"):
         table.add_column(column, justify="left" if column in ("chain", "store") else "right")
     for t in timings:
         table.add_row(
@@ -117,7 +117,7 @@ def bench_loader_command(
     )
     out.print(
         f"assumed H100: {ASSUMED_MFU:.0%} of {H100_BF16_PEAK_FLOPS / 1e12:.0f} TFLOP/s dense bf16 → "
-        f"{gpu_rate:.0f} volumes/s per GPU; one core each ran single-threaded from a warm page cache"
+        f"{gpu_rate:.0f} volumes/s per GPU; each chain ran on one thread from a warm page cache, CPU time measured"
     )
 
 
