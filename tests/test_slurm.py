@@ -302,3 +302,24 @@ def test_preempted_finetuning_is_requeued_and_resumes_after_its_last_epoch(tmp_p
     assert out.returncode == 0, out.stdout + out.stderr
     assert records(results) == records(inline)  # the resumed job ends exactly as an uninterrupted run
     print(f"preempted fine-tuning resumed after epoch {resumed[0]}")
+
+
+def test_prepare_runs_as_a_two_shard_array_and_writes_the_inline_store(tmp_path):
+    from simcrop_bench.data.synthetic.ctrate import write_ctrate_twin
+
+    official = tmp_path / "official"
+    write_ctrate_twin(official, n_cases=4, shape=(48, 40, 24), spacing=(7.0, 8.0, 14.0), seed=5, layout="official")
+    common = ["data", "prepare", "-d", "ctrate", "--from", str(official)]
+    sharded, inline = tmp_path / "sharded", tmp_path / "inline"
+    out = run_cli(*common, "--out", str(sharded), "--executor", "slurm", "--shards", "2", "--cluster", "demo")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "in 2 slurm array task(s)" in " ".join(out.stderr.split())
+    assert run_cli(*common, "--out", str(inline)).returncode == 0
+    manifest = json.loads((sharded / "prepare_manifest.json").read_text())
+    assert manifest["cases"] == json.loads((inline / "prepare_manifest.json").read_text())["cases"]
+    files = sorted(p.relative_to(sharded) for p in sharded.rglob("*.nii"))
+    assert len(files) == len(manifest["cases"]) > 2
+    assert all((sharded / f).read_bytes() == (inline / f).read_bytes() for f in files)
+    assert not (sharded / ".prepare_cases").exists() and not (sharded / ".prepare_jobs").exists()
+    again = run_cli(*common, "--out", str(sharded), "--executor", "slurm", "--shards", "2", "--cluster", "demo")
+    assert again.returncode == 0 and f"0 converted, {len(files)} already done" in again.stdout  # nothing submitted

@@ -171,7 +171,8 @@ def _run_array(
     from simcrop_bench.jobs.executors import get_executor
 
     shards = [todo[i :: dist.shards] for i in range(min(dist.shards, len(todo)))]
-    executor = get_executor(dist.executor, cluster=dist.cluster, folder=dist.logs or dst_root / ".prepare_jobs")
+    logs = dist.logs or dst_root / ".prepare_jobs"
+    executor = get_executor(dist.executor, cluster=dist.cluster, folder=logs)
     jobs = executor.map_array(run_shard, [(convert, dst_root, ident, shard) for shard in shards], name="prepare")
     log(f"{description}: {len(todo)} case(s) in {len(jobs)} {dist.executor} array task(s): {jobs[0].job_id} …")
     done = 0
@@ -189,5 +190,7 @@ def _run_array(
             job.result()
         except Exception as exc:  # noqa: BLE001 - submitit wraps the task's error with its traceback
             last = [line for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
-            raise UserError(f"prepare shard {index} ({job.job_id}) failed: {last[-1][:300]}") from None
+            raise UserError(f"prepare shard {index} ({job.job_id}) failed: {last[-1][:300]}; logs in {logs}") from None
+    if dist.logs is None:
+        shutil.rmtree(logs, ignore_errors=True)  # every shard succeeded: its logs are of no further use
     return done
