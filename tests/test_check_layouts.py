@@ -146,7 +146,7 @@ def test_ctrate_simcrop_damage(twins, tmp_path):
 
     stray = volumes[3].with_name("train_1a_4.npz")
     stray.write_bytes(b"")
-    damage["not nifti"] = (stray, "not a .nii.gz volume")
+    damage["not nifti"] = (stray, "not a NIfTI volume")
 
     report = check_ctrate_simcrop(root)
     assert_reported(report, damage)
