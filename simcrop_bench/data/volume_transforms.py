@@ -67,15 +67,20 @@ class LoadVolumed(MapTransform):
         return out
 
 
-def _c_order(values: torch.Tensor) -> torch.Tensor:
-    """A C-contiguous copy of a crop view in its stored dtype. NIfTI stores x fastest, so the crop of a memory map
-    is first gathered in that order (a sequential read) and then transposed while still int16 (half the bytes of
-    float32); one transposing gather straight from the map costs about twice as much."""
+def _c_order(values: torch.Tensor, tile: int = 16) -> torch.Tensor:
+    """A C-contiguous copy of a crop view in its stored dtype. NIfTI stores x fastest: the crop of a memory map is
+    gathered in that order first (a sequential read), then transposed while still int16 (half the bytes of float32),
+    ``tile`` slices of the last axis at a time so that each piece of the transposing copy stays in cache; this is
+    about 2x faster than one transposing gather straight from the map (``bench loader``)."""
     if values.is_contiguous():
         return values
     order = sorted(range(values.ndim), key=lambda d: values.stride(d), reverse=True)
     inverse = sorted(range(values.ndim), key=order.__getitem__)
-    return values.permute(order).contiguous().permute(inverse).contiguous()
+    dense = values.permute(order).contiguous().permute(inverse)
+    out = torch.empty(values.shape, dtype=values.dtype)
+    for start in range(0, values.shape[-1], tile):
+        out[..., start : start + tile] = dense[..., start : start + tile]
+    return out
 
 
 class Windowd(MapTransform):
