@@ -8,7 +8,8 @@ v2 tree (``train_fixed/…/*.nii.gz``, LPS-stored int16 HU, gzip level 6 as niba
 * **after**: the default store (uncompressed ``.nii``) with 1 and 2 worker processes, and gzip level 1 output.
 
 Every run converts the same volumes into a fresh folder; the cost per volume is wall time ÷ volumes, so worker
-start-up is included. The machine's other load is not controlled: compare rows of one run, not runs.
+start-up is included, and CPU time (this process and its exited workers) ÷ volumes, which is what the work costs on
+a machine that other jobs share. Wall-time scaling needs idle cores: compare rows of one run, not runs.
 """
 
 from __future__ import annotations
@@ -29,8 +30,16 @@ from simcrop_bench.bench.ct_volumes import CT_RATE_SHAPE, ct_sized_volume
 class PrepareTiming:
     what: str
     workers: int
-    seconds_per_volume: float
+    seconds_per_volume: float  # wall
+    cpu_seconds_per_volume: float  # this process and its finished workers, user + system
     bytes_per_volume: int | None = None
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 @contextmanager
@@ -62,29 +71,32 @@ def official_tree(root: Path, volumes: int, shape: tuple[int, int, int]) -> list
     return paths
 
 
-def _decode_seconds(paths: list[Path]) -> list[float]:
+def _decode_seconds(paths: list[Path]) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of decoding each file."""
     import nibabel as nib
     import numpy as np
 
-    seconds = []
+    wall, cpu = [], []
     for path in paths:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), _cpu_seconds()
         np.asarray(nib.load(str(path)).dataobj)
-        seconds.append(time.perf_counter() - start)
-    return seconds
+        wall.append(time.perf_counter() - start)
+        cpu.append(_cpu_seconds() - start_cpu)
+    return wall, cpu
 
 
-def _prepare_seconds(src: Path, dst: Path, store_format: str, workers: int) -> float:
+def _prepare_seconds(src: Path, dst: Path, store_format: str, workers: int) -> tuple[float, float]:
+    """Wall and CPU seconds of one ``data prepare`` run (workers have exited, so their CPU time is counted)."""
     from simcrop_bench.data.prepare.cases import Distribution
     from simcrop_bench.data.prepare.ctrate import convert_ctrate_official_to_simcrop
 
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), _cpu_seconds()
     summary = convert_ctrate_official_to_simcrop(
         src, dst, store_format=store_format, distribution=Distribution(workers=workers)
     )
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, _cpu_seconds() - start_cpu
     assert summary["converted"] == summary["cases"], summary
-    return elapsed
+    return elapsed, cpu
 
 
 def _store_bytes(dst: Path) -> int:
@@ -101,7 +113,8 @@ def bench_prepare(
     with tempfile.TemporaryDirectory(dir=workdir, prefix="bench-prepare-") as tmp:
         root = Path(tmp)
         paths = official_tree(root / "official", volumes, shape)
-        rows = [PrepareTiming("decode the official .nii.gz", 1, statistics.median(_decode_seconds(paths)))]
+        wall, cpu = _decode_seconds(paths)
+        rows = [PrepareTiming("decode the official .nii.gz", 1, statistics.median(wall), statistics.median(cpu))]
         runs = [
             ("before: serial, .nii.gz gzip 6", "nii.gz", 1, 6),
             ("after: .nii.gz gzip 1", "nii.gz", 1, 1),
@@ -111,7 +124,7 @@ def bench_prepare(
         for i, (what, store_format, workers, level) in enumerate(runs):
             dst = root / f"out{i}"
             with _gzip_level(level):
-                seconds = _prepare_seconds(root / "official", dst, store_format, workers)
-            rows.append(PrepareTiming(what, workers, seconds / volumes, _store_bytes(dst)))
+                seconds, cpu = _prepare_seconds(root / "official", dst, store_format, workers)
+            rows.append(PrepareTiming(what, workers, seconds / volumes, cpu / volumes, _store_bytes(dst)))
             shutil.rmtree(dst)
     return rows

@@ -138,15 +138,21 @@ def bench_prepare_command(
         raise ConfigError("--volumes must be at least 2 (one per worker of the 2-worker row)")
     size = _shape(shape, "--shape")
     rows = bench_prepare(volumes, size, workdir)
-    decode = rows[0].seconds_per_volume
+    decode, decode_cpu = rows[0].seconds_per_volume, rows[0].cpu_seconds_per_volume
     one = next(r for r in rows if r.what.startswith("after: .nii ") and r.workers == 1).seconds_per_volume
     table = Table(title=f"data prepare, CT-RATE v2, {volumes} int16 {'×'.join(map(str, size))} volumes")
-    for column in ("what", "workers", "s / volume", "× decode", "output MiB / volume"):
+    columns = ("what", "workers", "wall s / volume", "× decode", "CPU s / volume", "× decode CPU", "MiB / volume")
+    for column in columns:
         table.add_column(column, justify="left" if column == "what" else "right")
     for r in rows:
-        mib = f"{r.bytes_per_volume / 2**20:.1f}" if r.bytes_per_volume else "-"
         table.add_row(
-            r.what, str(r.workers), f"{r.seconds_per_volume:.2f}", f"{r.seconds_per_volume / decode:.2f}", mib
+            r.what,
+            str(r.workers),
+            f"{r.seconds_per_volume:.2f}",
+            f"{r.seconds_per_volume / decode:.2f}",
+            f"{r.cpu_seconds_per_volume:.2f}",
+            f"{r.cpu_seconds_per_volume / decode_cpu:.2f}",
+            f"{r.bytes_per_volume / 2**20:.1f}" if r.bytes_per_volume else "-",
         )
     out = console()
     out.print(table)
