@@ -46,11 +46,14 @@ INTENSITY = "int16 HU, not clipped (v1: RescaleSlope * stored + RescaleIntercept
 
 
 def to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact reorientation (axis permutation and flips only) to axis codes ('R', 'A', 'S'), with the new affine."""
+    """Exact reorientation (axis permutation and flips only) to axis codes ('R', 'A', 'S'), with the new affine.
+
+    The copy is x-fastest (Fortran order), as NIfTI stores voxels and nibabel decodes them: no transposition here
+    nor when the result is written (each costs about as much as decoding a CT-RATE volume, ``bench prepare``)."""
     current = nib.orientations.io_orientation(affine)
     transform = nib.orientations.ornt_transform(current, nib.orientations.axcodes2ornt(("R", "A", "S")))
     ras = nib.orientations.apply_orientation(array, transform)
-    return np.ascontiguousarray(ras), affine @ nib.orientations.inv_ornt_aff(transform, array.shape)
+    return np.asfortranarray(ras), affine @ nib.orientations.inv_ornt_aff(transform, array.shape)
 
 
 def resample_hu(array: np.ndarray, affine: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
