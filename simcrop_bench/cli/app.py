@@ -66,6 +66,12 @@ def check_method_command(
     ),
     profile: str = typer.Option("demo", "--profile", "-p", help="Profile whose method settings to start from."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    grounding: bool = typer.Option(
+        False, "--grounding", help="Also score sentence–patch grounding (top-K patches on the finding's mask)."
+    ),
+    grounding_root: Path | None = typer.Option(
+        None, "--grounding-root", help="CT-RATE twin whose held-out volumes --grounding scores (default: tiny twin)."
+    ),
 ):
     """Check a method against the contract in seconds (tiny encoder, tiny twin).
 
@@ -73,7 +79,19 @@ def check_method_command(
     """
     from simcrop_bench.pretraining.check_method import check_method
 
-    report = check_method(name, plugins=plugin or [], overrides=set_ or [], profile=profile, device=device)
+    if grounding_root is not None and not (grounding_root / "synthetic_meta" / "manifest.json").is_file():
+        raise UserError(
+            f"--grounding-root {grounding_root}: not a CT-RATE synthetic twin (no synthetic_meta/manifest.json)"
+        )
+    report = check_method(
+        name,
+        plugins=plugin or [],
+        overrides=set_ or [],
+        profile=profile,
+        device=device,
+        grounding=grounding or grounding_root is not None,
+        grounding_root=grounding_root,
+    )
     for line in report.lines():
         typer.echo(line)
     if report.violations:

@@ -164,6 +164,24 @@ def evaluation_transforms(
     )
 
 
+def evaluation_transforms_with_mask(roi: tuple[int, int, int], mask_key: str = "mask") -> mt.Compose:
+    """:func:`evaluation_transforms` on ``image`` and the same geometry on a label volume ``mask_key`` stored on the
+    image's grid (RAS); the mask is padded with 0 (no finding) where the image is reflect-padded."""
+    both = ["image", mask_key]
+    lo, hi = HU_WINDOW
+    return mt.Compose(
+        [
+            mt.LoadImaged(keys=both, image_only=True),
+            mt.EnsureChannelFirstd(keys=both, channel_dim="no_channel"),
+            AssertRASd(keys=both),
+            mt.ScaleIntensityRanged(keys="image", a_min=lo, a_max=hi, b_min=-1.0, b_max=1.0, clip=True),
+            mt.CenterSpatialCropd(keys=both, roi_size=roi),
+            mt.SpatialPadd(keys="image", spatial_size=roi, mode="reflect"),
+            mt.SpatialPadd(keys=mask_key, spatial_size=roi),
+        ]
+    )
+
+
 def apply_chain(chain: mt.Compose, item: dict[str, Any]) -> dict[str, Any]:
     """Run ``chain`` on ``item``; MONAI wraps errors in RuntimeError, so unwrap ours (and name the file)."""
     try:

@@ -13,11 +13,15 @@ Checks, each reported as one ``ok``/``FAIL`` line:
 * ``export``: ``pretrain(ctx)`` returns the path of a file readable with ``weights_only`` that holds
   ``{"model": state_dict}`` with every encoder key group, loads into ``ViT3D(method.encoder)`` without
   a missing key or a shape mismatch and holds only finite values; the loop's ``metrics.jsonl``, when
-  written, logs only finite losses.
+  written, logs only finite losses;
+* ``grounding`` (``--grounding``): the grounding score (:mod:`simcrop_bench.simcrop.grounding`) of the
+  freshly built model on the held-out volumes of the CT-RATE twin (the tiny one, or ``grounding_root``):
+  the model must expose ``sentence_patch_similarity``; a pretraining on a twin logs the same score.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 import time
@@ -266,6 +270,37 @@ def check_step(report: CheckReport, method: Method, ctx: PretrainContext) -> Non
         )
 
 
+def check_grounding(report: CheckReport, method: Method, ctx: PretrainContext, root: Path | None = None) -> None:
+    """Score sentence–patch grounding of the method's model on held-out twin volumes (issue #15)."""
+    from simcrop_bench.data.synthetic.finding_regions import region_cases
+    from simcrop_bench.simcrop.grounding import grounding_score, grounding_set, supports_grounding
+
+    root = root or ctx.data_roots.get("ctrate")
+    if root is None:
+        report.fail("grounding", f"{method.name} does not pretrain on CT-RATE: no report sentences to ground")
+        return
+    parts = method.build_pretraining(ctx)
+    model = parts.model_factory().to(ctx.device) if parts is not None else None
+    if model is None or not supports_grounding(model):
+        report.fail(
+            "grounding",
+            "the model exposes no sentence_patch_similarity(image, findings_ids, findings_mask, sentence_ids, "
+            "heads=None) -> (similarity (B, S, N), valid (B, S)) and tokenizer: nothing to score",
+        )
+        return
+    cases = region_cases(Path(root), "valid")
+    score = grounding_score(model, grounding_set(model, cases))
+    if not score["sentences"]:
+        report.ok("grounding", f"hook works; the {len(cases)} held-out volume(s) of {root} name no masked finding")
+        return
+    control = " (control heads: the model has no alignment heads)" if score["control"] else ""
+    report.ok(
+        "grounding",
+        f"top-K hit rate {score['hit_rate']:.3f} vs chance {score['chance']:.3f} (lift {score['lift']:.2f}) over "
+        f"{int(score['sentences'])} sentences of {len(cases)} held-out volume(s), untrained model{control}",
+    )
+
+
 def check_export(report: CheckReport, method: Method, ctx: PretrainContext) -> None:
     """``pretrain(ctx)`` on the tiny twin; its file must be a released-format encoder of ``method.encoder``."""
     import torch
@@ -348,8 +383,12 @@ def check_method(
     profile: str = "demo",
     device: str = "cpu",
     workdir: Path | None = None,
+    grounding: bool = False,
+    grounding_root: Path | None = None,
 ) -> CheckReport:
-    """Run every check on method ``name`` and return the findings (raises UserError on bad input)."""
+    """Run every check on method ``name`` and return the findings (raises UserError on bad input).
+
+    ``grounding``: also score sentence–patch grounding, on the twin at ``grounding_root`` if given."""
     import torch
 
     started = time.monotonic()
@@ -371,11 +410,14 @@ def check_method(
         return report
     method = method_cls(config)
     roots = {dataset: tiny_twin(dataset) for dataset in method_cls.pretrain_datasets}
+    stages = {"step": check_step, "pretrain": check_export}
+    if grounding:
+        stages["grounding"] = functools.partial(check_grounding, root=grounding_root)
     with tempfile.TemporaryDirectory(prefix="check-method-", dir=workdir) as scratch:
-        for stage in ("step", "pretrain"):
+        for stage, check in stages.items():
             ctx = PretrainContext(workdir=Path(scratch) / stage, seed=42, device=device, data_roots=roots)
             ctx.workdir.mkdir(parents=True)
             with torch.random.fork_rng(devices=[]):  # leave the caller's RNG as it was
-                (check_step if stage == "step" else check_export)(report, method, ctx)
+                check(report, method, ctx)
     report.seconds = time.monotonic() - started
     return report

@@ -13,6 +13,9 @@ dataset; :func:`pretrain` trains it with the §5.4 recipe:
 * fp16 autocast + GradScaler (CUDA only), bf16 autocast, or fp32;
 * seed = ``cfg.seed + rank``; the data order is a seeded DistributedSampler (:mod:`.sampling`);
 * ``metrics.jsonl`` + TensorBoard (:mod:`.scalars`), rich progress on rank 0;
+* an optional ``monitor(model) -> {tag: value}`` (e.g. the grounding score) evaluated on rank 0
+  before the first update, every ``1/monitor_points`` of the run and after the last update,
+  into ``monitor.jsonl`` + TensorBoard; it runs under a forked RNG, so training is unchanged;
 * atomic ``checkpoint.pt`` every ``checkpoint_every`` steps, at the end and on
   SIGTERM / SIGUSR1; restarting in the same ``workdir`` resumes exactly. Submodules
   that declare a frozen identity (``frozen_identity()``, e.g. SimCroP's pinned text
@@ -122,6 +125,8 @@ def pretrain(
     *,
     device: str | torch.device = "cpu",
     log_every: int = 50,
+    monitor: Callable[[nn.Module], dict[str, float]] | None = None,
+    monitor_points: int = 10,
 ) -> PretrainResult:
     """Train ``model_factory()`` on ``dataset`` with ``cfg``; resume from ``workdir`` if possible.
 
@@ -210,6 +215,20 @@ def pretrain(
         dist_utils.barrier()
 
     scalars = ScalarLog(workdir, resume_step=step if resumed else None) if rank == 0 else None
+    monitor_every = max(1, total_steps // max(1, monitor_points))
+    monitored = -1
+
+    def run_monitor() -> None:
+        nonlocal monitored
+        if monitor is None or scalars is None or monitored == step:
+            return
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+            values = monitor(model)
+        monitored = step
+        if values:
+            scalars.write_monitor(step, values)
+            log(f"step {step} " + " ".join(f"{k} {v:.4g}" for k, v in values.items()))
+
     kill_at = int(os.environ.get(SIGKILL_AT_STEP_ENV, "0"))
     preempted = False
     display = progress() if rank == 0 else contextlib.nullcontext()
@@ -227,6 +246,8 @@ def pretrain(
                 generator=torch.Generator().manual_seed(cfg.seed + rank),
                 **loader_options(cfg.num_workers, device.type, local_processes(world)),
             )
+            if step == 0:
+                run_monitor()  # the initialisation's value
             while epoch < cfg.epochs and not preempted:
                 sampler.set_epoch(epoch, skip=batches_done * cfg.batch_size, stop=usable_iters * cfg.batch_size)
                 keys.set_epoch(epoch)
@@ -273,6 +294,8 @@ def pretrain(
                                 f"step {step}/{total_steps} epoch {epoch} lr {lr:.3e} "
                                 + " ".join(f"{k} {v:.4f}" for k, v in losses.items())
                             )
+                    if step % monitor_every == 0 or step == total_steps:
+                        run_monitor()
                     stopping = dist_utils.any_rank(stop.raised, device)
                     if stopping or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
                         save(epoch, it) if it < usable_iters else save(epoch + 1, 0)

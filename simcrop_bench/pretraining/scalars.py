@@ -6,6 +6,9 @@ loss curves can be compared exactly in tests. TensorBoard gets ``lr`` and
 ``loss/<name>``; when the ``tensorboard`` package is missing, a ``scalars.csv`` in
 long format (step, tag, value) replaces it.
 
+Monitors (evaluations of the model during training, e.g. the grounding score) go to
+``monitor.jsonl`` (``step`` + their scalars) and to TensorBoard under their own tags.
+
 On resume, lines after the checkpoint's step (logged before a kill) are dropped and
 TensorBoard is opened with ``purge_step`` so that the curves have no duplicates.
 """
@@ -18,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 METRICS_NAME = "metrics.jsonl"
+MONITOR_NAME = "monitor.jsonl"
 
 
-def read_metrics(workdir: str | Path) -> list[dict[str, Any]]:
-    """All records of ``workdir/metrics.jsonl`` (empty when absent)."""
-    path = Path(workdir) / METRICS_NAME
+def read_metrics(workdir: str | Path, name: str = METRICS_NAME) -> list[dict[str, Any]]:
+    """All records of ``workdir/metrics.jsonl`` (or of ``name``, e.g. :data:`MONITOR_NAME`; empty when absent)."""
+    path = Path(workdir) / name
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -33,9 +37,11 @@ class ScalarLog:
 
     def __init__(self, workdir: Path, resume_step: int | None) -> None:
         self.path = workdir / METRICS_NAME
+        self.monitor_path = workdir / MONITOR_NAME
         if resume_step is not None:
-            kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            for path in (self.path, self.monitor_path):
+                kept = [r for r in read_metrics(workdir, path.name) if r["step"] <= resume_step]
+                path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         self._file = self.path.open("a", encoding="utf-8")
         self._writer = _tensorboard(workdir / "tensorboard", resume_step)
         self._csv = None
@@ -58,6 +64,16 @@ class ScalarLog:
         self._file.flush()  # a killed run keeps every step it logged
         tags = {"lr": lr, **{f"loss/{name}": value for name, value in losses.items()}}
         for tag, value in tags.items():
+            if self._writer is not None:
+                self._writer.add_scalar(tag, value, step)
+            else:
+                self._csv.writerow([step, tag, value])
+
+    def write_monitor(self, step: int, values: dict[str, float]) -> None:
+        """A monitor's scalars at ``step`` (0: before the first update); tags as given (e.g. ``grounding/lift``)."""
+        with self.monitor_path.open("a", encoding="utf-8") as file:
+            file.write(json.dumps({"step": step, **values}) + "\n")
+        for tag, value in values.items():
             if self._writer is not None:
                 self._writer.add_scalar(tag, value, step)
             else:

@@ -167,6 +167,26 @@ class SimCroPModel(ViT3D):
             self.empty_alignment_batches += 1
         return {"loss_align": loss, "num_sentences": count, "topk_indices": indices}
 
+    def sentence_patch_similarity(
+        self,
+        image: Tensor,
+        findings_ids: Tensor,
+        findings_mask: Tensor,
+        sentence_ids: Tensor,
+        heads: tuple[nn.Module, nn.Module] | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """The grounding hook: cosine ``(B, S, N)`` of each findings sentence with every patch of the *unmasked*
+        image (the similarity §3.4 ranks), and the valid sentence slots ``(B, S)``.
+
+        ``heads`` = (image head, text head) replaces the alignment heads, e.g. untrained ones for a model built
+        without them (``alignment = off``)."""
+        image_head, text_head = heads or (self.finding_align_img_mlp, self.align_text_mlp)
+        patch_tokens = ViT3D.forward(self, image)[:, 1:]  # `forward` of this class is the training step
+        words = text_head(self.findings_features(findings_ids, findings_mask)[:, 1:])  # cls dropped
+        sentences, valid = sentence_features(words, sentence_ids[:, 1:])
+        _, _, similarity = topk_similarity(sentences, image_head(patch_tokens), 1)
+        return similarity, valid
+
     def findings_features(self, findings_ids: Tensor, findings_mask: Tensor) -> Tensor:
         """Frozen-encoder states of the unmasked findings, from the cache when they are deterministic."""
         if self.findings_cache is None or self.bert_encoder.dropout_active:

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from simcrop_bench.data.ctrate import pretraining_samples
+from simcrop_bench.data.synthetic.finding_regions import has_regions
 from simcrop_bench.models.config import EncoderConfig
 from simcrop_bench.pretraining import distributed as dist_utils
 from simcrop_bench.pretraining.config import PretrainConfig
@@ -101,7 +102,12 @@ def run_pretraining(
 ) -> Any:
     """Train in this process (or in this rank of an initialised group); returns the loop's result."""
     build, dataset = pretraining_parts(encoder, simcrop, ctrate_root, announce=dist_utils.rank() == 0)
-    return pretrain(build, dataset, train, workdir, device=device, log_every=5)
+    monitor = None
+    if dist_utils.rank() == 0 and has_regions(ctrate_root):  # a twin knows where its findings are (#15)
+        from simcrop_bench.simcrop.grounding import GroundingMonitor
+
+        monitor = GroundingMonitor(ctrate_root)
+    return pretrain(build, dataset, train, workdir, device=device, log_every=5, monitor=monitor)
 
 
 def _rank_worker(*args: Any) -> None:

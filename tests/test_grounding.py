@@ -1,0 +1,154 @@
+"""The grounding score (issue #15): twin ground truth, the score's arithmetic, its logging in the loop."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from simcrop_bench.data.synthetic.ctrate import write_ctrate_twin
+from simcrop_bench.data.synthetic.finding_regions import has_regions, read_region_case, region_cases
+from simcrop_bench.pretraining.loop import pretrain
+from simcrop_bench.pretraining.scalars import MONITOR_NAME, read_metrics
+from tests.test_pretraining_loop import BASE, NoisyVectors, TinyMasked
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ctrate") / "twin"
+    write_ctrate_twin(root, n_cases=8, layout="simcrop")
+    return root
+
+
+def test_region_cases_name_the_findings_of_each_sentence(twin):
+    cases = region_cases(twin, "valid")
+    assert cases and has_regions(twin)
+    for case in cases:
+        meta = json.loads((twin / "synthetic_meta" / (case.volume[:-7] + ".json")).read_text())
+        value_of = meta["finding_mask"]["values"]  # finding id -> mask value
+        for sentence in meta["derived"]["sentences"]:
+            named = {value_of[f] for f in sentence["finding_ids"] if f in value_of}
+            for sid in sentence["simcrop_ids"]:
+                # every finding a findings sentence names is in the mask values of its sentence id
+                assert named <= set(case.sentences.get(sid, ()))
+        assert case.image.is_file() and case.mask.is_file()
+    assert all(c.volume.startswith("valid_") for c in cases)
+    assert len(region_cases(twin, "valid", limit=1)) == 1
+
+
+def test_read_region_case_refuses_a_root_without_metadata(tmp_path):
+    from simcrop_bench.errors import DataError
+
+    with pytest.raises(DataError, match="synthetic metadata"):
+        read_region_case(tmp_path, "valid_95001_a_1.nii.gz")
+    with pytest.raises(DataError, match="manifest"):
+        region_cases(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def model_and_set(twin):
+    from simcrop_bench import registry
+    from simcrop_bench.config import apply_overrides
+    from simcrop_bench.simcrop.grounding import grounding_set
+    from simcrop_bench.simcrop.train import pretraining_parts
+
+    registry.discover([])
+    cls = registry.get_method("simcrop")
+    cfg = cls.Config()
+    apply_overrides(cfg, cls.profile_overrides("demo"), section="method")
+    apply_overrides(cfg, {"encoder.depth": 1, "simcrop.max_text_len": 256}, section="method")
+    build, _ = pretraining_parts(cfg.encoder, cfg.simcrop, twin)
+    torch.manual_seed(0)
+    model = build()
+    return model, grounding_set(model, region_cases(twin, "valid"))
+
+
+class Oracle:
+    """Wraps a model; its similarity is +1 on the patches of each sentence's mask (or −1 with ``sign=-1``)."""
+
+    def __init__(self, model, data, sign: float) -> None:
+        self.model, self.data, self.sign = model, data, sign
+        self.simcrop_cfg, self.training = model.simcrop_cfg, False
+        self.finding_align_img_mlp = None  # has alignment heads: no control heads
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def eval(self):
+        self.training = False
+
+    def train(self, mode=True):
+        self.training = mode
+
+    def sentence_patch_similarity(self, image, findings_ids, findings_mask, sentence_ids, heads=None):
+        overlap = self.data.overlap.float()
+        noise = torch.linspace(0, 1e-3, overlap.shape[-1])  # ties broken the same way everywhere
+        return self.sign * overlap + noise, torch.ones(overlap.shape[:2], dtype=torch.bool)
+
+
+def test_score_of_an_oracle_and_an_anti_oracle(model_and_set):
+    from simcrop_bench.simcrop.grounding import grounding_score
+
+    model, data = model_and_set
+    k = 4
+    n = data.overlap.shape[-1]
+    inside = data.overlap.sum(-1)[data.scored].float()
+    assert data.sentences > 0 and (inside > 0).all()
+    best = grounding_score(Oracle(model, data, 1.0), data, k=k, batch_size=len(data.volumes))
+    worst = grounding_score(Oracle(model, data, -1.0), data, k=k, batch_size=len(data.volumes))
+    assert best["sentences"] == worst["sentences"] == data.sentences
+    assert best["chance"] == pytest.approx(float((inside / n).mean()))
+    assert best["hit_rate"] == pytest.approx(float((inside.clamp(max=k) / k).mean()))
+    assert worst["hit_rate"] == pytest.approx(float(((k - (n - inside)).clamp(min=0) / k).mean()))
+    assert best["lift"] > 1 > worst["lift"]
+
+
+def test_simcrop_score_is_deterministic_and_leaves_training_state(model_and_set):
+    from simcrop_bench.simcrop.grounding import grounding_score
+
+    model, data = model_and_set
+    model.train()
+    state = torch.random.get_rng_state()
+    first = grounding_score(model, data)
+    assert model.training and torch.equal(state, torch.random.get_rng_state())
+    assert grounding_score(model, data) == first
+    assert 0 <= first["hit_rate"] <= 1 and 0 < first["chance"] < 1 and first["control"] == 0
+    assert first["sentences"] == data.sentences
+
+
+def test_a_model_without_alignment_heads_is_scored_through_control_heads(model_and_set):
+    from simcrop_bench.simcrop.grounding import grounding_score
+
+    model, data = model_and_set
+    heads = model.finding_align_img_mlp, model.align_text_mlp
+    del model.finding_align_img_mlp, model.align_text_mlp
+    try:
+        control = grounding_score(model, data)
+        assert control == grounding_score(model, data)  # the control heads are seeded
+    finally:
+        model.finding_align_img_mlp, model.align_text_mlp = heads
+    assert control["control"] == 1 and control["sentences"] == data.sentences
+    assert control["hit_rate"] != grounding_score(model, data)["hit_rate"]
+
+
+def test_the_loop_logs_a_monitor_without_changing_training(tmp_path):
+    calls = []
+
+    def monitor(model):
+        calls.append(model.training)
+        torch.rand(100)  # consumes the global RNG: the loop must isolate it
+        return {"probe/norm": float(model.encoder.weight.norm())}
+
+    plain = pretrain(lambda: TinyMasked(), NoisyVectors(), BASE, tmp_path / "plain")
+    watched = pretrain(lambda: TinyMasked(), NoisyVectors(), BASE, tmp_path / "watched", monitor=monitor)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "plain")]
+    assert losses == [r["loss"] for r in read_metrics(tmp_path / "watched")]
+    assert torch.equal(plain.model.encoder.weight, watched.model.encoder.weight)
+    records = read_metrics(tmp_path / "watched", MONITOR_NAME)
+    steps = [r["step"] for r in records]
+    assert steps[0] == 0 and steps[-1] == watched.step and steps == sorted(set(steps))
+    assert len(steps) >= 3 and all(math.isfinite(r["probe/norm"]) for r in records)
+    assert records[0]["probe/norm"] != records[-1]["probe/norm"]  # step 0 is the initialisation
