@@ -16,6 +16,7 @@ from simcrop_bench.cli.bench import bench_app
 from simcrop_bench.cli.data import data_app
 from simcrop_bench.cli.options import PLUGIN_OPTION, RESULTS_OPTION, console
 from simcrop_bench.cli.results import results_app
+from simcrop_bench.cli.study import study_app
 from simcrop_bench.cli.weights import weights_app
 from simcrop_bench.errors import UserError
 
@@ -339,6 +340,7 @@ app.registered_groups += results_app.registered_groups
 app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
 app.add_typer(weights_app, name="weights")
+app.add_typer(study_app, name="study")
 
 
 def main() -> None:
