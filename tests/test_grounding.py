@@ -152,3 +152,15 @@ def test_the_loop_logs_a_monitor_without_changing_training(tmp_path):
     assert steps[0] == 0 and steps[-1] == watched.step and steps == sorted(set(steps))
     assert len(steps) >= 3 and all(math.isfinite(r["probe/norm"]) for r in records)
     assert records[0]["probe/norm"] != records[-1]["probe/norm"]  # step 0 is the initialisation
+
+
+@pytest.mark.slow
+def test_check_method_grounding_scores_simcrop_variants_and_refuses_others():
+    from simcrop_bench.pretraining.check_method import check_method
+
+    (mae,) = [f for f in check_method("mae", grounding=True).findings if f.check == "grounding"]
+    assert not mae.ok and "sentence_patch_similarity" in mae.message
+    report = check_method("simcrop-noalign", grounding=True)
+    (line,) = [f for f in report.findings if f.check == "grounding"]
+    assert line.ok and "hit rate" in line.message and "control heads" in line.message, line.message
+    assert not report.violations

@@ -279,8 +279,14 @@ def check_grounding(report: CheckReport, method: Method, ctx: PretrainContext, r
     if root is None:
         report.fail("grounding", f"{method.name} does not pretrain on CT-RATE: no report sentences to ground")
         return
-    parts = method.build_pretraining(ctx)
-    model = parts.model_factory().to(ctx.device) if parts is not None else None
+    try:
+        parts = method.build_pretraining(ctx)
+        model = parts.model_factory().to(ctx.device) if parts is not None else None
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        report.fail("grounding", f"building the model raised {_reason(exc)}")
+        return
     if model is None or not supports_grounding(model):
         report.fail(
             "grounding",
@@ -289,7 +295,11 @@ def check_grounding(report: CheckReport, method: Method, ctx: PretrainContext, r
         )
         return
     cases = region_cases(Path(root), "valid")
-    score = grounding_score(model, grounding_set(model, cases))
+    try:
+        score = grounding_score(model, grounding_set(model, cases))
+    except Exception as exc:  # noqa: BLE001
+        report.fail("grounding", f"sentence_patch_similarity raised {_reason(exc)}")
+        return
     if not score["sentences"]:
         report.ok("grounding", f"hook works; the {len(cases)} held-out volume(s) of {root} name no masked finding")
         return

@@ -94,8 +94,8 @@ def write_report(study: SignalStudy, outcome: dict, out: Path, argv: list[str] |
     from simcrop_bench.util.atomic import write_text
 
     records = outcome["records"]
-    steps = {m: s["steps"] for m, s in pretraining_summary(records).items()}
-    budget = f"{study.epochs} epoch(s) = {sorted(set(steps.values()))} optimizer steps of batch 2 per method"
+    steps = sorted({s["steps"] for s in pretraining_summary(records).values() if s["steps"]})
+    budget = f"{study.epochs} epoch(s) of the training volumes per method ({'/'.join(map(str, steps))} steps)"
     label = "PILOT, not the designed run" if not study.is_design else "designed run"
     caption = (
         f"Learning-signal study '{STUDY}' ({label}): synthetic CT-RATE twin of {study.patients} patients "
