@@ -138,7 +138,7 @@ def write_report(study: SignalStudy, outcome: dict, out: Path, argv: list[str] |
         lines.append("")
     if "scratch" in tables:
         at_one = [b for b in decision(tables["scratch"], "scratch") if " at 1 %" in b]
-        verdict = "yes" if at_one else "no"
+        verdict = "yes" if at_one else "no" if 1 in study.fractions else "not evaluated (no 1 % cells)"
         lines += [f"**Decision rule (design): a pretraining method beats scratch at 1 %: {verdict}.**", ""]
     lines += [
         "## Pretraining budget, wall time and loss",
