@@ -38,9 +38,12 @@ def signal(
     out: Path = typer.Option(Path("study-signal-results.md"), "--out", "-o", help="Results markdown to write."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     set_: list[str] | None = typer.Option(None, "--set", help="Extra override for every cell (makes it a pilot)."),
+    report_only: bool = typer.Option(
+        False, "--report-only", help="Run nothing: write the results file from the records already in --results."
+    ),
 ):
     """The learning-signal study (docs/study-signal.md): 8 methods, same budget, linear probes at 1/10/100 %."""
-    from simcrop_bench.study.signal import METHODS, SignalStudy, run_study
+    from simcrop_bench.study.signal import METHODS, SignalStudy, collect, run_study
     from simcrop_bench.study.signal_report import write_report
 
     if out.suffix != ".md":
@@ -58,6 +61,6 @@ def signal(
         device=device,
         extra=list(set_ or []),
     )
-    outcome = run_study(study, echo=typer.echo)
+    outcome = collect(study) if report_only else run_study(study, echo=typer.echo)
     path = write_report(study, outcome, out, argv=sys.argv[1:])
     typer.echo(f"wrote {path}")

@@ -157,3 +157,16 @@ def run_study(study: SignalStudy, echo: Callable[[str], None] = print) -> dict:
                 f"[{i}/{len(cells)}] {cell.method} {cell.fraction}% seed {cell.seed}: {name} {record['metrics'][name]}"
             )
     return {"twin": twin, "records": records, "wall_s": time.monotonic() - started}
+
+
+def collect(study: SignalStudy) -> dict:
+    """What :func:`run_study` returns, from the study's results folder alone (cells not run yet are missing)."""
+    import json
+
+    check(study)
+    folder = study.results / "runs"
+    records = [json.loads(p.read_text()) for p in sorted(folder.rglob("record.json"))] if folder.is_dir() else []
+    records = [r for r in records if r["method"] in study.methods and r["task"] == TASK]
+    if not records:
+        raise UserError(f"--report-only: no {TASK} records of the study's methods under {folder}")
+    return {"twin": study.twin_root(), "records": records, "wall_s": float("nan")}

@@ -127,7 +127,9 @@ def write_report(study: SignalStudy, outcome: dict, out: Path, argv: list[str] |
         f"- Command: `{command}`",
         f"- Code: commit {commit}{' (with uncommitted changes)' if dirty else ''}.",
         f"- Results folder: `{study.results}`; twin `{outcome['twin']}`.",
-        f"- Study wall time (this invocation): {outcome['wall_s'] / 60:.1f} min.",
+        f"- Study wall time (this invocation): {outcome['wall_s'] / 60:.1f} min."
+        if math.isfinite(outcome["wall_s"])
+        else "- Written from the records in the results folder (`--report-only`).",
         "",
     ]
     for reference, table in tables.items():
