@@ -56,6 +56,7 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path):
         (["--seeds", "42,x"], "--seeds 42,x"),
         (["--out", str(tmp_path / "results.txt")], ".md"),
         (["--methods", "scratch,nosuch", "--patients", "8"], "nosuch"),
+        (["--report-only"], "no ctrate_cls records"),
     ):
         done = run_cli("study", "signal", "--results", str(tmp_path / "r"), *args)
         assert done.returncode == 2, done.stderr
@@ -89,6 +90,23 @@ def test_a_tiny_study_end_to_end(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| simcrop |") and "step 0" in line)
     assert f"(step {info['steps']})" in row
     assert out.with_name("results-efficiency.png").is_file()
+    again = tmp_path / "again.md"
+    done = run_cli(
+        "study",
+        "signal",
+        *args,
+        "--fractions",
+        "100",
+        "--results",
+        str(tmp_path / "r"),
+        "--out",
+        str(again),
+        "--report-only",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Written from the records" in again.read_text()
+    tables = [line for line in text.splitlines() if line.startswith(("| scratch |", "| simcrop |"))]
+    assert tables and all(line in again.read_text() for line in tables)
 
 
 def test_collapse_measures_on_known_features():
