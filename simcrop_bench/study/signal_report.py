@@ -201,7 +201,7 @@ def write_report(study: SignalStudy, outcome: dict, out: Path, argv: list[str] |
         "Effective rank: exp of the entropy of the normalised singular values of the centred features (the probe's "
         "mean-pooled, LayerNorm'd last block); `scratch` is one random encoder (its first seed).",
         "",
-        f"Efficiency plot: `{plot.name}`.",
+        f"Efficiency plot: `{plot.name}` (written beside this file by the command).",
         "",
     ]
     write_text(out, "\n".join(lines))
