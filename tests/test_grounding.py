@@ -164,3 +164,25 @@ def test_check_method_grounding_scores_simcrop_variants_and_refuses_others():
     (line,) = [f for f in report.findings if f.check == "grounding"]
     assert line.ok and "hit rate" in line.message and "control heads" in line.message, line.message
     assert not report.violations
+
+
+def test_the_tokenizers_sentence_ids_name_the_twins_sentences(twin, model_and_set):
+    """The grounding set maps the model's §3.3 sentence ids to the twin's sentences: their texts must agree."""
+    from simcrop_bench.data.sentences import simcrop_sentence_ids
+    from simcrop_bench.simcrop.text import tokenize
+
+    model, _ = model_and_set
+    checked = 0
+    for case in region_cases(twin, "valid"):
+        ids = tokenize(model.tokenizer, [case.findings], 512)[0][0].tolist()
+        sids = simcrop_sentence_ids(ids, model.special_ids.period, model.special_ids.single_digits)
+        meta = json.loads((twin / "synthetic_meta" / (case.volume[:-7] + ".json")).read_text())
+        for sentence in meta["derived"]["sentences"]:
+            if sentence["section"] == "impression":
+                continue
+            for sid in sentence["simcrop_ids"]:
+                text = model.tokenizer.decode([t for t, s in zip(ids, sids) if s == sid]).replace(" ", "").lower()
+                want = sentence["text"].replace(" ", "").lower().replace(";", ",").replace(":", ",")
+                assert want[:15] in text or text[:15] in want, (sid, text, want)
+                checked += 1
+    assert checked > 20
