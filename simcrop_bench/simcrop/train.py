@@ -101,7 +101,7 @@ def run_pretraining(
 ) -> Any:
     """Train in this process (or in this rank of an initialised group); returns the loop's result."""
     build, dataset = pretraining_parts(encoder, simcrop, ctrate_root, announce=dist_utils.rank() == 0)
-    return pretrain(build, dataset, train, workdir, device=device, log_every=5)
+    return pretrain(build, dataset, train, workdir, device=device)
 
 
 def _rank_worker(*args: Any) -> None:
