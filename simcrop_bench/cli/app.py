@@ -301,8 +301,11 @@ app.add_typer(weights_app, name="weights")
 
 
 def main() -> None:
+    from simcrop_bench.cli.usage import Abort, ClickException, NoArgsIsHelpError, usage_error_line
+
     try:
-        code = app(standalone_mode=False)  # returns a command's typer.Exit code instead of exiting
+        # standalone_mode=False: a command's typer.Exit code is returned, and usage errors reach us
+        code = app(standalone_mode=False, prog_name="simcrop-bench")
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -313,15 +316,14 @@ def main() -> None:
             err=True,
         )
         sys.exit(130)
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except Abort:  # click's Ctrl-C at a prompt
+        sys.exit(130)
+    except NoArgsIsHelpError as exc:  # a bare group: its help, as click prints it
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ClickException as exc:  # usage errors: one line with the nearest valid name, never a traceback
+        typer.echo(usage_error_line(exc), err=True)
+        sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 
 
