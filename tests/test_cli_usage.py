@@ -7,7 +7,7 @@ import sys
 import pytest
 import typer
 
-from simcrop_bench.cli import app, main
+from simcrop_bench.cli.app import app, main
 
 from .conftest import run_cli
 
