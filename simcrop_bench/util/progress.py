@@ -44,7 +44,7 @@ def log_interval(total: int, lines: int | None = None) -> int:
 
 def log(message: str) -> None:
     """A status line on stderr (kept out of stdout so that tables and CSV can be piped)."""
-    console.print(message, highlight=False)
+    console.print(message, highlight=False, soft_wrap=True)  # piped to a log: one line, not cut at 80 columns
 
 
 @contextmanager
