@@ -102,7 +102,7 @@ def baseline_block(results: Path) -> str:
     trachea = " / ".join(f"{r['per_class']['dice']['trachea']:.2f}" for r in found)
     lungs = [v for r in found for k, v in r["per_class"]["dice"].items() if k.endswith("lung")]
     return (
-        f"`{job.command()}` took {minutes(min(walls))}–{minutes(max(walls))} per seed "
+        f"`{job.command()}` took {min(walls) / 60:.1f}–{minutes(max(walls))} per seed "
         f"({machine(found[0])}); seeds 42/43/44 gave Dice {per_seed} (lungs {min(lungs):.2f}–{max(lungs):.2f} "
         f"for every seed, trachea {trachea})."
     )
