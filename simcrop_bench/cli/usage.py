@@ -55,6 +55,7 @@ def usage_error_line(exc: ClickException) -> str:
         suggestion = _suggestion(exc)
         if suggestion:
             message += f"; did you mean {suggestion}?"
+        message = message[:1].lower() + message[1:]
         if exc.ctx is not None:
-            message = f"{exc.ctx.command_path}: {message[:1].lower()}{message[1:]}"
+            message = f"{exc.ctx.command_path}: {message}"
     return "error: " + " ".join(message.split())
