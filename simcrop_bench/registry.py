@@ -1,7 +1,8 @@
 """Registry of methods and tasks, discovered lazily from files.
 
-Sources, in order: the repository's ``methods/`` and ``tasks/`` folders (one file
-per method or task), installed packages' entry points (groups
+Sources, in order: the built-in ``methods/`` and ``tasks/`` folders (one file per
+method or task: next to the package in a source checkout, ``simcrop_bench/builtin/``
+in an installed wheel), installed packages' entry points (groups
 ``simcrop_bench.methods`` / ``simcrop_bench.tasks``, each pointing at a module),
 and plugins named with ``--plugin`` or ``SIMCROP_BENCH_PLUGINS`` (a ``.py`` file,
 a folder of them, or an importable module name). A file registers its classes
@@ -26,7 +27,20 @@ from typing import TypeVar
 from simcrop_bench.errors import RegistryError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BUILTIN_DIRS = {"methods": REPO_ROOT / "methods", "tasks": REPO_ROOT / "tasks"}
+_INSTALLED = Path(__file__).resolve().parent / "builtin"  # where a wheel puts methods/ and tasks/ (setup.py)
+
+
+def builtin_dirs() -> dict[str, Path]:
+    """The folders of built-in methods and tasks: a wheel's copy, else the source checkout's."""
+    if _INSTALLED.is_dir():
+        return {kind: _INSTALLED / kind for kind in ("methods", "tasks")}
+    # A source checkout (or an editable install of one): the top-level folders beside pyproject.toml.
+    # An installed package without them finds none rather than some unrelated ``methods`` folder.
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        return {kind: REPO_ROOT / kind for kind in ("methods", "tasks")}
+    return {}
+
+
 PLUGIN_ENV = "SIMCROP_BENCH_PLUGINS"
 
 _REGISTRY: dict[str, dict[str, type]] = {"methods": {}, "tasks": {}}
@@ -125,7 +139,7 @@ def load_plugin(spec: str) -> None:
 
 def discover(plugins: tuple[str, ...] | list[str] = ()) -> None:
     """Import built-in files, entry points, the environment's plugins and ``plugins``."""
-    for folder in BUILTIN_DIRS.values():
+    for folder in builtin_dirs().values():
         if folder.is_dir():
             load_plugin(str(folder))
     for group in ("simcrop_bench.methods", "simcrop_bench.tasks"):

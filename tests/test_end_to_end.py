@@ -91,6 +91,16 @@ def test_run_seeds_skip_leaderboard_and_table(twin, tmp_path):
     assert record["data"]["fingerprint"] and record["checkpoint"] is None
     sizes = record["details"]["splits"]
     assert sizes["testing"] == 3 and sizes["training"] + sizes["validation"] == 5
+    # the terminal's story: one line per finished cell, then mean ± std over the seeds per metric
+    done = [line for line in first.stdout.splitlines() if line.startswith("done: scratch → lung_seg f100 ")]
+    assert len(done) == 2 and all("encoder none" in line for line in done), first.stdout
+    low, high = record["intervals"]["dice"]["low"], record["intervals"]["dice"]["high"]
+    assert f"dice {record['metrics']['dice']:.3f} [{low:.3f}, {high:.3f}]" in done[0]
+    assert done[0].endswith(f"record {paths[0].parent}/record.json")
+    seed_dices = [json.loads(p.read_text())["metrics"]["dice"] for p in paths]
+    summary = [line for line in first.stdout.splitlines() if "(mean ± std over seeds 1, 2, n=2)" in line]
+    assert f"dice {np.mean(seed_dices):.3f} ± {np.std(seed_dices, ddof=1):.3f}" in summary[0], first.stdout
+    assert summary[0].startswith("scratch → lung_seg f100: dice ")  # the primary metric first
 
     again = run_cli(*args)
     assert again.returncode == 0 and again.stdout.count("exists, skipped") == 2, again.stdout

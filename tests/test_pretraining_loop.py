@@ -194,6 +194,19 @@ def test_accumulation_matches_double_batch(tmp_path):
         torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize(("lines", "expected"), [("", 20), ("4", 4), ("0", 0)])
+def test_periodic_log_lines_scale_with_run_length(tmp_path, capsys, monkeypatch, lines, expected):
+    # 64 vectors, batch 4, no accumulation: 16 steps per epoch; 5 epochs = 80 steps
+    monkeypatch.setenv("SIMCROP_BENCH_LOG_LINES", lines)
+    torch.set_num_threads(1)
+    cfg = replace(BASE, epochs=5, accum_steps=1, checkpoint_every=0)
+    pretrain(lambda: TinyMasked(), NoisyVectors(), cfg, str(tmp_path / "run"))
+    logged = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
+    assert len(logged) == expected
+    if expected:
+        assert logged[-1].startswith("step 80/80 ")
+
+
 def test_fp16_on_cpu_is_refused_and_bf16_runs(tmp_path):
     with pytest.raises(ValueError, match="fp16"):
         train(str(tmp_path / "fp16"), precision="fp16")

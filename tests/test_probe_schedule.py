@@ -62,6 +62,15 @@ def test_stop_only_at_the_end_of_a_pass_and_num_steps_needs_a_multiple():
     assert exact.step_count == 10
 
 
+@pytest.mark.parametrize(("per_pass", "num_steps"), [(4, 10), (5, 10), (7, 3), (82, 1000), (1, 1)])
+def test_max_steps_is_where_a_run_without_patience_stops(per_pass, num_steps):
+    # the progress bar's total: known before the first step
+    c = ProbeController(steps_per_epoch=per_pass, num_steps=num_steps, patience=10**9, start_epoch=10**9)
+    expected = c.max_steps
+    run(c, [])
+    assert c.step_count == expected and c.stop_reason == "num_steps"
+
+
 def test_score_zero_counts_as_improvement_from_the_initial_best():
     c = ProbeController(steps_per_epoch=1, num_steps=10**6, patience=1, start_epoch=0)
     assert c.report(0.0) is True and c.best_step == 0 and c.down == 0

@@ -176,7 +176,9 @@ def test_cli_report(tmp_path: Path) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (Debian: apt-get install chromium)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium binary (Debian: apt-get update && apt-get install -y chromium)"
+)
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     import numpy as np
     from PIL import Image

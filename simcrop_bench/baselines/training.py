@@ -44,9 +44,7 @@ def pretrain_and_export(method: Method, ctx: PretrainContext) -> Path:
     parts = method.build_pretraining(ctx)
     # ctx.seed is train.seed when the encoder store calls; check-method passes its own.
     recipe = PretrainConfig(**{**vars(train), "seed": ctx.seed})
-    result = pretrain(
-        parts.model_factory, parts.dataset, recipe, ctx.workdir, device=ctx.device, log_every=5
-    ).completed(method.name)
+    result = pretrain(parts.model_factory, parts.dataset, recipe, ctx.workdir, device=ctx.device).completed(method.name)
     # "encoder" lets `--method external` rebuild the exact architecture (heads cannot be read off shapes).
     metadata = {
         "method": method.name,

@@ -183,10 +183,14 @@ def run(
         from simcrop_bench.jobs.commands import run_plans
 
         raise typer.Exit(run_plans(plans, executor=executor, cluster=cluster, wait_s=wait_s, echo=typer.echo))
+    from simcrop_bench.cli.summary import print_record, print_seed_summary
+
     jobs = get_executor(executor)
+    records = []
     for req in requests:
-        record = jobs.submit(run_job, req).result()
-        _print_summary(record)
+        records.append(jobs.submit(run_job, req).result())
+        print_record(records[-1])
+    print_seed_summary(records)
 
 
 @app.command()
@@ -295,33 +299,6 @@ def logs(
     typer.echo(job_logs(results, job, stderr, tail))
 
 
-def _print_summary(record: dict) -> None:
-    from rich.table import Table
-
-    out = console()
-    metric = record["primary_metric"]
-    if record.get("skipped"):
-        out.print(f"[dim]exists, skipped (use --force to rerun):[/dim] {record['record_dir']}")
-    out.print(
-        f"[bold]{record['method']} → {record['task']}[/bold]  fraction {record['fraction']}%  "
-        f"seed {record['seed']}  ({record['profile']} profile, {record['protocol']} protocol"
-        f"{', [yellow]SYNTHETIC data[/yellow]' if record['synthetic'] else ''})"
-    )
-    table = Table()
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_row(f"[bold]{metric}[/bold]", f"[bold]{record['metrics'][metric]:.4f}[/bold]")
-    for name, value in record.get("per_class", {}).get(metric, {}).items():
-        table.add_row(f"  {name}", f"{value:.4f}")
-    for name, value in record["metrics"].items():
-        if name != metric:
-            table.add_row(name, f"{value:.4f}")
-    table.add_row("wall time", f"{record['wall_time_s']:.0f} s")
-    table.add_row("peak memory", f"{record['peak_memory_mb']:.0f} MB")
-    out.print(table)
-    out.print(f"record: {record['record_dir']}/record.json")
-
-
 @app.command()
 def twin(
     dataset: str = typer.Argument(..., help="Dataset whose synthetic twin to write, e.g. luna16."),
@@ -344,8 +321,11 @@ app.add_typer(study_app, name="study")
 
 
 def main() -> None:
+    from simcrop_bench.cli.usage import Abort, ClickException, NoArgsIsHelpError, usage_error_line
+
     try:
-        code = app(standalone_mode=False)  # returns a command's typer.Exit code instead of exiting
+        # standalone_mode=False: a command's typer.Exit code is returned, and usage errors reach us
+        code = app(standalone_mode=False, prog_name="simcrop-bench")
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -356,15 +336,14 @@ def main() -> None:
             err=True,
         )
         sys.exit(130)
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except Abort:  # click's Ctrl-C at a prompt
+        sys.exit(130)
+    except NoArgsIsHelpError as exc:  # a bare group: its help, as click prints it
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ClickException as exc:  # usage errors: one line with the nearest valid name, never a traceback
+        typer.echo(usage_error_line(exc), err=True)
+        sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 
 

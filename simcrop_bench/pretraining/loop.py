@@ -55,7 +55,7 @@ from simcrop_bench.pretraining.training_checkpoint import (
     save_training_checkpoint,
 )
 from simcrop_bench.util.atomic import write_json
-from simcrop_bench.util.progress import log, progress
+from simcrop_bench.util.progress import log, log_interval, progress
 
 # Test hook: SIGKILL this process (rank 0) right after optimizer step N is finished
 # (logged and, if due, checkpointed) — simulates a hard kill for the resume test.
@@ -124,7 +124,7 @@ def pretrain(
     workdir: str | os.PathLike,
     *,
     device: str | torch.device = "cpu",
-    log_every: int = 50,
+    log_every: int | None = None,
     monitor: Callable[[nn.Module], dict[str, float]] | None = None,
     monitor_points: int = 10,
 ) -> PretrainResult:
@@ -132,6 +132,8 @@ def pretrain(
 
     Call it in every process of an initialised process group (or without one). Rank 0
     writes ``checkpoint.pt``, ``metrics.jsonl``, ``tensorboard/`` and ``pretrain_info.json``.
+    ``log_every``: optimizer steps between permanent log lines (None: about 20 lines per run, see
+    :func:`~simcrop_bench.util.progress.log_interval`; 0: none).
     """
     started = time.monotonic()
     workdir, device = Path(workdir), torch.device(device)
@@ -156,6 +158,8 @@ def pretrain(
         )
     usable_iters = steps_per_epoch * cfg.accum_steps
     total_steps = steps_per_epoch * cfg.epochs
+    if log_every is None:
+        log_every = log_interval(total_steps)
 
     # ---- resume
     step = epoch = batches_done = 0

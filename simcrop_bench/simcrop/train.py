@@ -107,7 +107,7 @@ def run_pretraining(
         from simcrop_bench.simcrop.grounding import GroundingMonitor
 
         monitor = GroundingMonitor(ctrate_root)
-    return pretrain(build, dataset, train, workdir, device=device, log_every=5, monitor=monitor)
+    return pretrain(build, dataset, train, workdir, device=device, monitor=monitor)
 
 
 def _rank_worker(*args: Any) -> None:

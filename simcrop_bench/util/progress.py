@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,10 +21,30 @@ from rich.progress import (
 
 console = Console(stderr=True)
 
+LOG_LINES_ENV = "SIMCROP_BENCH_LOG_LINES"  # periodic log lines per loop (default 20; 0: none)
+DEFAULT_LOG_LINES = 20
+
+
+def log_interval(total: int, lines: int | None = None) -> int:
+    """Log every this many of ``total`` steps so that a loop prints at most ``lines`` lines (0: never).
+
+    ``lines`` defaults to ``$SIMCROP_BENCH_LOG_LINES`` or 20: a paper-scale run must not print
+    tens of thousands of permanent lines, nor a demo run fewer than a handful.
+    """
+    if lines is None:
+        text = os.environ.get(LOG_LINES_ENV, "")
+        try:
+            lines = int(text) if text else DEFAULT_LOG_LINES
+        except ValueError:
+            lines = DEFAULT_LOG_LINES
+    if lines <= 0 or total <= 0:
+        return 0
+    return max(1, math.ceil(total / lines))
+
 
 def log(message: str) -> None:
     """A status line on stderr (kept out of stdout so that tables and CSV can be piped)."""
-    console.print(message, highlight=False)
+    console.print(message, highlight=False, soft_wrap=True)  # piped to a log: one line, not cut at 80 columns
 
 
 @contextmanager

@@ -76,6 +76,12 @@ class ProbeController:
         return self.step_count % self.num_steps == 0 or self.down >= self.patience
 
     @property
+    def max_steps(self) -> int:
+        """Steps at which the run stops unless patience ends it first: the first pass end that is a
+        multiple of ``num_steps``."""
+        return math.lcm(self.steps_per_epoch, self.num_steps)
+
+    @property
     def stop_reason(self) -> str:
         if self.step_count % self.num_steps == 0:
             return "num_steps"
@@ -120,7 +126,8 @@ def train_head(
         ties_improve=kind != "multiclass",
     )
     best = None
-    task = bar.add_task("probe", total=None, status="")
+    # The known upper bound, so that the bar shows a total and an ETA; patience may stop it earlier.
+    task = bar.add_task("probe (at most)", total=controller.max_steps, status="")
     while True:
         for features, targets in batches():
             loss = trainer.update(features, targets)
