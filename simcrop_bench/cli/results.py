@@ -69,9 +69,12 @@ def table(
     reference: str = typer.Option(
         "auto", "--reference", help="Method to test every cell against (auto: simcrop if shown; none: no test)."
     ),
-    alpha: float = typer.Option(0.05, "--alpha", help="Significance level after Holm correction (marked †)."),
-    resamples: int = typer.Option(
-        1000, "--resamples", help="Bootstrap resamples (B) of the paired test and of --cell ci."
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level: † where the Holm-adjusted p is ≤ alpha."),
+    resamples: int = typer.Option(1000, "--resamples", help="Patient-bootstrap resamples (B) of --cell ci."),
+    permutations: int = typer.Option(
+        10_000,
+        "--permutations",
+        help="Random swaps of the paired permutation test (exact below 25 differing patients).",
     ),
     reference_rows: Path | None = typer.Option(
         None, "--reference-rows", help="CSV/YAML of published numbers, shown as italic rows."
@@ -102,6 +105,7 @@ def table(
         reference=reference,
         alpha=alpha,
         n_resamples=resamples,
+        n_permutations=permutations,
         reference_rows=reference_rows,
         split_by=split_by,
     )

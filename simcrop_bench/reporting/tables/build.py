@@ -78,6 +78,7 @@ def build_table(
     reference: str | None = "auto",
     alpha: float = 0.05,
     n_resamples: int = 1000,
+    n_permutations: int = 10_000,  # stats.permutation.DEFAULT_PERMUTATIONS
     reference_rows: Path | str | Sequence[ReferenceRow] | None = None,
     split_by: str | None = None,
     digits: int = 3,
@@ -100,6 +101,8 @@ def build_table(
         raise UserError(f"--alpha must be in (0, 1), got {alpha}")
     if n_resamples < 1:
         raise UserError(f"the number of bootstrap resamples must be positive, got {n_resamples}")
+    if n_permutations < 1:
+        raise UserError(f"--permutations must be positive, got {n_permutations}")
     if isinstance(reference_rows, (str, Path)):
         reference_rows = load_reference_rows(Path(reference_rows))
     loaded = table_cells.load(
@@ -118,7 +121,9 @@ def build_table(
         reference_rows=reference_rows or (),
         kinds=loaded.kinds,
     )
-    stats = table_cells.cell_stats(loaded, frame, grid, reference=reference, alpha=alpha, n_resamples=n_resamples)
+    stats = table_cells.cell_stats(
+        loaded, frame, grid, reference=reference, alpha=alpha, n_resamples=n_resamples, n_permutations=n_permutations
+    )
     add_stats(grid, stats.cells)
     if stats.note:
         grid.notes.insert(0, stats.note)
