@@ -127,7 +127,7 @@ def test_table_sections_render_real_tables_and_note_what_they_cannot_show(tmp_pa
     assert sections["Classification"].startswith('<table class="simcrop-table">')
     assert "No significance marks:" in sections["Classification"] and "†" not in sections["Classification"]
     # Three test cases per segmentation run: too few patients for any test, and the caption says so.
-    assert "not tested against simcrop: 3 or fewer patients" in sections["Segmentation"]
+    assert "not tested against simcrop: the two methods differ on 3 or fewer patients" in sections["Segmentation"]
     assert sections["SimCroP ablations"].startswith('<p class="note">No simcrop ablations table:')
 
 

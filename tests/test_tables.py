@@ -396,23 +396,26 @@ def test_cls_layout_groups_families_and_marks_significance(cls_results: Path) ->
     assert header.index("CC-CCII") < header.index("LUNA16")  # paper column order
     assert "lung_seg" not in md and "LUNA16 lungs" not in md
     assert all(c.endswith("†") for c in cells["mae"]) and all(c.endswith("†") for c in cells["scratch"])
-    assert not any("†" in c for c in cells["clip"] + cells["simcrop"])  # identical predictions: p = 1
+    assert not any("†" in c for c in cells["clip"] + cells["simcrop"])  # identical predictions: not testable
     assert (
-        "† significantly different from SimCroP (paired bootstrap over patients, B=300, "
-        "Holm-corrected, α=0.05, over the 6 comparisons in this table)."
+        "† significantly different from SimCroP (paired permutation test swapping the two methods' predictions "
+        "within patients, exact or B=10000 random swaps, Holm-corrected, p ≤ α=0.05, over the 4 comparisons in "
+        "this table; per-patient differences averaged over the shared seeds). 2 cell(s) not tested against "
+        "simcrop: the two methods differ on 0 or fewer patients"
     ) in md
     assert md.startswith("† significantly") and "Note: synthetic data" in md
 
     explained = {(c["method"], c["column"]): c for c in built.explain()["cells"]}
     clip = explained[("clip", "luna16_cls 100%")]["significance"]
-    assert clip["p_raw"] == 1.0 and clip["p_holm"] == 1.0 and clip["significant"] is False
+    assert clip["p_raw"] is None and clip["significant"] is False and clip["n_discordant"] == 0
+    assert clip["reason"].startswith("the methods differ on 0 patient(s)")
     mae = explained[("mae", "luna16_cls 100%")]["significance"]
     assert mae["p_holm"] < 0.05 and mae["shared_seeds"] == [42, 43, 44] and mae["diff"] < 0
     assert explained[("simcrop", "luna16_cls 100%")]["significance"] is None
 
     latex = built.render("latex")
     assert latex.count(r"\midrule") == 4 and r"\multicolumn{3}{l}{\textit{Vision-language}} \\" in latex
-    assert r"$^\dagger$" in latex and r"Holm-corrected, $\alpha$=0.05" in latex
+    assert r"$^\dagger$" in latex and r"Holm-corrected, p $\le$ $\alpha$=0.05" in latex
 
 
 def test_reference_none_and_explicit_reference(cls_results: Path) -> None:
@@ -461,7 +464,7 @@ def test_explain_lists_exactly_the_three_seed_records(cls_results: Path, tmp_pat
         assert run["git_commit"] == "abc" and run["config_hash"] == record["config_hash"]
         assert run["cell_hash"] == record["cell_hash"]
     assert cell["significance"]["p_raw"] <= cell["significance"]["p_holm"] < 0.05
-    assert data["significance"]["correction"] == "holm" and data["significance"]["family_size"] == 6
+    assert data["significance"]["correction"] == "holm" and data["significance"]["family_size"] == 4
 
 
 def test_cell_ci_uses_record_interval_for_one_seed_and_bootstrap_for_several(cls_results: Path) -> None:
@@ -612,7 +615,7 @@ def test_every_layout_compiles_with_daggers_and_reference_rows(tmp_path: Path, c
 
 @pytest.mark.parametrize("n_patients, marked", [(5, False), (6, True)])
 def test_too_few_patients_are_not_tested(tmp_path: Path, n_patients: int, marked: bool) -> None:
-    """One method better on every patient: with 5 the bootstrap would say p = 0, yet no test can reach 0.05."""
+    """One method better on every patient: with 5 the bootstrap said p = 0, yet no test can reach 0.05 (2/32)."""
     results = tmp_path / "results"
     for method, dice in (("simcrop", 0.9), ("mae", 0.5)):
         path = write_run(results, method, "lung_seg", 100, 42, "good", dice)
@@ -624,10 +627,11 @@ def test_too_few_patients_are_not_tested(tmp_path: Path, n_patients: int, marked
     assert md_cells(md)["mae"][0].endswith("†") is marked
     significance = {c["method"]: c["significance"] for c in built.explain()["cells"]}["mae"]
     if marked:
-        assert significance["p_holm"] < 0.05
+        assert significance["p_holm"] == pytest.approx(2 / 64) and significance["test_method"] == "exact"
     else:
-        assert significance["p_raw"] is None and "5 patient(s): fewer than the 6" in significance["reason"]
-        assert "1 cell(s) not tested against simcrop: 5 or fewer patients" in md
+        assert significance["p_raw"] is None and "differ on 5 patient(s): fewer than the 6" in significance["reason"]
+        assert "1 cell(s) not tested against simcrop: the two methods differ on 5 or fewer patients" in md
+    assert significance["n_discordant"] == n_patients
 
 
 def test_families_read_the_renamed_kind_and_the_one_older_records_store() -> None:
