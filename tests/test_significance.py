@@ -286,3 +286,20 @@ def test_calibration_small_version() -> None:
     assert row.fpr["before"] > 0.05  # the old test, anti-conservative at n = 6
     # With one seed and 6 patients the exact test rejects only when all 6 signs agree: ≤ 2/64.
     assert row.fpr["after"] <= 2 / 64 + 3 * math.sqrt((2 / 64) * (62 / 64) / n)
+
+
+def test_interval_counts_partially_undefined_resamples_per_class_and_warns_under_ten_patients() -> None:
+    from simcrop_bench.stats.bootstrap import draw_groups
+
+    n = 8  # one row per patient; column 1 has a single positive, so most resamples lose it
+    y = np.array([[i % 2, int(i == 0)] for i in range(n)])
+    probs = np.random.default_rng(0).random((n, 2))
+    result = bootstrap_interval("auc", y, probs, np.arange(n), n_resamples=300, seed=5)
+    drawn = draw_groups(n, 300, 5)  # the same draws: count by hand which classes each resample lost
+    lost = np.stack([[len(set(y[row, c])) < 2 for c in range(2)] for row in drawn])
+    partial = lost.any(axis=1) & ~lost.all(axis=1)
+    assert result["n_partially_undefined"] == partial.sum() > 50  # about (7/8)^8 = 34 % of resamples
+    assert result["undefined_by_class"] == {str(c): int(k) for c, k in enumerate(lost.sum(axis=0)) if k}
+    assert result["n_undefined"] == lost.all(axis=1).sum()
+    assert result["warning"].startswith("interval from 8 patient(s), fewer than 10")
+    assert bootstrap_interval("mean", None, np.linspace(0, 1, 12), np.arange(12), n_resamples=50)["warning"] is None
