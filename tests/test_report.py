@@ -147,6 +147,8 @@ def test_mixed_protocols_split_the_table_and_identical_lists_are_named(tmp_path:
     assert classification.startswith('<h3>Classification</h3>\n<table class="simcrop-table">')
     assert "1% (heldout)" in classification and "1% (legacy)" in classification
     assert "Columns are split by protocol" in classification
+    for protocol in ("heldout", "legacy"):  # the table names them too
+        assert f"LUNA16 1% and 10% ({protocol}): identical training lists, so these columns repeat" in classification
     assert html.count("Fractions 1% and 10% trained on identical case lists: their points are one experiment.") == 2
 
 

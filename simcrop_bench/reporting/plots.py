@@ -144,29 +144,6 @@ def metric_board(
     return board
 
 
-def identical_training_lists(records: Sequence[dict], data: EfficiencyData) -> list[tuple[float, ...]]:
-    """Fractions of ``data``'s curve whose runs trained on byte-identical case lists (``train_ids_sha256``).
-
-    E.g. the CT-RATE twin's 1 % and 10 % lists are the same file content: the two points are one
-    experiment. Records without the hash (older runs) are not compared.
-    """
-    from simcrop_bench.reporting.leaderboard import protocol_label
-
-    by_hash: dict[str, set[float]] = {}
-    for record in records:
-        if (
-            record["task"] != data.task
-            or record.get("profile") != data.profile
-            or protocol_label(record) != data.protocol
-            or bool(record.get("synthetic")) != data.synthetic
-        ):
-            continue
-        digest = (record.get("details") or {}).get("train_ids_sha256")
-        if isinstance(digest, str):
-            by_hash.setdefault(digest, set()).add(float(record["fraction"]))
-    return sorted(tuple(sorted(f)) for f in by_hash.values() if len(f) > 1)
-
-
 def efficiency_data(board: pd.DataFrame, task: str) -> EfficiencyData:
     """One line per method over the fractions of ``task``; refuses mixed cells or ambiguous points."""
     rows = board[board["task"] == task]
@@ -527,11 +504,13 @@ def plot_efficiency(
 def decorate(data: EfficiencyData, records: Sequence[dict]) -> None:
     """Add what the records know beyond the leaderboard: method kinds (markers) and identical training lists."""
     from simcrop_bench.reporting.tables.layouts import registry_kinds
+    from simcrop_bench.reporting.training_lists import identical_fractions
 
     kinds = {r["method"]: r["method_kind"] for r in records if isinstance(r.get("method_kind"), str)}
     missing = {s.method for s in data.series} - set(kinds)
     data.kinds = {**registry_kinds(missing), **kinds} if missing else kinds
-    data.identical_lists = identical_training_lists(records, data)
+    key = (data.task, data.profile, data.protocol, data.synthetic)
+    data.identical_lists = identical_fractions(records).get(key, [])
 
 
 def plot_losses(

@@ -121,6 +121,7 @@ def build_table(
         reference_rows=reference_rows or (),
         kinds=loaded.kinds,
     )
+    _note_identical_lists(grid, loaded.records.values())
     stats = table_cells.cell_stats(
         loaded, frame, grid, reference=reference, alpha=alpha, n_resamples=n_resamples, n_permutations=n_permutations
     )
@@ -128,6 +129,23 @@ def build_table(
     if stats.note:
         grid.notes.insert(0, stats.note)
     return PaperTable(grid, digits, table_cells.provenance(loaded, grid, stats))
+
+
+def _note_identical_lists(grid: Grid, records) -> None:
+    """Say which columns of the table trained on the same list of cases (one experiment shown twice)."""
+    from simcrop_bench.reporting.leaderboard import format_fraction
+    from simcrop_bench.reporting.tables.layouts import task_header
+    from simcrop_bench.reporting.training_lists import identical_fractions
+
+    shown = {(c.task, c.fraction) for c in grid.columns}
+    for (task, _, protocol, _), groups in sorted(identical_fractions(records).items()):
+        for group in groups:
+            if sum((task, f) in shown for f in group) > 1:
+                fractions = " and ".join(format_fraction(f) for f in group if (task, f) in shown)
+                grid.notes.append(
+                    f"{task_header(grid.layout, task)} {fractions} ({protocol}): identical training lists, "
+                    "so these columns repeat one experiment."
+                )
 
 
 def render_table(results: Path | str, *, fmt: str = "html", caption: str | None = None, **options) -> str:
