@@ -177,6 +177,7 @@ def _efficiency_html(board: pd.DataFrame, records: list[dict], out: Path, report
         efficiency_figure,
         save_figure,
     )
+    from simcrop_bench.reporting.tables.layouts import display_task, metric_header
 
     parts, single = [], []
     for task, rows in board.groupby("task", sort=True):
@@ -207,11 +208,12 @@ def _efficiency_html(board: pd.DataFrame, records: list[dict], out: Path, report
                 "their points are one experiment."
                 for group in data.identical_lists
             )
+            title, metric = display_task(str(task)), metric_header(data.metric)
             parts.append(
                 tpl.figure(
                     name,
-                    f"{data.metric} vs training fraction for {task}",
-                    f"{task}: {data.metric} vs training fraction ({kind}{label}); methods (seeds): {methods}; "
+                    f"{metric} vs training fraction for {title}",
+                    f"{title} ({task}): {metric} vs training fraction ({kind}{label}); methods (seeds): {methods}; "
                     f"band: {' / '.join(bands) or 'none'}.{same}",
                 )
             )
