@@ -168,6 +168,7 @@ def bench_significance_command(
     simulations: int = typer.Option(1000, "--simulations", help="Simulated test sets per row (and as many for power)."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also write the table as Markdown to this file."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Rows computed in this many processes (same numbers)."),
 ):
     """False-positive rate of the paired tests between equal methods, and power, before and after #14."""
     from simcrop_bench.bench.significance import markdown, run_all
@@ -187,7 +188,7 @@ def bench_significance_command(
             f"power before {row.power['before']:.3f}, after {row.power['after']:.3f} ({row.seconds:.0f} s)"
         )
 
-    rows = run_all(simulations, alpha, progress=progress)
+    rows = run_all(simulations, alpha, progress=progress, jobs=jobs)
     text = markdown(rows)
     out_console.print(text, markup=False, highlight=False)
     if out is not None:
