@@ -667,3 +667,13 @@ def test_families_read_the_renamed_kind_and_the_one_older_records_store() -> Non
         ("Self-supervised (image only)", ("mae",)),
         ("Other", ("mine",)),
     ]
+
+
+def test_intervals_from_few_patients_carry_a_caption_warning(tmp_path: Path) -> None:
+    """Reproducer: an interval was printed for 2 test patients without a warning."""
+    results = tmp_path / "results"
+    for seed in (42, 43):
+        path = write_run(results, "simcrop", "lung_seg", 100, seed, "good", 0.9)
+        write_per_case(path.parent / "per_case.csv", [{"case": f"case{i}", "dice": 0.8 + i / 100} for i in range(5)])
+    md = build_table(results, layout="seg", cell="ci", reference="none", n_resamples=100).render("md")
+    assert "Intervals of 1 cell(s) (lung_seg 100%) rest on 5 patients, fewer than 10" in md

@@ -224,13 +224,18 @@ def cell_stats(
                 None,
                 [
                     note,
-                    f"Intervals of {len(few)} cell(s) ({', '.join(columns)}) rest on {min(n for n, _ in few)}–"
-                    f"{max(n for n, _ in few)} patients, fewer than {MIN_INTERVAL_PATIENTS}: a percentile "
-                    "bootstrap that small undercovers; read them as rough.",
+                    f"Intervals of {len(few)} cell(s) ({', '.join(columns)}) rest on {_span(n for n, _ in few)} "
+                    f"patients, fewer than {MIN_INTERVAL_PATIENTS}: a percentile bootstrap that small "
+                    "undercovers; read them as rough.",
                 ],
             )
         )
     return Stats(dict(stats), ref, alpha, n_resamples, n_permutations, len(compared), note, runs)
+
+
+def _span(values) -> str:
+    values = sorted(values)
+    return str(values[0]) if values[0] == values[-1] else f"{values[0]}–{values[-1]}"
 
 
 def too_few_discordant(n: int, alpha: float) -> str:
