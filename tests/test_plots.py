@@ -320,7 +320,7 @@ def test_no_footnote_and_identical_training_lists(tmp_path: Path) -> None:
     assert data.identical_lists == [(1.0, 10.0)]
     fig = efficiency_figure(data, footnote=False)
     assert not fig.texts and efficiency_figure(data).texts  # the footnote is optional
-    assert fig.axes[0].get_xlabel() == "training fraction\n1% = 10%: identical training lists (one run)"
+    assert fig.axes[0].get_xlabel() == "training fraction\n1% = 10%: same training cases"
     from simcrop_bench.reporting.leaderboard import load_records
 
     decorate(data, [r for r in load_records(root) if r["fraction"] != 10])

@@ -148,8 +148,14 @@ def test_mixed_protocols_split_the_table_and_identical_lists_are_named(tmp_path:
     assert "1% (heldout)" in classification and "1% (legacy)" in classification
     assert "Columns are split by protocol" in classification
     for protocol in ("heldout", "legacy"):  # the table names them too
-        assert f"LUNA16 1% and 10% ({protocol}): identical training lists, so these columns repeat" in classification
-    assert html.count("Fractions 1% and 10% trained on identical case lists: their points are one experiment.") == 2
+        assert f"LUNA16 1% and 10% ({protocol}): identical training lists, so these columns do not" in classification
+    assert (
+        html.count(
+            "Fractions 1% and 10% trained on identical case lists: "
+            "their points do not compare two amounts of training data."
+        )
+        == 2
+    )
 
 
 def test_text_is_escaped(tmp_path: Path) -> None:

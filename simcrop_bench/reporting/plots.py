@@ -262,7 +262,7 @@ def efficiency_figure(data: EfficiencyData, *, footnote: bool = True) -> Figure:
         ax.set_xticklabels([format_fraction(f) for f in ticks])
         xlabel = "training fraction"
         for group in data.identical_lists:
-            xlabel += f"\n{' = '.join(format_fraction(f) for f in group)}: identical training lists (one run)"
+            xlabel += f"\n{' = '.join(format_fraction(f) for f in group)}: same training cases"
         ax.set_xlabel(xlabel)
         if limits is not None:
             bottom, top = ax.get_ylim()

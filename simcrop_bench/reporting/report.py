@@ -205,7 +205,7 @@ def _efficiency_html(board: pd.DataFrame, records: list[dict], out: Path, report
             bands = [BAND_TEXT[b] for b in ("std", "ci") if any(b in s.band for s in data.series)]
             same = "".join(
                 f" Fractions {' and '.join(format_fraction(f) for f in group)} trained on identical case lists: "
-                "their points are one experiment."
+                "their points do not compare two amounts of training data."
                 for group in data.identical_lists
             )
             title, metric = display_task(str(task)), metric_header(data.metric)

@@ -1,7 +1,8 @@
 """Fractions whose runs trained on the same list of cases, found from the records' ``train_ids_sha256``.
 
 On the CT-RATE twin, for example, the 1 % and 10 % lists are byte-identical: the two columns of a
-table, or the two points of an efficiency curve, are then one experiment shown twice. Records without
+table, or the two points of an efficiency curve, then train on the same cases: they do not compare two
+amounts of training data (they may still differ, e.g. in training steps). Records without
 the hash (written before it was recorded) are not compared.
 """
 

@@ -132,7 +132,7 @@ def build_table(
 
 
 def _note_identical_lists(grid: Grid, records) -> None:
-    """Say which columns of the table trained on the same list of cases (one experiment shown twice)."""
+    """Say which columns of the table trained on the same list of cases (the same data amount shown twice)."""
     from simcrop_bench.reporting.leaderboard import format_fraction
     from simcrop_bench.reporting.tables.layouts import task_header
     from simcrop_bench.reporting.training_lists import identical_fractions
@@ -144,7 +144,7 @@ def _note_identical_lists(grid: Grid, records) -> None:
                 fractions = " and ".join(format_fraction(f) for f in group if (task, f) in shown)
                 grid.notes.append(
                     f"{task_header(grid.layout, task)} {fractions} ({protocol}): identical training lists, "
-                    "so these columns repeat one experiment."
+                    "so these columns do not compare two amounts of training data."
                 )
 
 
