@@ -360,13 +360,31 @@ def test_plot_losses_writes_pdf(tmp_path: Path) -> None:
 def test_cli_plot_verbs(results: Path, tmp_path: Path) -> None:
     write_losses(results, "simcrop", "aaaa1111")
     eff = run_cli(
-        "plot", "efficiency", "--task", "lung_seg", "--out", str(tmp_path / "e.png"), "--results", str(results)
+        "plot",
+        "efficiency",
+        "--task",
+        "lung_seg",
+        "--out",
+        str(tmp_path / "e.png"),
+        "--results",
+        str(results),
+        "--no-footnote",
     )
     assert eff.returncode == 0, eff.stderr
     assert "2 methods" in eff.stdout and "synthetic twin" in eff.stdout
     assert (tmp_path / "e.png").read_bytes()[:8] == PNG_MAGIC
     losses = run_cli(
-        "plot", "losses", "--method", "simcrop", "--out", str(tmp_path / "l.png"), "--results", str(results)
+        "plot",
+        "losses",
+        "--method",
+        "simcrop",
+        "--out",
+        str(tmp_path / "l.png"),
+        "--results",
+        str(results),
+        "--smooth",
+        "3",
+        "--no-footnote",
     )
     assert losses.returncode == 0, losses.stderr
     assert (tmp_path / "l.png").is_file()

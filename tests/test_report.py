@@ -127,7 +127,7 @@ def test_footer_names_dirty_flag_versions_and_devices(tmp_path: Path) -> None:
     assert re.search(r"<dt>git commit</dt><dd>[0-9a-f]{40} \((clean|dirty: uncommitted changes)\)</dd>", footer)
     here = package_versions()
     assert f"<dt>torch / MONAI</dt><dd>{here['torch']} / {here['monai']}</dd>" in footer
-    assert "<dt>runs&#x27; devices</dt><dd>NVIDIA H100 (cuda) (1 runs); cpu (26 runs)</dd>" in footer
+    assert "<dt>run devices</dt><dd>NVIDIA H100 (cuda) (1 runs); cpu (26 runs)</dd>" in footer
     assert "2.9.0 / 1.5.1 (1 runs)" in footer and "ffffffffffff (dirty) (1 runs)" in footer
 
 

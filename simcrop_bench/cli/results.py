@@ -133,15 +133,17 @@ def plot_efficiency_command(
     metric: str | None = typer.Option(None, "--metric", help="Metric to plot (default: the task's primary metric)."),
     profile: str | None = typer.Option(None, "--profile", "-p", help="Only this profile."),
     protocol: str | None = typer.Option(None, "--protocol", help="Only this protocol."),
-    footnote: bool = typer.Option(
-        True, "--footnote/--no-footnote", help="Profile/protocol/synthetic note under the axes (off: camera-ready)."
+    no_footnote: bool = typer.Option(
+        False, "--no-footnote", help="Leave out the profile/protocol/synthetic note under the axes (camera-ready)."
     ),
     results: Path = RESULTS_OPTION,
 ):
     """Metric vs training fraction, one line per method: mean over seeds, band ± std (one seed: bootstrap CI)."""
     from simcrop_bench.reporting.plots import plot_efficiency
 
-    data = plot_efficiency(results, task, out, metric=metric, profile=profile, protocol=protocol, footnote=footnote)
+    data = plot_efficiency(
+        results, task, out, metric=metric, profile=profile, protocol=protocol, footnote=not no_footnote
+    )
     typer.echo(
         f"wrote {out} ({len(data.series)} methods, fractions "
         f"{', '.join(f'{f:g}%' for f in data.fractions)}{', synthetic twin' if data.synthetic else ''})"
@@ -159,7 +161,7 @@ def plot_losses_command(
     partial: bool = typer.Option(False, "--partial", help="Also draw pretrainings still in progress."),
     log_y: bool = typer.Option(False, "--log-y", help="Logarithmic loss axis."),
     smooth: int = typer.Option(1, "--smooth", help="Moving average over this many steps (raw curve kept faint)."),
-    footnote: bool = typer.Option(True, "--footnote/--no-footnote", help="Pretraining folder names under the axes."),
+    no_footnote: bool = typer.Option(False, "--no-footnote", help="Leave out the pretraining folder names."),
     results: Path = RESULTS_OPTION,
 ):
     """Pretraining loss curves (each loss component per optimizer step) from results/checkpoints/METHOD/."""
@@ -174,7 +176,7 @@ def plot_losses_command(
         partial=partial,
         log_y=log_y,
         smooth=smooth,
-        footnote=footnote,
+        footnote=not no_footnote,
     )
     typer.echo(f"wrote {out} ({', '.join(run.label for run in runs)})")
 

@@ -286,16 +286,17 @@ def _footer(results: Path, records: list[dict], generated: datetime) -> str:
             counts[str(value)] = counts.get(str(value), 0) + 1
         return "; ".join(f"{value} ({n} runs)" for value, n in sorted(counts.items())) or "unknown"
 
+    # Labels short enough for the footer's label column: a wrapped label shifts every later row.
     items += [
-        ("runs' devices", distinct(p.get("device") or "unknown" for p in provenance)),
+        ("run devices", distinct(p.get("device") or "unknown" for p in provenance)),
         (
-            "runs' torch / MONAI",
+            "run torch / MONAI",
             distinct(
                 f"{(p.get('packages') or {}).get('torch') or '–'} / {(p.get('packages') or {}).get('monai') or '–'}"
                 for p in provenance
             ),
         ),
-        ("runs' commits", distinct(_commit_text(p) for p in provenance)),
+        ("run commits", distinct(_commit_text(p) for p in provenance)),
     ]
     return f"<footer>\n{tpl.definition_list(items)}\n</footer>"
 
