@@ -34,9 +34,11 @@ def write_runs(results: Path, rows) -> None:
     """rows: (method, fraction, [values per seed], extra record fields) -> records under results/runs."""
     for method, fraction, values, *extra in rows:
         for seed, value in enumerate(values, start=42):
-            record = make_record(
-                method=method, fraction=fraction, seed=seed, value=value, **(extra[0] if extra else {})
-            )
+            fields = dict(extra[0]) if extra else {}
+            details = fields.pop("details", None)
+            record = make_record(method=method, fraction=fraction, seed=seed, value=value, **fields)
+            if details is not None:
+                record["details"] = details
             record["intervals"] = {"dice": {"low": value - 0.05, "high": value + 0.04}}
             write_record(results, record)
 
@@ -119,13 +121,15 @@ def test_figure_has_one_line_per_method_with_the_data(results: Path) -> None:
     ax = fig.axes[0]
 
     lines = {line.get_label(): line for line in ax.get_lines()}
-    assert sorted(lines) == ["scratch", "simcrop"]
+    assert sorted(lines) == ["scratch (n=2–3)", "simcrop (n=1)"]  # legend: method and its seeds
     for series in data.series:
-        assert list(lines[series.method].get_xdata()) == series.fractions
-        assert list(lines[series.method].get_ydata()) == pytest.approx(series.mean)
+        assert list(lines[f"{series.method} ({series.seeds_text})"].get_xdata()) == series.fractions
+        assert list(lines[f"{series.method} ({series.seeds_text})"].get_ydata()) == pytest.approx(series.mean)
     assert ax.get_xscale() == "log"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1%", "10%", "100%"]
-    assert "synthetic twin" in ax.get_title()
+    assert ax.get_title() == "LUNA16 lungs (synthetic twin)" and ax.get_ylabel() == "Dice ↑"  # the tables' names
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "band: ± 1 std over seeds (n ≥ 2)" in legend and "band: 95 % patient-bootstrap CI (n = 1)" in legend
     # A paper column: 3.5 in wide, nothing smaller than 7 pt.
     assert fig.get_figwidth() == pytest.approx(FIG_WIDTH_IN)
     sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
@@ -249,11 +253,78 @@ def test_loss_figure_lines(tmp_path: Path) -> None:
     runs = [read_loss_run(write_losses(tmp_path, "mae", key)) for key in ("aaaa1111", "bbbb2222")]
     ax = loss_figure(runs).axes[0]
     labels = [line.get_label() for line in ax.get_lines()]
-    assert len(labels) == 6 and "loss_mim mae/aaaa1111" in labels
+    assert len(labels) == 6 and "masked image modelling (run 1)" in labels and "total loss (run 2)" in labels
     first = ax.get_lines()[0]
     assert list(first.get_xdata()) == [1, 2, 3, 4, 5]
     assert list(first.get_ydata()) == pytest.approx([3, 1.5, 1, 0.75, 0.6])
-    assert "synthetic twin" in ax.get_title()
+    assert ax.get_title() == "mae pretraining (synthetic twin)"  # no hash in the title: it is in the footnote
+    assert ax.get_ylabel() == "loss (each component, unweighted)"
+    assert [t.get_text() for t in loss_figure(runs).texts] == ["run 1: mae/aaaa1111\nrun 2: mae/bbbb2222"]
+    assert not loss_figure(runs, footnote=False).texts
+
+
+def test_loss_smoothing_is_a_trailing_nan_aware_mean(tmp_path: Path) -> None:
+    from simcrop_bench.reporting.plots import smoothed
+
+    assert smoothed([1.0, 3.0, math.nan, 5.0], 2) == pytest.approx([1.0, 2.0, 3.0, 5.0])
+    run = read_loss_run(write_losses(tmp_path, "mae", "aaaa1111"))
+    ax = loss_figure([run], smooth=3).axes[0]
+    labelled = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+    assert [line.get_label() for line in labelled] == [
+        "total loss",
+        "masked image modelling",
+        "masked report modelling",
+    ]
+    assert list(labelled[0].get_ydata()) == pytest.approx([3, 2.25, 11 / 6, 13 / 12, 2.35 / 3])
+    assert len(ax.get_lines()) == 6  # the raw curves stay, faint and unlabelled
+    assert ax.get_ylabel().endswith("3-step moving average")
+
+
+def test_efficiency_band_is_clipped_and_styles_do_not_depend_on_the_other_methods(tmp_path: Path) -> None:
+    """Reproducers: a ± std band drawn above AUROC 1.0; scratch blue in one figure, orange in the next."""
+    import numpy as np
+
+    root = tmp_path / "results"
+    write_runs(root, [("scratch", 10, [0.90, 0.99, 1.0]), ("scratch", 100, [0.95, 1.0, 0.93])])
+    write_runs(root, [("mae", 10, [0.5, 0.6]), ("mae", 100, [0.7, 0.8])])
+    both = efficiency_data(metric_board(root, "lung_seg"), "lung_seg")
+    alone = efficiency_data(metric_board(root, "lung_seg").query("method == 'scratch'"), "lung_seg")
+
+    def drawn(data):
+        ax = efficiency_figure(data).axes[0]
+        lines = {line.get_label().split(" ")[0]: (line.get_color(), line.get_marker()) for line in ax.get_lines()}
+        tops = [np.max(c.get_paths()[0].vertices[:, 1]) for c in ax.collections]
+        return lines, tops, ax.get_ylim()
+
+    lines_both, tops, ylim = drawn(both)
+    lines_alone, _, _ = drawn(alone)
+    assert lines_both["scratch"] == lines_alone["scratch"] == ("#7f7f7f", "v")  # kind "" in the test records: "other"
+    assert lines_both["mae"] != lines_both["scratch"]
+    assert max(tops) <= 1.0 and ylim[1] <= 1.0  # the 0.963 ± 0.055 band stops at 1
+
+
+def test_no_footnote_and_identical_training_lists(tmp_path: Path) -> None:
+    from simcrop_bench.reporting.plots import decorate
+
+    root = tmp_path / "results"
+    write_runs(
+        root,
+        [
+            ("scratch", 1, [0.6], {"details": {"train_ids_sha256": "same"}}),
+            ("scratch", 10, [0.6], {"details": {"train_ids_sha256": "same"}}),
+            ("scratch", 100, [0.8], {"details": {"train_ids_sha256": "all"}}),
+        ],
+    )
+    out = tmp_path / "curve.png"
+    data = plot_efficiency(root, "lung_seg", out, footnote=False)
+    assert data.identical_lists == [(1.0, 10.0)]
+    fig = efficiency_figure(data, footnote=False)
+    assert not fig.texts and efficiency_figure(data).texts  # the footnote is optional
+    assert fig.axes[0].get_xlabel() == "training fraction\n1% = 10%: same training cases"
+    from simcrop_bench.reporting.leaderboard import load_records
+
+    decorate(data, [r for r in load_records(root) if r["fraction"] != 10])
+    assert data.identical_lists == []
 
 
 def test_pretraining_folders_and_errors(tmp_path: Path) -> None:
@@ -289,13 +360,31 @@ def test_plot_losses_writes_pdf(tmp_path: Path) -> None:
 def test_cli_plot_verbs(results: Path, tmp_path: Path) -> None:
     write_losses(results, "simcrop", "aaaa1111")
     eff = run_cli(
-        "plot", "efficiency", "--task", "lung_seg", "--out", str(tmp_path / "e.png"), "--results", str(results)
+        "plot",
+        "efficiency",
+        "--task",
+        "lung_seg",
+        "--out",
+        str(tmp_path / "e.png"),
+        "--results",
+        str(results),
+        "--no-footnote",
     )
     assert eff.returncode == 0, eff.stderr
     assert "2 methods" in eff.stdout and "synthetic twin" in eff.stdout
     assert (tmp_path / "e.png").read_bytes()[:8] == PNG_MAGIC
     losses = run_cli(
-        "plot", "losses", "--method", "simcrop", "--out", str(tmp_path / "l.png"), "--results", str(results)
+        "plot",
+        "losses",
+        "--method",
+        "simcrop",
+        "--out",
+        str(tmp_path / "l.png"),
+        "--results",
+        str(results),
+        "--smooth",
+        "3",
+        "--no-footnote",
     )
     assert losses.returncode == 0, losses.stderr
     assert (tmp_path / "l.png").is_file()

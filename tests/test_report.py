@@ -110,6 +110,54 @@ def test_report_contents(tmp_path: Path) -> None:
     assert not re.search(r"(src|href)=\"(https?:)?//", html)
 
 
+def test_footer_names_dirty_flag_versions_and_devices(tmp_path: Path) -> None:
+    from simcrop_bench.run.provenance import package_versions
+
+    results = build_results(tmp_path / "results")
+    record = make_record(method="scratch", task="luna16_cls", fraction=100, value=0.7, metric="auc")
+    record["provenance"] = {
+        "git_commit": "f" * 40,
+        "git_dirty": True,
+        "device": "NVIDIA H100 (cuda)",
+        "packages": {"torch": "2.9.0", "monai": "1.5.1"},
+    }
+    write_record(results, record)
+    html = build_report(results, tmp_path / "report").index.read_text(encoding="utf-8")
+    footer = html[html.index("<footer>") :]
+    assert re.search(r"<dt>git commit</dt><dd>[0-9a-f]{40} \((clean|dirty: uncommitted changes)\)</dd>", footer)
+    here = package_versions()
+    assert f"<dt>torch / MONAI</dt><dd>{here['torch']} / {here['monai']}</dd>" in footer
+    assert "<dt>run devices</dt><dd>NVIDIA H100 (cuda) (1 runs); cpu (26 runs)</dd>" in footer
+    assert "2.9.0 / 1.5.1 (1 runs)" in footer and "ffffffffffff (dirty) (1 runs)" in footer
+
+
+def test_mixed_protocols_split_the_table_and_identical_lists_are_named(tmp_path: Path) -> None:
+    """Reproducers: the report dropped the classification table when a column mixed probe protocols;
+    two fractions trained on one list were drawn as two points without a word."""
+    results = tmp_path / "results"
+    for method, protocol in (("scratch", "heldout"), ("mae", "legacy")):
+        for fraction in (1, 10):
+            record = make_record(
+                method=method, task="luna16_cls", fraction=fraction, value=0.6, metric="auc", protocol=protocol
+            )
+            record["details"] = {"train_ids_sha256": "one list"}
+            write_record(results, record)
+    html = build_report(results, tmp_path / "report").index.read_text(encoding="utf-8")
+    classification = html[html.index("<h3>Classification</h3>") : html.index("<h3>Segmentation</h3>")]
+    assert classification.startswith('<h3>Classification</h3>\n<table class="simcrop-table">')
+    assert "1% (heldout)" in classification and "1% (legacy)" in classification
+    assert "Columns are split by protocol" in classification
+    for protocol in ("heldout", "legacy"):  # the table names them too
+        assert f"LUNA16 1% and 10% ({protocol}): identical training lists, so these columns do not" in classification
+    assert (
+        html.count(
+            "Fractions 1% and 10% trained on identical case lists: "
+            "their points do not compare two amounts of training data."
+        )
+        == 2
+    )
+
+
 def test_text_is_escaped(tmp_path: Path) -> None:
     results = tmp_path / "results"
     for fraction in (10, 100):
@@ -127,7 +175,7 @@ def test_table_sections_render_real_tables_and_note_what_they_cannot_show(tmp_pa
     assert sections["Classification"].startswith('<table class="simcrop-table">')
     assert "No significance marks:" in sections["Classification"] and "†" not in sections["Classification"]
     # Three test cases per segmentation run: too few patients for any test, and the caption says so.
-    assert "not tested against simcrop: 3 or fewer patients" in sections["Segmentation"]
+    assert "not tested against simcrop: the two methods differ on 3 or fewer patients" in sections["Segmentation"]
     assert sections["SimCroP ablations"].startswith('<p class="note">No simcrop ablations table:')
 
 

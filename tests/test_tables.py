@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -58,13 +59,14 @@ def table_agg(rows, **common):
     return aggregate(records_frame(records))
 
 
-def md_cells(text: str) -> dict[str, list[str]]:
-    """Markdown table -> {method: [cell, ...]} (body rows only)."""
+def md_cells(text: str, seeds: bool = False) -> dict[str, list[str]]:
+    """Markdown table -> {method: [cell, ...]} (body rows only); without ``seeds`` the " (n=3)" and
+    single-seed "§" after each value are dropped (tests of the seed marks pass ``seeds=True``)."""
     lines = [line for line in text.splitlines() if line.startswith("|")]
     out = {}
     for line in lines[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        out[cells[0]] = cells[1:]
+        out[cells[0]] = cells[1:] if seeds else [re.sub(r" \(n=\d+\)§?", "", c) for c in cells[1:]]
     return out
 
 
@@ -91,7 +93,7 @@ def test_markdown_layout_and_marks(mixed_agg) -> None:
     lines = [line for line in text.splitlines() if line.startswith("|")]
 
     # Two-level header: tasks (alphabetical) in the header, fractions below.
-    assert lines[0] == "| Method | lung_hd (hd95 ↓) | lung_seg (dice ↑) |  |"
+    assert lines[0] == "| Method | lung_hd (hd95 ↓) | lung_seg (Dice ↑) |  |"
     assert lines[2] == "|  | 100% | 10% | 100% |"
     cells = md_cells(text)
     assert list(cells) == ["", "mae", "scratch", "simcrop"]
@@ -115,13 +117,13 @@ def test_latex_layout_and_marks(mixed_agg) -> None:
     for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
         assert text.count(rule) == 1
     assert r"\multicolumn{1}{c}{lung\_hd (hd95 $\downarrow$)}" in text
-    assert r"\multicolumn{2}{c}{lung\_seg (dice $\uparrow$)}" in text
+    assert r"\multicolumn{2}{c}{lung\_seg (Dice $\uparrow$)}" in text
     assert r"\cmidrule(lr){2-2} \cmidrule(lr){3-4}" in text
     assert r" & 100\% & 10\% & 100\% \\" in text
     assert r"\textbf{0.82 $\pm$ 0.02}" in text
     assert r"\underline{0.72 $\pm$ 0.02}" in text
     assert r"\textbf{5.00}" in text and r"\underline{7.00}" in text
-    assert r"\caption{Main results. Note: synthetic data" in text
+    assert r"\caption{Main results. \S{} one seed (n=1): no spread over seeds. Note: synthetic data" in text
 
 
 def test_ties_share_best_and_leave_no_second() -> None:
@@ -162,7 +164,7 @@ def test_values_equal_when_printed_are_tied() -> None:
     assert cells["a"] == cells["b"] == ["**0.900**"]
 
 
-def test_single_value_column_is_bold_and_missing_cells_dashed() -> None:
+def test_single_value_column_is_not_marked_and_missing_cells_dashed() -> None:
     agg = table_agg(
         [
             ("a", "t", 10, [0.5]),
@@ -174,10 +176,10 @@ def test_single_value_column_is_bold_and_missing_cells_dashed() -> None:
     md = md_cells(paper_table(agg, fmt="md"))
     latex = paper_table(agg, fmt="latex")
 
-    assert md["a"] == ["**0.500**", "<u>0.600</u>"]
+    assert md["a"] == ["0.500", "<u>0.600</u>"]  # alone in its column: nothing to be best against
     assert md["b"] == ["–", "**0.700**"]
-    assert r"b & -- & \textbf{0.700} \\" in latex
-    assert "underline{0.500}" not in latex
+    assert r"b & -- & \textbf{0.700}$_{n=1}$\S{} \\" in latex
+    assert "underline{0.500}" not in latex and "textbf{0.500}" not in latex
 
 
 def test_method_order() -> None:
@@ -248,14 +250,35 @@ def test_latex_escaping_and_real_data_has_no_note() -> None:
 
     assert r"sim\_crop \& co" in text and r"100\%\textasciitilde{}x" in text
     assert r"lung\_seg\#1" in text
-    assert r"\caption{R\_1 \{draft\} \$x\$}" in text
+    assert r"\caption{R\_1 \{draft\} \$x\$. \S{} one seed (n=1): no spread over seeds.}" in text
     assert "synthetic" not in text
-    assert "\\caption" not in paper_table(agg, fmt="latex")
+    assert r"\textbf{0.500}$_{n=1}$\S{}" in text
 
 
 def test_synthetic_note_without_caption(mixed_agg) -> None:
-    assert paper_table(mixed_agg, fmt="md").startswith("Note: synthetic data")
-    assert r"\caption{Note: synthetic data" in paper_table(mixed_agg, fmt="latex")
+    assert "Note: synthetic data" in paper_table(mixed_agg, fmt="md").split("\n")[0]
+    assert r"no spread over seeds. Note: synthetic data" in paper_table(mixed_agg, fmt="latex")
+
+
+def test_every_cell_shows_its_seeds_and_only_comparable_cells_are_ranked() -> None:
+    """Reproducer: a 1-seed 1.000 was ranked above 0.857 ± 0.124 over 3 seeds, with no n shown;
+    a column with one method marked it bold."""
+    agg = table_agg(
+        [
+            ("scratch", "ctrate_cls", 1, [1.0]),
+            ("mae", "ctrate_cls", 1, [0.8, 0.9, 0.85]),
+            ("simcrop", "ctrate_cls", 1, [0.7, 0.8, 0.75]),
+            ("simcrop", "ctrate_cls", 10, [0.9, 0.95, 0.92]),
+        ]
+    )
+    text = paper_table(agg, fmt="md")
+    cells = md_cells(text, seeds=True)
+    assert cells["scratch"][0] == "1.000 (n=1)§"  # not bold although the highest
+    assert cells["mae"][0] == "**0.850 ± 0.050** (n=3)" and cells["simcrop"][0] == "<u>0.750 ± 0.050</u> (n=3)"
+    assert cells["simcrop"][1] == "0.923 ± 0.025 (n=3)"  # alone in its column: no mark
+    assert "§ one seed (n=1)" in text and "compare only the cells with their column's largest n" in text
+    html = paper_table(agg, fmt="html")
+    assert '<sub class="n" title="seeds">n=3</sub>' in html and "<strong>0.850 ± 0.050</strong>" in html
 
 
 def test_markdown_escapes_pipes() -> None:
@@ -392,27 +415,30 @@ def test_cls_layout_groups_families_and_marks_significance(cls_results: Path) ->
         "simcrop",
     ]
     header = md.splitlines()[2]
-    assert "LUNA16 (auc ↑)" in header and "CC-CCII (accuracy ↑)" in header
+    assert "LUNA16 (AUROC ↑)" in header and "CC-CCII (Accuracy ↑)" in header
     assert header.index("CC-CCII") < header.index("LUNA16")  # paper column order
     assert "lung_seg" not in md and "LUNA16 lungs" not in md
     assert all(c.endswith("†") for c in cells["mae"]) and all(c.endswith("†") for c in cells["scratch"])
-    assert not any("†" in c for c in cells["clip"] + cells["simcrop"])  # identical predictions: p = 1
+    assert not any("†" in c for c in cells["clip"] + cells["simcrop"])  # identical predictions: not testable
     assert (
-        "† significantly different from SimCroP (paired bootstrap over patients, B=300, "
-        "Holm-corrected, α=0.05, over the 6 comparisons in this table)."
+        "† significantly different from SimCroP (paired permutation test swapping the two methods' predictions "
+        "within patients, exact or B=10000 random swaps, Holm-corrected, p ≤ α=0.05, over the 4 comparisons in "
+        "this table; per-patient differences averaged over the shared seeds). 2 cell(s) not tested against "
+        "simcrop: the two methods differ on 0 or fewer patients"
     ) in md
     assert md.startswith("† significantly") and "Note: synthetic data" in md
 
     explained = {(c["method"], c["column"]): c for c in built.explain()["cells"]}
     clip = explained[("clip", "luna16_cls 100%")]["significance"]
-    assert clip["p_raw"] == 1.0 and clip["p_holm"] == 1.0 and clip["significant"] is False
+    assert clip["p_raw"] is None and clip["significant"] is False and clip["n_discordant"] == 0
+    assert clip["reason"].startswith("the methods differ on 0 patient(s)")
     mae = explained[("mae", "luna16_cls 100%")]["significance"]
     assert mae["p_holm"] < 0.05 and mae["shared_seeds"] == [42, 43, 44] and mae["diff"] < 0
     assert explained[("simcrop", "luna16_cls 100%")]["significance"] is None
 
     latex = built.render("latex")
     assert latex.count(r"\midrule") == 4 and r"\multicolumn{3}{l}{\textit{Vision-language}} \\" in latex
-    assert r"$^\dagger$" in latex and r"Holm-corrected, $\alpha$=0.05" in latex
+    assert r"$^\dagger$" in latex and r"Holm-corrected, p $\le$ $\alpha$=0.05" in latex
 
 
 def test_reference_none_and_explicit_reference(cls_results: Path) -> None:
@@ -461,7 +487,7 @@ def test_explain_lists_exactly_the_three_seed_records(cls_results: Path, tmp_pat
         assert run["git_commit"] == "abc" and run["config_hash"] == record["config_hash"]
         assert run["cell_hash"] == record["cell_hash"]
     assert cell["significance"]["p_raw"] <= cell["significance"]["p_holm"] < 0.05
-    assert data["significance"]["correction"] == "holm" and data["significance"]["family_size"] == 6
+    assert data["significance"]["correction"] == "holm" and data["significance"]["family_size"] == 4
 
 
 def test_cell_ci_uses_record_interval_for_one_seed_and_bootstrap_for_several(cls_results: Path) -> None:
@@ -612,7 +638,7 @@ def test_every_layout_compiles_with_daggers_and_reference_rows(tmp_path: Path, c
 
 @pytest.mark.parametrize("n_patients, marked", [(5, False), (6, True)])
 def test_too_few_patients_are_not_tested(tmp_path: Path, n_patients: int, marked: bool) -> None:
-    """One method better on every patient: with 5 the bootstrap would say p = 0, yet no test can reach 0.05."""
+    """One method better on every patient: with 5 the bootstrap said p = 0, yet no test can reach 0.05 (2/32)."""
     results = tmp_path / "results"
     for method, dice in (("simcrop", 0.9), ("mae", 0.5)):
         path = write_run(results, method, "lung_seg", 100, 42, "good", dice)
@@ -624,10 +650,11 @@ def test_too_few_patients_are_not_tested(tmp_path: Path, n_patients: int, marked
     assert md_cells(md)["mae"][0].endswith("†") is marked
     significance = {c["method"]: c["significance"] for c in built.explain()["cells"]}["mae"]
     if marked:
-        assert significance["p_holm"] < 0.05
+        assert significance["p_holm"] == pytest.approx(2 / 64) and significance["test_method"] == "exact"
     else:
-        assert significance["p_raw"] is None and "5 patient(s): fewer than the 6" in significance["reason"]
-        assert "1 cell(s) not tested against simcrop: 5 or fewer patients" in md
+        assert significance["p_raw"] is None and "differ on 5 patient(s): fewer than the 6" in significance["reason"]
+        assert "1 cell(s) not tested against simcrop: the two methods differ on 5 or fewer patients" in md
+    assert significance["n_discordant"] == n_patients
 
 
 def test_families_read_the_renamed_kind_and_the_one_older_records_store() -> None:
@@ -640,3 +667,13 @@ def test_families_read_the_renamed_kind_and_the_one_older_records_store() -> Non
         ("Self-supervised (image only)", ("mae",)),
         ("Other", ("mine",)),
     ]
+
+
+def test_intervals_from_few_patients_carry_a_caption_warning(tmp_path: Path) -> None:
+    """Reproducer: an interval was printed for 2 test patients without a warning."""
+    results = tmp_path / "results"
+    for seed in (42, 43):
+        path = write_run(results, "simcrop", "lung_seg", 100, seed, "good", 0.9)
+        write_per_case(path.parent / "per_case.csv", [{"case": f"case{i}", "dice": 0.8 + i / 100} for i in range(5)])
+    md = build_table(results, layout="seg", cell="ci", reference="none", n_resamples=100).render("md")
+    assert "Intervals of 1 cell(s) (lung_seg 100%) rest on 5 patients, fewer than 10" in md

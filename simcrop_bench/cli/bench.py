@@ -161,3 +161,36 @@ def bench_prepare_command(
         f"scaling 1 → 2 workers: {one / two:.2f}× the throughput (linear: 2×) on {available_cores()} core(s) "
         "that other work may share; worker start-up included"
     )
+
+
+@bench_app.command("significance")
+def bench_significance_command(
+    simulations: int = typer.Option(1000, "--simulations", help="Simulated test sets per row (and as many for power)."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Also write the table as Markdown to this file."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Rows computed in this many processes (same numbers)."),
+):
+    """False-positive rate of the paired tests between equal methods, and power, before and after #14."""
+    from simcrop_bench.bench.significance import markdown, run_all
+    from simcrop_bench.errors import UserError
+    from simcrop_bench.util.atomic import write_text
+
+    if simulations < 1 or not 0 < alpha < 1:
+        raise UserError(
+            f"bench significance: --simulations must be ≥ 1 and --alpha in (0, 1), got {simulations}, {alpha}"
+        )
+    out_console = console()
+
+    def progress(row) -> None:
+        out_console.print(
+            f"{row.scenario.name}, {row.scenario.n_patients} patients, {row.n_seeds} seed(s): "
+            f"FPR before {row.fpr['before']:.3f}, after {row.fpr['after']:.3f}; "
+            f"power before {row.power['before']:.3f}, after {row.power['after']:.3f} ({row.seconds:.0f} s)"
+        )
+
+    rows = run_all(simulations, alpha, progress=progress, jobs=jobs)
+    text = markdown(rows)
+    out_console.print(text, markup=False, highlight=False)
+    if out is not None:
+        write_text(out, text + "\n")
+        typer.echo(f"wrote {out}", err=True)

@@ -69,9 +69,12 @@ def table(
     reference: str = typer.Option(
         "auto", "--reference", help="Method to test every cell against (auto: simcrop if shown; none: no test)."
     ),
-    alpha: float = typer.Option(0.05, "--alpha", help="Significance level after Holm correction (marked †)."),
-    resamples: int = typer.Option(
-        1000, "--resamples", help="Bootstrap resamples (B) of the paired test and of --cell ci."
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level: † where the Holm-adjusted p is ≤ alpha."),
+    resamples: int = typer.Option(1000, "--resamples", help="Patient-bootstrap resamples (B) of --cell ci."),
+    permutations: int = typer.Option(
+        10_000,
+        "--permutations",
+        help="Random swaps of the paired permutation test (exact below 25 differing patients).",
     ),
     reference_rows: Path | None = typer.Option(
         None, "--reference-rows", help="CSV/YAML of published numbers, shown as italic rows."
@@ -102,6 +105,7 @@ def table(
         reference=reference,
         alpha=alpha,
         n_resamples=resamples,
+        n_permutations=permutations,
         reference_rows=reference_rows,
         split_by=split_by,
     )
@@ -129,12 +133,17 @@ def plot_efficiency_command(
     metric: str | None = typer.Option(None, "--metric", help="Metric to plot (default: the task's primary metric)."),
     profile: str | None = typer.Option(None, "--profile", "-p", help="Only this profile."),
     protocol: str | None = typer.Option(None, "--protocol", help="Only this protocol."),
+    no_footnote: bool = typer.Option(
+        False, "--no-footnote", help="Leave out the profile/protocol/synthetic note under the axes (camera-ready)."
+    ),
     results: Path = RESULTS_OPTION,
 ):
     """Metric vs training fraction, one line per method: mean over seeds, band ± std (one seed: bootstrap CI)."""
     from simcrop_bench.reporting.plots import plot_efficiency
 
-    data = plot_efficiency(results, task, out, metric=metric, profile=profile, protocol=protocol)
+    data = plot_efficiency(
+        results, task, out, metric=metric, profile=profile, protocol=protocol, footnote=not no_footnote
+    )
     typer.echo(
         f"wrote {out} ({len(data.series)} methods, fractions "
         f"{', '.join(f'{f:g}%' for f in data.fractions)}{', synthetic twin' if data.synthetic else ''})"
@@ -151,13 +160,23 @@ def plot_losses_command(
     ),
     partial: bool = typer.Option(False, "--partial", help="Also draw pretrainings still in progress."),
     log_y: bool = typer.Option(False, "--log-y", help="Logarithmic loss axis."),
+    smooth: int = typer.Option(1, "--smooth", help="Moving average over this many steps (raw curve kept faint)."),
+    no_footnote: bool = typer.Option(False, "--no-footnote", help="Leave out the pretraining folder names."),
     results: Path = RESULTS_OPTION,
 ):
     """Pretraining loss curves (each loss component per optimizer step) from results/checkpoints/METHOD/."""
     from simcrop_bench.reporting.plots import plot_losses
 
     runs = plot_losses(
-        results, method, out, pretrain_hash=pretrain_hash, components=component or None, partial=partial, log_y=log_y
+        results,
+        method,
+        out,
+        pretrain_hash=pretrain_hash,
+        components=component or None,
+        partial=partial,
+        log_y=log_y,
+        smooth=smooth,
+        footnote=not no_footnote,
     )
     typer.echo(f"wrote {out} ({', '.join(run.label for run in runs)})")
 

@@ -65,6 +65,11 @@ class EfficiencySeries:
     n_seeds: list[int]
     band: list[str]  # per point: "std" (≥2 seeds), "ci" (one seed, bootstrap interval) or "none"
 
+    @property
+    def seeds_text(self) -> str:
+        low, high = min(self.n_seeds), max(self.n_seeds)
+        return f"n={low}" if low == high else f"n={low}–{high}"
+
 
 @dataclass
 class EfficiencyData:
@@ -75,6 +80,9 @@ class EfficiencyData:
     protocol: str
     synthetic: bool
     series: list[EfficiencySeries] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)  # method -> registry kind (marker by family)
+    # Groups of fractions whose runs trained on the same list of cases (one run shown as several points).
+    identical_lists: list[tuple[float, ...]] = field(default_factory=list)
 
     @property
     def fractions(self) -> list[float]:
@@ -96,7 +104,13 @@ class LossRun:
 
 
 def metric_board(
-    results: Path, task: str, metric: str | None = None, *, profile: str | None = None, protocol: str | None = None
+    results: Path,
+    task: str,
+    metric: str | None = None,
+    *,
+    profile: str | None = None,
+    protocol: str | None = None,
+    records: list[dict] | None = None,
 ) -> pd.DataFrame:
     """The aggregated leaderboard of ``task``; ``metric`` other than the primary one is averaged the same way.
 
@@ -105,7 +119,7 @@ def metric_board(
     """
     from simcrop_bench.reporting import leaderboard as lb
 
-    records = [r for r in lb.load_records(results) if r["task"] == task]
+    records = [r for r in (lb.load_records(results) if records is None else records) if r["task"] == task]
     if not records:
         raise UserError(f"{results}: no run records for task {task!r}")
     secondary = False
@@ -180,17 +194,64 @@ def efficiency_data(board: pd.DataFrame, task: str) -> EfficiencyData:
     return data
 
 
-def efficiency_figure(data: EfficiencyData) -> Figure:
+def metric_range(metric: str) -> tuple[float, float] | None:
+    """The values a metric can take, for clipping bands (None: unbounded, e.g. HD95 in mm)."""
+    bounded = ("auc", "auc_ovr", "accuracy", "dice", "f1_micro", "f1_macro", "selection_dice")
+    return (0.0, 1.0) if metric in bounded else None
+
+
+BAND_TEXT = {"std": "± 1 std over seeds (n ≥ 2)", "ci": "95 % patient-bootstrap CI (n = 1)"}
+
+
+def efficiency_figure(data: EfficiencyData, *, footnote: bool = True) -> Figure:
+    """One line per method (fixed colour and marker, :mod:`.styles`), bands clipped to the metric's range.
+
+    The legend gives each method's seed count and the band meaning(s); single-seed bootstrap bands are
+    hatched so that they cannot be read as a spread over seeds. Fractions trained on identical lists
+    are named in the x label. ``footnote=False`` leaves out the text under the axes (camera-ready).
+    """
     import matplotlib
+    import numpy as np
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, PNG through Agg
+    from matplotlib.patches import Patch
     from matplotlib.ticker import FixedLocator, NullLocator
 
+    from simcrop_bench.reporting.styles import method_style
+    from simcrop_bench.reporting.tables.layouts import display_task, metric_header
+
+    limits = metric_range(data.metric)
     with matplotlib.rc_context(_STYLE):
         fig = Figure(figsize=(FIG_WIDTH_IN, FIG_HEIGHT_IN), layout="constrained")
         ax = fig.add_subplot()
         for series in data.series:
-            (line,) = ax.plot(series.fractions, series.mean, marker="o", label=series.method)
-            ax.fill_between(series.fractions, series.low, series.high, color=line.get_color(), alpha=0.18, linewidth=0)
+            style = method_style(series.method, data.kinds)
+            x = np.asarray(series.fractions)
+            low, high = np.asarray(series.low, dtype=float), np.asarray(series.high, dtype=float)
+            if limits is not None:
+                low, high = np.clip(low, *limits), np.clip(high, *limits)
+            ax.plot(
+                x,
+                series.mean,
+                marker=style.marker,
+                color=style.color,
+                label=f"{series.method} ({series.seeds_text})",
+                clip_on=False,
+                zorder=3,
+            )
+            for kind in ("std", "ci"):
+                where = np.array([b == kind for b in series.band])
+                if where.any():
+                    ax.fill_between(
+                        x,
+                        low,
+                        high,
+                        where=where,
+                        interpolate=False,
+                        color=style.color,
+                        alpha=0.18 if kind == "std" else 0.10,
+                        hatch=None if kind == "std" else "////",
+                        linewidth=0,
+                    )
         ticks = data.fractions
         if len(ticks) > 1 and min(ticks) > 0:
             ax.set_xscale("log")
@@ -199,25 +260,30 @@ def efficiency_figure(data: EfficiencyData) -> Figure:
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticklabels([format_fraction(f) for f in ticks])
-        ax.set_xlabel("training fraction")
+        xlabel = "training fraction"
+        for group in data.identical_lists:
+            xlabel += f"\n{' = '.join(format_fraction(f) for f in group)}: same training cases"
+        ax.set_xlabel(xlabel)
+        if limits is not None:
+            bottom, top = ax.get_ylim()
+            ax.set_ylim(max(bottom, limits[0]), min(top, limits[1]))
         arrow = {True: " ↑", False: " ↓", None: ""}[data.higher_is_better]
-        ax.set_ylabel(f"{data.metric}{arrow}")
-        title = data.task + (f" ({SYNTHETIC_LABEL})" if data.synthetic else "")
-        ax.set_title(title)
+        ax.set_ylabel(f"{metric_header(data.metric)}{arrow}")
+        ax.set_title(display_task(data.task) + (f" ({SYNTHETIC_LABEL})" if data.synthetic else ""))
         ax.grid(True, linewidth=0.4, alpha=0.5)
-        ax.legend(loc="best", frameon=True, framealpha=0.85, edgecolor="none")
-        bands = {b for s in data.series for b in s.band}
-        lines = [f"{data.profile} profile, {data.protocol} protocol"]
-        shown = [
-            t for b, t in (("std", "± std over seeds"), ("ci", "95 % patient-bootstrap CI (1 seed)")) if b in bands
-        ]
-        if shown:
-            lines.append("band: " + " / ".join(shown))
-        if data.synthetic:
-            lines.append(f"{SYNTHETIC_LABEL}: not comparable to published numbers")
-        fig.text(0.01, 0.005, "\n".join(lines), fontsize=7, color="0.3", va="bottom", ha="left")
-        bottom = 0.015 + 0.047 * len(lines)  # room for the footnote (rect: left, bottom, width, height)
-        fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - bottom))
+        bands = [b for b in ("std", "ci") if any(b in s.band for s in data.series)]
+        handles, labels = ax.get_legend_handles_labels()
+        for band in bands:
+            handles.append(Patch(facecolor="0.6", alpha=0.35, hatch=None if band == "std" else "////", linewidth=0))
+            labels.append(f"band: {BAND_TEXT[band]}")
+        ax.legend(handles, labels, loc="best", frameon=True, framealpha=0.85, edgecolor="none")
+        if footnote:
+            lines = [f"{data.profile} profile, {data.protocol} protocol"]
+            if data.synthetic:
+                lines.append(f"{SYNTHETIC_LABEL}: not comparable to published numbers")
+            fig.text(0.01, 0.005, "\n".join(lines), fontsize=7, color="0.3", va="bottom", ha="left")
+            bottom = 0.015 + 0.047 * len(lines)  # room for the footnote (rect: left, bottom, width, height)
+            fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - bottom))
     return fig
 
 
@@ -310,7 +376,37 @@ def _number(value: object) -> float:
     return float(value)
 
 
-def loss_figure(runs: Sequence[LossRun], *, log_y: bool = False) -> Figure:
+LOSS_LABELS = {
+    "loss": "total loss",
+    "loss_mim": "masked image modelling",
+    "loss_mlm": "masked report modelling",
+    "loss_align": "region–sentence alignment",
+    "loss_norm": "normalisation",
+}
+
+
+def loss_label(name: str) -> str:
+    """A loss column's display name: known components by what they measure, others by their suffix."""
+    return LOSS_LABELS.get(name, name.removeprefix("loss_").replace("_", " "))
+
+
+def smoothed(values: Sequence[float], window: int) -> list[float]:
+    """Trailing moving average over ``window`` steps, NaN-aware (a missing step does not poison its window)."""
+    import numpy as np
+
+    if window <= 1:
+        return list(values)
+    v = np.asarray(values, dtype=float)
+    ok = ~np.isnan(v)
+    sums = np.convolve(np.where(ok, v, 0.0), np.ones(window))[: len(v)]
+    counts = np.convolve(ok.astype(float), np.ones(window))[: len(v)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return list(np.where(counts > 0, sums / counts, np.nan))
+
+
+def loss_figure(runs: Sequence[LossRun], *, log_y: bool = False, smooth: int = 1, footnote: bool = True) -> Figure:
+    """Each loss component named in the legend; ``smooth`` > 1 draws a trailing moving average over
+    that many steps on top of the faint raw curve. The pretraining hashes go to the footnote."""
     import matplotlib
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, PNG through Agg
 
@@ -322,27 +418,30 @@ def loss_figure(runs: Sequence[LossRun], *, log_y: bool = False) -> Figure:
         colors = {name: f"C{i % 10}" for i, name in enumerate(names)}
         for i, run in enumerate(runs):
             for name, values in run.components.items():
-                label = name if len(runs) == 1 else f"{name} {run.label}"
-                ax.plot(
-                    run.steps,
-                    values,
-                    linestyle=styles[i % len(styles)],
-                    color=colors[name],
-                    linewidth=1.4 if name == "loss" else 1.0,
-                    label=label,
-                )
+                label = loss_label(name) if len(runs) == 1 else f"{loss_label(name)} (run {i + 1})"
+                style = {"linestyle": styles[i % len(styles)], "color": colors[name]}
+                width = 1.4 if name == "loss" else 1.0
+                if smooth > 1:
+                    ax.plot(run.steps, values, linewidth=0.6, alpha=0.3, **style)
+                    values = smoothed(values, smooth)
+                ax.plot(run.steps, values, linewidth=width, label=label, **style)
         if log_y:
             ax.set_yscale("log")
         ax.set_xlabel("optimizer step")
-        ax.set_ylabel("loss")
+        ylabel = "loss (each component, unweighted)" if len(names) > 1 else loss_label(names[0]) if names else "loss"
+        if smooth > 1:
+            ylabel += f", {smooth}-step moving average"
+        ax.set_ylabel(ylabel)
         methods = sorted({run.folder.parent.name for run in runs})
         synthetic = any(run.synthetic for run in runs)
-        title = ", ".join(methods) + " pretraining"
-        if len(runs) == 1:
-            title = f"{runs[0].label} pretraining"
-        ax.set_title(title + (f" ({SYNTHETIC_LABEL})" if synthetic else ""))
+        ax.set_title(", ".join(methods) + " pretraining" + (f" ({SYNTHETIC_LABEL})" if synthetic else ""))
         ax.grid(True, linewidth=0.4, alpha=0.5)
         ax.legend(loc="best", frameon=True, framealpha=0.85, edgecolor="none")
+        if footnote:
+            lines = [f"run {i + 1}: {run.label}" if len(runs) > 1 else run.label for i, run in enumerate(runs)]
+            fig.text(0.01, 0.005, "\n".join(lines), fontsize=7, color="0.3", va="bottom", ha="left")
+            bottom = 0.015 + 0.047 * len(lines)
+            fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - bottom))
     return fig
 
 
@@ -389,11 +488,29 @@ def plot_efficiency(
     metric: str | None = None,
     profile: str | None = None,
     protocol: str | None = None,
+    footnote: bool = True,
 ) -> EfficiencyData:
+    from simcrop_bench.reporting.leaderboard import load_records
+
     output_format(out)  # fail before any work
-    data = efficiency_data(metric_board(results, task, metric, profile=profile, protocol=protocol), task)
-    save_figure(efficiency_figure(data), out)
+    records = load_records(results)
+    board = metric_board(results, task, metric, profile=profile, protocol=protocol, records=records)
+    data = efficiency_data(board, task)
+    decorate(data, records)
+    save_figure(efficiency_figure(data, footnote=footnote), out)
     return data
+
+
+def decorate(data: EfficiencyData, records: Sequence[dict]) -> None:
+    """Add what the records know beyond the leaderboard: method kinds (markers) and identical training lists."""
+    from simcrop_bench.reporting.tables.layouts import registry_kinds
+    from simcrop_bench.reporting.training_lists import identical_fractions
+
+    kinds = {r["method"]: r["method_kind"] for r in records if isinstance(r.get("method_kind"), str)}
+    missing = {s.method for s in data.series} - set(kinds)
+    data.kinds = {**registry_kinds(missing), **kinds} if missing else kinds
+    key = (data.task, data.profile, data.protocol, data.synthetic)
+    data.identical_lists = identical_fractions(records).get(key, [])
 
 
 def plot_losses(
@@ -405,9 +522,13 @@ def plot_losses(
     components: Sequence[str] | None = None,
     partial: bool = False,
     log_y: bool = False,
+    smooth: int = 1,
+    footnote: bool = True,
 ) -> list[LossRun]:
     output_format(out)
+    if smooth < 1:
+        raise UserError(f"--smooth must be at least 1 (steps), got {smooth}")
     folders = pretraining_folders(results, method, pretrain_hash=pretrain_hash, partial=partial)
     runs = [read_loss_run(folder, components) for folder in folders]
-    save_figure(loss_figure(runs, log_y=log_y), out)
+    save_figure(loss_figure(runs, log_y=log_y, smooth=smooth, footnote=footnote), out)
     return runs

@@ -64,9 +64,9 @@ def build_report(results: Path, out: Path, *, generated: datetime | None = None)
     body.append(tpl.section("Leaderboard", _leaderboard_html(board), "leaderboard"))
     tables = "\n".join(f"<h3>{escape(title)}</h3>\n{content}" for title, content in _table_sections(results, records))
     body.append(tpl.section("Paper tables", tables, "tables"))
-    body.append(tpl.section("Data efficiency", _efficiency_html(board, out, report), "efficiency"))
+    body.append(tpl.section("Data efficiency", _efficiency_html(board, records, out, report), "efficiency"))
     body.append(tpl.section("Pretraining losses", _losses_html(results, out, report), "losses"))
-    body.append(_footer(results, generated or datetime.now(timezone.utc)))
+    body.append(_footer(results, records, generated or datetime.now(timezone.utc)))
 
     from simcrop_bench.reporting.plots import readable
     from simcrop_bench.util.atomic import atomic_path
@@ -126,22 +126,38 @@ def _leaderboard_html(board: pd.DataFrame) -> str:
 
 def _table_sections(results: Path, records: list[dict] | None = None) -> list[tuple[str, str]]:
     """(title, HTML) per paper-table layout, with the significance test of ``table`` (its default
-    reference and α). When the saved predictions cannot support the test, the table is shown
-    without marks and a note says why; a layout without matching runs becomes a short note."""
+    reference and α). A column that mixes probe protocols is split into one labelled sub-column per
+    protocol (``--split-by protocol``) rather than dropping the table. When the saved predictions
+    cannot support the test, the table is shown without marks and a note says why; a layout without
+    matching runs becomes a short note."""
     from simcrop_bench.reporting.tables.build import build_table
 
     sections = []
     for layout, title in TABLE_LAYOUTS:
+        split_by = "protocol" if _mixes_protocols(records, layout) else None
         try:
-            html = build_table(results, layout=layout, records=records).render("html")
+            html = build_table(results, layout=layout, records=records, split_by=split_by).render("html")
         except UserError as exc:
             try:
-                html = build_table(results, layout=layout, reference="none", records=records).render("html")
-                html += tpl.note(f"No significance marks: {exc}")
+                plain = build_table(results, layout=layout, reference="none", records=records, split_by=split_by)
+                html = plain.render("html") + tpl.note(f"No significance marks: {exc}")
             except UserError as again:
                 html = tpl.note(f"No {title.lower()} table: {again}")
         sections.append((title, html))
     return sections
+
+
+def _mixes_protocols(records: list[dict] | None, layout: str) -> bool:
+    """Whether some (task, fraction) column of ``layout`` holds runs of more than one protocol."""
+    from simcrop_bench.reporting.leaderboard import protocol_label
+    from simcrop_bench.reporting.tables.layouts import layout_tasks
+
+    tasks = layout_tasks(layout)
+    seen: dict[tuple, set[str]] = {}
+    for record in records or []:
+        if tasks is None or record["task"] in tasks:
+            seen.setdefault((record["task"], record["fraction"]), set()).add(protocol_label(record))
+    return any(len(protocols) > 1 for protocols in seen.values())
 
 
 # ----------------------------------------------------------------------------- figures
@@ -151,9 +167,17 @@ def _slug(*parts: object) -> str:
     return "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(p)).strip("_.") or "x" for p in parts)
 
 
-def _efficiency_html(board: pd.DataFrame, out: Path, report: Report) -> str:
-    from simcrop_bench.reporting.leaderboard import data_label
-    from simcrop_bench.reporting.plots import SYNTHETIC_LABEL, efficiency_data, efficiency_figure, save_figure
+def _efficiency_html(board: pd.DataFrame, records: list[dict], out: Path, report: Report) -> str:
+    from simcrop_bench.reporting.leaderboard import data_label, format_fraction
+    from simcrop_bench.reporting.plots import (
+        BAND_TEXT,
+        SYNTHETIC_LABEL,
+        decorate,
+        efficiency_data,
+        efficiency_figure,
+        save_figure,
+    )
+    from simcrop_bench.reporting.tables.layouts import display_task, metric_header
 
     parts, single = [], []
     for task, rows in board.groupby("task", sort=True):
@@ -172,16 +196,25 @@ def _efficiency_html(board: pd.DataFrame, out: Path, report: Report) -> str:
                 parts.append(tpl.note(f"{task} ({kind}): no curve: {exc}"))
                 report.notes.append(str(exc))
                 continue
+            decorate(data, records)
             name = f"efficiency-{_slug(task, profile, protocol, data_label(bool(synthetic)))}.png"
             save_figure(efficiency_figure(data), out / name)
             report.images.append(out / name)
-            methods = ", ".join(s.method for s in data.series)
+            methods = ", ".join(f"{s.method} ({s.seeds_text})" for s in data.series)
             label = f" — {SYNTHETIC_LABEL.upper()}" if data.synthetic else ""
+            bands = [BAND_TEXT[b] for b in ("std", "ci") if any(b in s.band for s in data.series)]
+            same = "".join(
+                f" Fractions {' and '.join(format_fraction(f) for f in group)} trained on identical case lists: "
+                "their points do not compare two amounts of training data."
+                for group in data.identical_lists
+            )
+            title, metric = display_task(str(task)), metric_header(data.metric)
             parts.append(
                 tpl.figure(
                     name,
-                    f"{data.metric} vs training fraction for {task}",
-                    f"{task}: {data.metric} vs training fraction ({kind}{label}); methods: {methods}.",
+                    f"{metric} vs training fraction for {title}",
+                    f"{title} ({task}): {metric} vs training fraction ({kind}{label}); methods (seeds): {methods}; "
+                    f"band: {' / '.join(bands) or 'none'}.{same}",
                 )
             )
     if single:
@@ -230,14 +263,49 @@ def _losses_html(results: Path, out: Path, report: Report) -> str:
 # ------------------------------------------------------------------------- provenance
 
 
-def _footer(results: Path, generated: datetime) -> str:
+def _footer(results: Path, records: list[dict], generated: datetime) -> str:
+    """Provenance of the page (this checkout and machine) and of the runs it shows (their records)."""
+    from simcrop_bench.run.provenance import git_state, package_versions
+
+    state = git_state()
+    commit = state["git_commit"] or git_commit() or "unknown"
+    dirty = {True: " (dirty: uncommitted changes)", False: " (clean)", None: ""}[state["git_dirty"]]
+    here = package_versions()
     items = [
         ("generated", generated.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")),
         ("simcrop-bench", _package_version()),
-        ("git commit", git_commit() or "unknown"),
+        ("git commit", commit + dirty),
+        ("torch / MONAI", f"{here.get('torch') or 'not installed'} / {here.get('monai') or 'not installed'}"),
         ("results", str(results.resolve())),
     ]
+    provenance = [r.get("provenance") or {} for r in records]
+
+    def distinct(values) -> str:
+        counts: dict[str, int] = {}
+        for value in values:
+            counts[str(value)] = counts.get(str(value), 0) + 1
+        return "; ".join(f"{value} ({n} runs)" for value, n in sorted(counts.items())) or "unknown"
+
+    # Labels short enough for the footer's label column: a wrapped label shifts every later row.
+    items += [
+        ("run devices", distinct(p.get("device") or "unknown" for p in provenance)),
+        (
+            "run torch / MONAI",
+            distinct(
+                f"{(p.get('packages') or {}).get('torch') or '–'} / {(p.get('packages') or {}).get('monai') or '–'}"
+                for p in provenance
+            ),
+        ),
+        ("run commits", distinct(_commit_text(p) for p in provenance)),
+    ]
     return f"<footer>\n{tpl.definition_list(items)}\n</footer>"
+
+
+def _commit_text(provenance: dict) -> str:
+    commit = provenance.get("git_commit")
+    if not commit:
+        return "unknown"
+    return str(commit)[:12] + (" (dirty)" if provenance.get("git_dirty") else "")
 
 
 def _package_version() -> str:

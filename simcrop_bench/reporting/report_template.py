@@ -22,8 +22,8 @@ figure { display: inline-block; margin: 0.5em 1.5em 1em 0; vertical-align: top; 
 figure img { width: 420px; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.8em; color: #444; max-width: 420px; }
 footer { margin-top: 3em; border-top: 1px solid #ccc; padding-top: 0.6em; font-size: 0.8em; color: #555; }
-footer dt { font-weight: bold; float: left; clear: left; width: 10em; }
-footer dd { margin-left: 10.5em; }
+footer dt { font-weight: bold; float: left; clear: left; width: 11em; }
+footer dd { margin-left: 11.5em; }
 """
 
 

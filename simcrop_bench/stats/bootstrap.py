@@ -22,6 +22,9 @@ from simcrop_bench.stats.metrics import WeightedAuroc
 
 BOOTSTRAP_METRICS = ("auc", "accuracy", "auc_ovr", "mean")
 DEFAULT_RESAMPLES = 1000
+# A resample of n patients holds about 0.63·n distinct ones: with fewer than this many patients the
+# percentile interval is too narrow to trust (2 patients give an interval between their two values).
+MIN_INTERVAL_PATIENTS = 10
 # Rows × resamples per chunk: keeps every temporary to a few MB (cache-friendly) whatever B is.
 _CHUNK_ELEMENTS = 1 << 19
 
@@ -83,22 +86,57 @@ def metric_on_weights(
     if y_true is None:
         raise ValueError(f"{metric!r} needs y_true")
     y_true = np.asarray(y_true)
+    auroc = class_auroc(metric, y_true, scores, columns=columns)
+    if auroc is not None:
+        return lambda weights: _nan_mean_rows(auroc(weights))
+    if metric == "accuracy":
+        correct = (scores.argmax(axis=1) == y_true).astype(np.float64)
+        return lambda weights: (weights @ correct) / weights.sum(axis=1)
+    raise AssertionError(metric)
+
+
+def class_auroc(
+    metric: str, y_true: np.ndarray, scores: np.ndarray, *, columns: Sequence[int] | None = None
+) -> WeightedAuroc | None:
+    """The per-class AUROCs behind a macro ``auc`` / ``auc_ovr`` (None for other metrics)."""
+    y_true, scores = np.asarray(y_true), np.asarray(scores, dtype=np.float64)
     if metric == "auc":
         if columns is not None:
             y_true, scores = y_true[:, list(columns)], scores[:, list(columns)]
-        auroc = WeightedAuroc(y_true, scores)
-        return lambda weights: _nan_mean_rows(auroc(weights))
-
+        return WeightedAuroc(y_true, scores)
+    if metric not in ("accuracy", "auc_ovr"):
+        return None
     if scores.ndim != 2 or y_true.shape != (scores.shape[0],):
         raise ValueError(
             f"{metric!r}: y_true must be (N,) class ids and scores (N, K); got {y_true.shape}, {scores.shape}"
         )
     if metric == "accuracy":
-        correct = (scores.argmax(axis=1) == y_true).astype(np.float64)
-        return lambda weights: (weights @ correct) / weights.sum(axis=1)
-    one_vs_rest = np.eye(scores.shape[1], dtype=np.int64)[y_true]
-    auroc = WeightedAuroc(one_vs_rest, scores)
-    return lambda weights: _nan_mean_rows(auroc(weights))
+        return None
+    return WeightedAuroc(np.eye(scores.shape[1], dtype=np.int64)[y_true], scores)
+
+
+def undefined_counts(per_class: np.ndarray) -> dict:
+    """Resamples where the macro mean lost some (not all) classes, and per class how often it was undefined.
+
+    ``per_class`` is ``(B, C)`` with NaN where a class had no positive or no negative in the resample.
+    """
+    undefined = np.isnan(per_class)
+    partial = undefined.any(axis=1) & ~undefined.all(axis=1)
+    by_class = undefined.sum(axis=0)
+    return {
+        "n_partially_undefined": int(partial.sum()),
+        "undefined_by_class": {str(c): int(n) for c, n in enumerate(by_class) if n},
+    }
+
+
+def few_patients_warning(n_groups: int) -> str | None:
+    """The warning an interval from fewer than :data:`MIN_INTERVAL_PATIENTS` patients carries."""
+    if n_groups >= MIN_INTERVAL_PATIENTS:
+        return None
+    return (
+        f"interval from {n_groups} patient(s), fewer than {MIN_INTERVAL_PATIENTS}: "
+        "a percentile bootstrap this small undercovers; read it as rough"
+    )
 
 
 def _nan_mean_rows(values: np.ndarray) -> np.ndarray:
@@ -174,15 +212,26 @@ def bootstrap_interval(
     """Group-bootstrap percentile interval of ``metric`` (§9); see :func:`metric_on_weights` for metrics.
 
     Returns ``metric``, ``estimate`` (on the full set), ``low``, ``high``, ``n_resamples``, ``seed``,
-    ``level``, ``n_groups``, ``unit`` ("group") and ``n_undefined`` (resamples where the metric was
-    undefined, e.g. no positive drawn; dropped before taking percentiles).
+    ``level``, ``n_groups``, ``unit`` ("group"), ``n_undefined`` (resamples where the metric was
+    undefined, e.g. no positive drawn; dropped before taking percentiles) and ``warning`` (None, or
+    why the interval is not to be trusted: fewer than :data:`MIN_INTERVAL_PATIENTS` patients). Macro
+    AUROCs add ``n_partially_undefined`` (resamples whose mean lost some classes) and
+    ``undefined_by_class`` (class column -> resamples where it was undefined), see :func:`undefined_counts`.
     """
     _check_level(level)
     scores = np.asarray(scores)
     row_codes, n_groups = _prepare_groups(groups, scores.shape[0])
     compute = metric_on_weights(metric, y_true, scores, columns=columns)
     estimate = compute(np.ones((1, len(row_codes)), dtype=np.int64))[0]
-    values = resampled_values(compute, row_codes, draw_groups(n_groups, n_resamples, seed), n_groups)
+    drawn = draw_groups(n_groups, n_resamples, seed)
+    auroc = class_auroc(metric, y_true, scores, columns=columns) if y_true is not None else None
+    extra = {}
+    if auroc is not None:
+        per_class = resampled_values(auroc, row_codes, drawn, n_groups)
+        values = _nan_mean_rows(per_class)
+        extra = undefined_counts(per_class)
+    else:
+        values = resampled_values(compute, row_codes, drawn, n_groups)
     low, high, n_undefined = percentile_interval(values, level)
     return {
         "metric": metric,
@@ -195,6 +244,8 @@ def bootstrap_interval(
         "n_groups": int(n_groups),
         "unit": "group",
         "n_undefined": n_undefined,
+        **extra,
+        "warning": few_patients_warning(n_groups),
     }
 
 

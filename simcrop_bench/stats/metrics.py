@@ -136,11 +136,21 @@ def nan_macro_mean(values: np.ndarray) -> float:
     return float(defined.mean()) if defined.size else float("nan")
 
 
+def finite_scores(kind: str, scores: np.ndarray) -> np.ndarray:
+    """``scores`` as float64, or one ValueError if any is NaN/inf: no metric may guess around them
+    (argmax of a NaN row is its first class, a silent 1/K accuracy)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if not np.isfinite(scores).all():
+        row = int(np.argwhere(~np.isfinite(scores))[0][0])
+        raise ValueError(f"{kind} scores must be finite: NaN/inf in row {row} of the predictions (diverged model?)")
+    return scores
+
+
 def primary_score(kind: str, y_true: np.ndarray, scores: np.ndarray) -> float:
     """The primary metric alone, as :func:`classification_scores` computes it: accuracy (multiclass)
     or macro AUROC. For a probe's model selection, which scores the selection set after every
     epoch and needs nothing else (no F1, no scikit-learn)."""
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = finite_scores(kind, scores)
     if kind == "multiclass":
         return float((scores.argmax(axis=1) == np.asarray(y_true).reshape(-1)).mean())
     labels = _as_binary_labels(y_true)
@@ -183,7 +193,7 @@ def classification_scores(
     if kind not in CLASSIFICATION_KINDS:
         raise ValueError(f"kind must be one of {CLASSIFICATION_KINDS}, got {kind!r}")
     label_names = list(label_names)
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = finite_scores(kind, scores)
     if columns is not None:
         if kind != "multilabel":
             raise ValueError("columns= applies to multilabel tasks only")

@@ -32,3 +32,8 @@ def source_signature(path: str | Path) -> str:
     costs a ``stat`` instead of re-reading the volume (hashing hundreds of CT volumes per run would not)."""
     stat = Path(path).stat()
     return f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def ids_sha256(ids) -> str:
+    """SHA-256 of a set of case ids (sorted, one per line): equal lists of training cases, equal hashes."""
+    return hashlib.sha256("\n".join(sorted(str(i) for i in ids)).encode("utf-8")).hexdigest()

@@ -34,7 +34,7 @@ from simcrop_bench.protocols.probe.schedule import train_head
 from simcrop_bench.protocols.probe.target import ProbeTarget
 from simcrop_bench.stats.bootstrap import bootstrap_interval
 from simcrop_bench.stats.metrics import classification_scores
-from simcrop_bench.util.hashing import file_sha256
+from simcrop_bench.util.hashing import file_sha256, ids_sha256
 from simcrop_bench.util.progress import log, progress
 
 
@@ -185,6 +185,8 @@ def run_linear_probe(
         "head": cfg.head,
         "variant": cfg.variant or "lp-paper",
         "splits": {"train": len(splits.train.ids), "selection": len(splits.val.ids), "test": len(splits.test.ids)},
+        # Reports flag fractions whose training lists are the same (e.g. a twin's 1 % and 10 % lists).
+        "train_ids_sha256": ids_sha256(splits.train.ids),
         "aggregation": aggregation,
         "selection_on_test": splits.selection_on_test,
         "grouping": splits.grouping,

@@ -49,7 +49,7 @@ from simcrop_bench.protocols.segmentation.state import (
 )
 from simcrop_bench.stats.bootstrap import bootstrap_interval
 from simcrop_bench.stats.metrics import case_score, dice_per_class
-from simcrop_bench.util.hashing import source_signature
+from simcrop_bench.util.hashing import ids_sha256, source_signature
 from simcrop_bench.util.progress import log, progress
 
 KEYS = ("image", "label")
@@ -425,6 +425,7 @@ def run_segmentation(
             "selected_epoch": best_epoch + 1,
             "epochs": cfg.max_epochs,
             "splits": splits.sizes(),
+            "train_ids_sha256": ids_sha256(case_id(item["image"]) for item in splits.training),
             "selection_on_test": splits.selection_on_test,
             "notes": splits.notes,
             "history": history,

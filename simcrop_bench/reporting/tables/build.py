@@ -78,6 +78,7 @@ def build_table(
     reference: str | None = "auto",
     alpha: float = 0.05,
     n_resamples: int = 1000,
+    n_permutations: int = 10_000,  # stats.permutation.DEFAULT_PERMUTATIONS
     reference_rows: Path | str | Sequence[ReferenceRow] | None = None,
     split_by: str | None = None,
     digits: int = 3,
@@ -100,6 +101,8 @@ def build_table(
         raise UserError(f"--alpha must be in (0, 1), got {alpha}")
     if n_resamples < 1:
         raise UserError(f"the number of bootstrap resamples must be positive, got {n_resamples}")
+    if n_permutations < 1:
+        raise UserError(f"--permutations must be positive, got {n_permutations}")
     if isinstance(reference_rows, (str, Path)):
         reference_rows = load_reference_rows(Path(reference_rows))
     loaded = table_cells.load(
@@ -118,11 +121,31 @@ def build_table(
         reference_rows=reference_rows or (),
         kinds=loaded.kinds,
     )
-    stats = table_cells.cell_stats(loaded, frame, grid, reference=reference, alpha=alpha, n_resamples=n_resamples)
+    _note_identical_lists(grid, loaded.records.values())
+    stats = table_cells.cell_stats(
+        loaded, frame, grid, reference=reference, alpha=alpha, n_resamples=n_resamples, n_permutations=n_permutations
+    )
     add_stats(grid, stats.cells)
     if stats.note:
         grid.notes.insert(0, stats.note)
     return PaperTable(grid, digits, table_cells.provenance(loaded, grid, stats))
+
+
+def _note_identical_lists(grid: Grid, records) -> None:
+    """Say which columns of the table trained on the same list of cases (the same data amount shown twice)."""
+    from simcrop_bench.reporting.leaderboard import format_fraction
+    from simcrop_bench.reporting.tables.layouts import task_header
+    from simcrop_bench.reporting.training_lists import identical_fractions
+
+    shown = {(c.task, c.fraction) for c in grid.columns}
+    for (task, _, protocol, _), groups in sorted(identical_fractions(records).items()):
+        for group in groups:
+            if sum((task, f) in shown for f in group) > 1:
+                fractions = " and ".join(format_fraction(f) for f in group if (task, f) in shown)
+                grid.notes.append(
+                    f"{task_header(grid.layout, task)} {fractions} ({protocol}): identical training lists, "
+                    "so these columns do not compare two amounts of training data."
+                )
 
 
 def render_table(results: Path | str, *, fmt: str = "html", caption: str | None = None, **options) -> str:

@@ -3,8 +3,8 @@
 :func:`load` reads a results folder once (records, their folders, method kinds); :func:`cell_stats`
 reads the saved predictions (``per_case.csv``) of the cells that need them — for ``--cell ci`` with
 several seeds, and for the paired test of every cell against the reference method's cell in the same
-column (:mod:`simcrop_bench.stats.significance`, Holm over the whole table); :func:`provenance` lists, per
-cell, the records behind it (the ``table --explain`` sidecar).
+column (:mod:`simcrop_bench.stats.significance`: paired permutation test, Holm over the whole
+table); :func:`provenance` lists, per cell, the records behind it (the ``table --explain`` sidecar).
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simcrop_bench.errors import UserError
+from simcrop_bench.stats.bootstrap import MIN_INTERVAL_PATIENTS
+from simcrop_bench.stats.permutation import DEFAULT_PERMUTATIONS
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from simcrop_bench.reporting.tables.model import Column, Grid
 
-BOOTSTRAP_SEED = 0  # one fixed draw of patients for every comparison and interval of a table
+BOOTSTRAP_SEED = 0  # one fixed draw of patients (and of swaps) for every comparison and interval of a table
 
 
 @dataclass
@@ -43,6 +45,9 @@ class CellStats:
     significant: bool = False
     diff: float | None = None  # metric(method) − metric(reference), averaged over shared seeds
     shared_seeds: list[int] = field(default_factory=list)
+    n_patients: int | None = None
+    n_discordant: int | None = None  # patients on which the two methods differ
+    test_method: str | None = None  # "exact" or "monte carlo"
     reason: str | None = None  # why no p-value (e.g. no shared seed)
 
 
@@ -52,6 +57,7 @@ class Stats:
     reference: str | None
     alpha: float
     n_resamples: int
+    n_permutations: int
     family_size: int
     note: str | None
     runs: dict[tuple[str, Column], list[Any]]  # (method, column) -> its frame rows, one per seed
@@ -114,16 +120,18 @@ def _resolve_reference(reference: str | None, grid: Grid) -> str | None:
 
 
 def cell_stats(
-    loaded: Loaded, frame: pd.DataFrame, grid: Grid, *, reference: str | None, alpha: float, n_resamples: int
+    loaded: Loaded,
+    frame: pd.DataFrame,
+    grid: Grid,
+    *,
+    reference: str | None,
+    alpha: float,
+    n_resamples: int,
+    n_permutations: int = DEFAULT_PERMUTATIONS,
 ) -> Stats:
     from simcrop_bench.run.predictions import align, bootstrap_metric, read_per_case
-    from simcrop_bench.stats.significance import (
-        PairedSeed,
-        SeedPredictions,
-        holm,
-        paired_difference,
-        seed_averaged_interval,
-    )
+    from simcrop_bench.stats.permutation import min_discordant
+    from simcrop_bench.stats.significance import PairedSeed, SeedPredictions, holm, paired_test, seed_averaged_interval
 
     runs = cell_runs(frame, grid)
     cache: dict[Path, Any] = {}
@@ -135,6 +143,7 @@ def cell_stats(
         return cache[path]
 
     stats: dict[tuple[str, Column], CellStats] = defaultdict(CellStats)
+    few: list[tuple[int, str]] = []  # (patients, column) of intervals too small to trust
     if grid.cell_mode == "ci":
         for key, rows in runs.items():
             if len(rows) > 1:
@@ -142,6 +151,12 @@ def cell_stats(
                 seeds = [SeedPredictions(p.y_true, p.scores, p.groups) for p in map(predictions, rows)]
                 result = seed_averaged_interval(metric, seeds, n_resamples=n_resamples, seed=BOOTSTRAP_SEED)
                 stats[key].interval = (result["low"], result["high"])
+                n_groups = len(set().union(*(set(s.groups.tolist()) for s in seeds)))
+            else:  # the record's own interval
+                record = loaded.records[rows[0].run_id]
+                n_groups = ((record.get("intervals") or {}).get(record["primary_metric"]) or {}).get("n_groups")
+            if isinstance(n_groups, int) and n_groups < MIN_INTERVAL_PATIENTS:
+                few.append((n_groups, key[1].label))
 
     ref = _resolve_reference(reference, grid)
     compared: list[tuple[str, Column]] = []
@@ -161,27 +176,32 @@ def cell_stats(
                     continue
                 metric = bootstrap_metric(shared[0].metric, column.label)
                 pairs = [PairedSeed(*align(predictions(ref_rows[r.seed]), predictions(r))) for r in shared]
-                n_patients = len(set().union(*(set(pair.groups.tolist()) for pair in pairs)))
-                if n_patients < min_patients(alpha):
-                    entry.reason = too_few_patients(n_patients, alpha)
-                    untested.append(n_patients)
+                try:
+                    result = paired_test(metric, pairs, n_permutations=n_permutations, seed=BOOTSTRAP_SEED)
+                except ValueError as exc:  # NaN predictions: the runs are broken, say which
+                    files = " / ".join(str(predictions(r).path) for r in (ref_rows[shared[0].seed], shared[0]))
+                    raise UserError(f"{files}: {exc}") from None
+                entry.diff, entry.n_patients = result["diff"], result["n_patients"]
+                entry.n_discordant, entry.test_method = result["n_discordant"], result["method"]
+                if result["n_discordant"] < min_discordant(alpha):
+                    entry.reason = too_few_discordant(result["n_discordant"], alpha)
+                    untested.append(result["n_discordant"])
                     continue
-                result = paired_difference(metric, pairs, n_resamples=n_resamples, seed=BOOTSTRAP_SEED)
-                entry.diff, entry.p_raw = result["diff"], result["p"]
-                if math.isnan(entry.p_raw):
-                    entry.p_raw, entry.reason = None, "metric undefined in every resample"
-                else:
-                    compared.append((method, column))
+                entry.p_raw = result["p"]
+                compared.append((method, column))
     adjusted = holm([stats[key].p_raw for key in compared])
     for key, p in zip(compared, adjusted):
         stats[key].p_holm = p
-        stats[key].significant = p < alpha
+        stats[key].significant = p <= alpha
     note = None
     if ref is not None and compared:
         name = "SimCroP" if ref == "simcrop" else ref
+        seeds = max(len(stats[key].shared_seeds) for key in compared)
         note = (
-            f"† significantly different from {name} ({_test_text(n_resamples, alpha)}, "
-            f"over the {len(compared)} comparisons in this table)."
+            f"† significantly different from {name} ({_test_text(n_permutations, alpha)}, "
+            f"over the {len(compared)} comparisons in this table"
+            + ("; per-patient differences averaged over the shared seeds" if seeds > 1 else "")
+            + ")."
         )
     if ref is not None and untested:
         note = " ".join(
@@ -190,32 +210,48 @@ def cell_stats(
                 [
                     note,
                     (
-                        f"{len(untested)} cell(s) not tested against {ref}: {max(untested)} or fewer patients, "
-                        f"too few for "
-                        f"any test to reach α={alpha:g} (an exact sign test needs {min_patients(alpha)})."
+                        f"{len(untested)} cell(s) not tested against {ref}: the two methods differ on "
+                        f"{max(untested)} or fewer patients, too few for any paired test to reach "
+                        f"α={alpha:g} (it needs {min_discordant(alpha)})."
                     ),
                 ],
             )
         )
-    return Stats(dict(stats), ref, alpha, n_resamples, len(compared), note, runs)
+    if few:
+        columns = sorted({label for _, label in few})
+        note = " ".join(
+            filter(
+                None,
+                [
+                    note,
+                    f"Intervals of {len(few)} cell(s) ({', '.join(columns)}) rest on {_span(n for n, _ in few)} "
+                    f"patients, fewer than {MIN_INTERVAL_PATIENTS}: a percentile bootstrap that small "
+                    "undercovers; read them as rough.",
+                ],
+            )
+        )
+    return Stats(dict(stats), ref, alpha, n_resamples, n_permutations, len(compared), note, runs)
 
 
-def min_patients(alpha: float) -> int:
-    """Fewest patients with which a paired test can reach ``alpha`` at all.
-
-    With n patients the smallest two-sided p of an exact sign test is 2·0.5ⁿ; below that n a
-    bootstrap still returns p = 0 when one method wins on every patient (two patients suffice),
-    which would put a dagger on noise. 6 patients at α = 0.05.
-    """
-    return max(1, math.ceil(math.log2(2.0 / alpha))) if 0 < alpha < 1 else 1
+def _span(values) -> str:
+    values = sorted(values)
+    return str(values[0]) if values[0] == values[-1] else f"{values[0]}–{values[-1]}"
 
 
-def too_few_patients(n: int, alpha: float) -> str:
-    return f"{n} patient(s): fewer than the {min_patients(alpha)} any test needs to reach α={alpha:g}"
+def too_few_discordant(n: int, alpha: float) -> str:
+    from simcrop_bench.stats.permutation import min_discordant
+
+    return (
+        f"the methods differ on {n} patient(s): fewer than the {min_discordant(alpha)} "
+        f"a paired test needs to reach α={alpha:g}"
+    )
 
 
-def _test_text(n_resamples: int, alpha: float) -> str:
-    return f"paired bootstrap over patients, B={n_resamples}, Holm-corrected, α={alpha:g}"
+def _test_text(n_permutations: int, alpha: float) -> str:
+    return (
+        "paired permutation test swapping the two methods' predictions within patients, exact or "
+        f"B={n_permutations} random swaps, Holm-corrected, p ≤ α={alpha:g}"
+    )
 
 
 def _clean(value: Any) -> Any:
@@ -262,6 +298,9 @@ def provenance(loaded: Loaded, grid: Grid, stats: Stats) -> dict:
                 "significant": extra.significant,
                 "diff": _clean(extra.diff),
                 "shared_seeds": extra.shared_seeds,
+                "n_patients": extra.n_patients,
+                "n_discordant": extra.n_discordant,
+                "test_method": extra.test_method,
                 "reason": extra.reason,
             }
         cells.append(
@@ -293,9 +332,10 @@ def provenance(loaded: Loaded, grid: Grid, stats: Stats) -> dict:
             "test": TEST_NAME,
             "rule": P_RULE,
             "two_sided": True,
-            "n_resamples": stats.n_resamples,
-            "bootstrap_seed": BOOTSTRAP_SEED,
+            "n_permutations": stats.n_permutations,
+            "permutation_seed": BOOTSTRAP_SEED,
             "alpha": stats.alpha,
+            "cutoff": "p_holm <= alpha",
             "correction": "holm",
             "family": "all comparisons in this table",
             "family_size": stats.family_size,

@@ -39,7 +39,15 @@ from simcrop_bench.reporting.tables.layouts import (
     row_groups,
     task_header,
 )
-from simcrop_bench.reporting.tables.model import CELL_MODES, SPLIT_FIELDS, Cell, Column, Grid, split_value
+from simcrop_bench.reporting.tables.model import (
+    CELL_MODES,
+    SINGLE_SEED_MARK,
+    SPLIT_FIELDS,
+    Cell,
+    Column,
+    Grid,
+    split_value,
+)
 from simcrop_bench.reporting.tables.reference_rows import ReferenceRow, reference_cells
 
 if TYPE_CHECKING:
@@ -190,9 +198,15 @@ def make_grid(
             float(row.mean), float(row.std), int(row.n_seeds), float(row.ci_low), float(row.ci_high)
         )
     for column in columns:
+        # Only cells resting on as many seeds as the column's best-supported cell are ranked: a 1-seed
+        # 1.000 is not "better" than 0.857 ± 0.124 over 3 seeds. Fewer than two such cells: no marks.
         in_column = [(m, c) for (m, col), c in cells.items() if col == column]
+        most = max(c.n_seeds for _, c in in_column)
+        comparable = [(m, c) for m, c in in_column if c.n_seeds == most and math.isfinite(c.mean)]
+        if len(comparable) < 2:
+            continue
         higher = task_labels[column.task][2] is not False
-        for (_, found), rank in zip(in_column, _competition_ranks([c.mean for _, c in in_column], higher, digits)):
+        for (_, found), rank in zip(comparable, _competition_ranks([c.mean for _, c in comparable], higher, digits)):
             found.rank = rank
 
     grid = Grid(layout, groups, columns, task_labels, cells, bool(agg["synthetic"].any()), cell, split_by)
@@ -204,7 +218,24 @@ def make_grid(
         )
     if split_by:
         grid.notes.append(f"Columns are split by {split_by}: each sub-column names its {split_by}.")
+    note = _seed_note(cells, columns)
+    if note:
+        grid.notes.append(note)
     return grid
+
+
+def _seed_note(cells: Mapping[tuple[str, Column], Cell], columns: Sequence[Column]) -> str | None:
+    """Caption text for the seed marks: § (one seed), and the ranking rule where a column mixes seed counts."""
+    sentences = []
+    if any(c.n_seeds == 1 for c in cells.values()):
+        sentences.append(f"{SINGLE_SEED_MARK} one seed (n=1): no spread over seeds.")
+    mixed = [c for c in columns if len({found.n_seeds for (_, col), found in cells.items() if col == c}) > 1]
+    if mixed:
+        sentences.append(
+            "Bold (best) and underline (second) compare only the cells with their column's largest n, "
+            "and only where there are at least two."
+        )
+    return " ".join(sentences) or None
 
 
 def add_stats(grid: Grid, stats: Mapping[tuple[str, Column], CellStats]) -> None:

@@ -23,6 +23,15 @@ from simcrop_bench.errors import UserError
 LAYOUTS = ("free", "cls", "seg", "ablation")
 CLS_TASKS = ("ctrate_cls", "radchestct_cls", "ccccii_cls", "luna16_cls")
 SEG_TASKS = ("lung_seg", "btcv_seg")
+METRIC_LABELS = {
+    "auc": "AUROC",
+    "auc_ovr": "AUROC (one-vs-rest)",
+    "accuracy": "Accuracy",
+    "dice": "Dice",
+    "f1_micro": "micro F1",
+    "f1_macro": "macro F1",
+    "selection_dice": "selection Dice",
+}
 # (family key, label) in display order; SimCroP last.
 FAMILIES = (
     ("none", "No pretraining"),
@@ -150,3 +159,13 @@ def task_header(layout: str, task: str) -> str:
         return task
     dataset = DATASETS.get(task_cls.dataset)
     return task_cls.column_label or (dataset.display if dataset else task)
+
+
+def metric_header(metric: str) -> str:
+    """Display name of a metric (``auc`` → AUROC), shared by tables and figures."""
+    return METRIC_LABELS.get(metric, metric)
+
+
+def display_task(task: str) -> str:
+    """Display name of a task (``ctrate_cls`` → CT-RATE), as the paper layouts head their columns."""
+    return task_header("cls", task)

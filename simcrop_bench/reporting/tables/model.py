@@ -11,6 +11,7 @@ from simcrop_bench.reporting.tables.layouts import RowGroup
 SYNTHETIC_NOTE = "Note: synthetic data; numbers are not comparable to published results."
 FORMATS = ("latex", "md", "csv", "html")
 CELL_MODES = ("std", "ci")
+SINGLE_SEED_MARK = "§"  # after a cell resting on one seed
 SPLIT_FIELDS = {"protocol": "protocol", "profile": "profile", "data": "synthetic"}
 
 

@@ -1,9 +1,11 @@
 """Renderers of a paper-table :class:`~simcrop_bench.reporting.tables.model.Grid`: LaTeX, Markdown, CSV, HTML.
 
-Marks, the same in every human-readable format: best bold, second underlined, † after a cell whose
-Holm-adjusted p against the reference is below α, published reference rows in italics below a
-rule under a "Reported in the literature" label row. CSV is long-format, full precision, for
-further analysis: one line per shown cell with its rank, p-values and significance.
+Marks, the same in every human-readable format: best bold, second underlined (among the cells with
+the column's largest number of seeds), the number of seeds n after every value and § after a
+single-seed one, † after a cell whose Holm-adjusted p against the reference is ≤ α, published
+reference rows in italics below a rule under a "Reported in the literature" label row. CSV is
+long-format, full precision, for further analysis: one line per shown cell with its rank, p-values
+and significance.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from simcrop_bench.reporting.leaderboard import (
     format_mean_std,
     markdown_table,
 )
-from simcrop_bench.reporting.tables.model import Cell, Column, Grid, column_groups
+from simcrop_bench.reporting.tables.layouts import metric_header
+from simcrop_bench.reporting.tables.model import SINGLE_SEED_MARK, Cell, Column, Grid, column_groups
 
 REPORTED_LABEL = "Reported in the literature"
 # Characters of captions and labels that pdflatex cannot typeset as text.
@@ -36,6 +39,7 @@ _LATEX_SYMBOLS = {
     "≥": r"$\ge$",
     "–": "--",
     "—": "---",
+    "§": r"\S{}",
 }
 
 
@@ -53,13 +57,24 @@ class Marks:
     best: str
     second: str
     dagger: str
+    seeds: str  # the number of seeds, after the value
+    single: str  # the single-seed mark
     escape: Callable[[str], str] = str
 
 
-LATEX_MARKS = Marks("--", r"\textit{{{}}}", r"\textbf{{{}}}", r"\underline{{{}}}", r"$^\dagger$")
-MARKDOWN_MARKS = Marks("–", "*{}*", "**{}**", "<u>{}</u>", "†")
+LATEX_MARKS = Marks(
+    "--", r"\textit{{{}}}", r"\textbf{{{}}}", r"\underline{{{}}}", r"$^\dagger$", r"$_{{n={}}}$", r"\S{}"
+)
+MARKDOWN_MARKS = Marks("–", "*{}*", "**{}**", "<u>{}</u>", "†", " (n={})", SINGLE_SEED_MARK)
 HTML_MARKS = Marks(
-    "–", "<em>{}</em>", "<strong>{}</strong>", "<u>{}</u>", '<sup title="significant vs reference">†</sup>', html.escape
+    "–",
+    "<em>{}</em>",
+    "<strong>{}</strong>",
+    "<u>{}</u>",
+    '<sup title="significant vs reference">†</sup>',
+    '<sub class="n" title="seeds">n={}</sub>',
+    f'<span title="one seed: no spread over seeds">{SINGLE_SEED_MARK}</span>',
+    html.escape,
 )
 
 
@@ -74,6 +89,7 @@ def marked_cell(found: Cell | None, grid: Grid, digits: int, marks: Marks, itali
         text = marks.best.format(text)
     elif found.rank == 2:
         text = marks.second.format(text)
+    text += marks.seeds.format(found.n_seeds) + (marks.single if found.n_seeds == 1 else "")
     return text + (marks.dagger if found.significant else "")
 
 
@@ -94,6 +110,11 @@ def _fraction_label(column: Column) -> str:
     return f"{text} ({column.split})" if column.split is not None else text
 
 
+def _metric_text(metric: str) -> str:
+    """``auc`` → ``AUROC``: the display names figures share (:func:`layouts.metric_header`)."""
+    return ", ".join(metric_header(m) for m in metric.split(", "))
+
+
 def _arrow(higher: bool | None, up: str, down: str) -> str:
     return {True: up, False: down, None: ""}[higher]
 
@@ -105,7 +126,7 @@ def render_latex(grid: Grid, caption: str | None, digits: int) -> str:
     def task_header(task: str) -> str:
         title, metric, higher = grid.task_labels[task]
         arrow = _arrow(higher, r" $\uparrow$", r" $\downarrow$")
-        return f"{escape_latex(title)} ({escape_latex(metric)}{arrow})"
+        return f"{escape_latex(title)} ({escape_latex(_metric_text(metric))}{arrow})"
 
     def cell(found: Cell | None, italic: bool = False) -> str:
         return marked_cell(found, grid, digits, LATEX_MARKS, italic, pm=r"$\pm$")
@@ -153,7 +174,7 @@ def render_latex(grid: Grid, caption: str | None, digits: int) -> str:
 def render_markdown(grid: Grid, caption: str | None, digits: int) -> str:
     def task_header(task: str) -> str:
         title, metric, higher = grid.task_labels[task]
-        return escape_markdown(f"{title} ({metric}{_arrow(higher, ' ↑', ' ↓')})")
+        return escape_markdown(f"{title} ({_metric_text(metric)}{_arrow(higher, ' ↑', ' ↓')})")
 
     def cell(found: Cell | None, italic: bool = False) -> str:
         return marked_cell(found, grid, digits, MARKDOWN_MARKS, italic)
@@ -196,7 +217,7 @@ def render_html(grid: Grid, caption: str | None, digits: int) -> str:
     top = ['<th rowspan="2" scope="col">Method</th>']
     for task, columns in column_groups(grid):
         title, metric, higher = grid.task_labels[task]
-        heading = esc(f"{title} ({metric}{_arrow(higher, ' ↑', ' ↓')})")
+        heading = esc(f"{title} ({_metric_text(metric)}{_arrow(higher, ' ↑', ' ↓')})")
         top.append(f'<th colspan="{len(columns)}" scope="colgroup">{heading}</th>')
     lines += [
         "<thead>",
