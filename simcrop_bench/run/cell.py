@@ -106,7 +106,17 @@ def resolve_config(req: RunRequest, method_cls: type, task_cls: type) -> Resolve
     method_cfg.encoder.validate()
     if hasattr(task_cfg, "validate"):
         task_cfg.validate(method_cfg.encoder.patch_size)
+    _check_recipe(method_cfg, req.gpus)
     return ResolvedConfig(method_cls.name, task_cls.name, method_cfg, task_cfg, run)
+
+
+def _check_recipe(method_cfg: Any, gpus: int) -> None:
+    """Refuse, before any work, a recipe whose effective batch the pretraining processes cannot share."""
+    from simcrop_bench.pretraining.config import PretrainConfig, accumulation_steps
+
+    train = getattr(method_cfg, "train", None)
+    if isinstance(train, PretrainConfig):
+        accumulation_steps(train, gpus * max(1, getattr(method_cfg, "processes", 1)))
 
 
 def plan_run(req: RunRequest) -> RunPlan:
