@@ -1,7 +1,8 @@
-"""``simcrop-bench bench ...``: the benchmarks of :mod:`simcrop_bench.bench.probe` on the command line."""
+"""``simcrop-bench bench ...``: the benchmarks of :mod:`simcrop_bench.bench` on the command line."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -161,3 +162,62 @@ def bench_prepare_command(
         f"scaling 1 → 2 workers: {one / two:.2f}× the throughput (linear: 2×) on {available_cores()} core(s) "
         "that other work may share; worker start-up included"
     )
+
+
+@bench_app.command("results")
+def bench_results_command(
+    records: int = typer.Option(10000, "--records", help="Generated run records for the leaderboard."),
+    repeats: int = typer.Option(5, "--repeats", help="Runs of each timed command (the median is shown)."),
+    grid_methods: int = typer.Option(
+        10, "--grid-methods", help="Methods of the table grid (× 6 tasks × 5 seeds); 0: no table timing."
+    ),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples of the table's paired test."),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also time parsing every record."),
+    workdir: Path | None = typer.Option(
+        None, "--workdir", help="Where the generated results go (reused if present); default a temporary folder."
+    ),
+):
+    """The results store at scale: `leaderboard` over generated records, `table` with significance over a
+    real-size grid; wall time (median) and peak RSS of each command in a fresh process."""
+    import shutil
+    import statistics
+    import tempfile
+
+    from rich.table import Table
+
+    from simcrop_bench.bench.results import generate_grid, generate_records, leaderboard_timings, table_timings
+    from simcrop_bench.errors import UserError
+
+    if records < 1 or repeats < 1 or grid_methods == 1 or grid_methods < 0:
+        raise UserError("--records and --repeats must be at least 1, --grid-methods 0 or at least 2")
+    base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="simcrop-bench-results-"))
+    out = console()
+    board_dir, grid_dir = base / f"records-{records}", base / f"grid-{grid_methods}"
+    wanted = [(board_dir, lambda d: generate_records(d, records), f"{records} records")]
+    if grid_methods:
+        wanted.append(
+            (grid_dir, lambda d: generate_grid(d, methods=grid_methods), f"{grid_methods}×6×5 runs with per_case.csv")
+        )
+    for folder, make, what in wanted:
+        if not (folder / "runs").is_dir():
+            started = time.perf_counter()
+            make(folder)
+            out.print(f"generated {what} in {folder} ({time.perf_counter() - started:.0f} s)")
+    rows = leaderboard_timings(board_dir, repeats, baseline)
+    if grid_methods:
+        rows.append(table_timings(grid_dir, repeats, resamples))
+    table = Table(title=f"results store: leaderboard over {records} records, table over {grid_methods}×6×5 runs")
+    for column in ("command", "runs", "median (s)", "min – max (s)", "peak RSS (MB)"):
+        table.add_column(column, justify="left" if column == "command" else "right")
+    for timings in rows:
+        walls = [t.wall_s for t in timings]
+        table.add_row(
+            timings[0].label,
+            str(len(timings)),
+            f"{statistics.median(walls):.2f}",
+            f"{min(walls):.2f} – {max(walls):.2f}",
+            f"{max(t.peak_rss_mb for t in timings):.0f}",
+        )
+    out.print(table)
+    if workdir is None:
+        shutil.rmtree(base, ignore_errors=True)
