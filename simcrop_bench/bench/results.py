@@ -7,7 +7,8 @@ grid whose runs carry real-size ``per_case.csv`` files (CT-RATE's test split: 3,
 The values are random draws from a fixed seed: they exercise the code, they are no result.
 
 :func:`time_command` runs one ``simcrop-bench`` verb in a fresh process and reports its wall time and peak
-RSS (``os.wait4``'s ``ru_maxrss`` of that child alone), as a user meets them.
+RSS (``os.wait4``'s ``ru_maxrss`` of that child alone), as a user meets them, and its CPU time (user + system),
+which a busy shared machine inflates less than the wall time.
 """
 
 from __future__ import annotations
@@ -156,6 +157,7 @@ def generate_grid(results: Path, *, methods: int = 10, seed: int = 0) -> int:
 class CommandTiming:
     label: str
     wall_s: float
+    cpu_s: float  # user + system time of the process: steadier than wall time on a shared machine
     peak_rss_mb: float
     returncode: int
 
@@ -172,7 +174,7 @@ def time_command(label: str, args: list[str]) -> CommandTiming:
         error = proc.stderr.read().decode(errors="replace").strip().splitlines()
         raise RuntimeError(f"{' '.join(args)} failed: {error[-1] if error else proc.returncode}")
     proc.stderr.close()
-    return CommandTiming(label, wall, usage.ru_maxrss / 1024.0, proc.returncode)
+    return CommandTiming(label, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, proc.returncode)
 
 
 # Without the index: every record.json parsed, as `leaderboard` did before the index.

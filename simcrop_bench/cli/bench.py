@@ -207,7 +207,7 @@ def bench_results_command(
     if grid_methods:
         rows.append(table_timings(grid_dir, repeats, resamples))
     table = Table(title=f"results store: leaderboard over {records} records, table over {grid_methods}×6×5 runs")
-    for column in ("command", "runs", "median (s)", "min – max (s)", "peak RSS (MB)"):
+    for column in ("command", "runs", "median (s)", "min – max (s)", "median CPU (s)", "peak RSS (MB)"):
         table.add_column(column, justify="left" if column == "command" else "right")
     for timings in rows:
         walls = [t.wall_s for t in timings]
@@ -216,6 +216,7 @@ def bench_results_command(
             str(len(timings)),
             f"{statistics.median(walls):.2f}",
             f"{min(walls):.2f} – {max(walls):.2f}",
+            f"{statistics.median(t.cpu_s for t in timings):.2f}",
             f"{max(t.peak_rss_mb for t in timings):.0f}",
         )
     out.print(table)
