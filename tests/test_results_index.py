@@ -53,18 +53,27 @@ def test_a_fresh_index_is_answered_without_reading_any_record(results: Path):
         results_index.indexed_frame(results, reindex=True)
 
 
-def test_records_added_next_to_others_new_seeds_and_removed_folders_are_picked_up(results: Path):
-    indexed(results)
-    write_record(results, make_record(seed=1, profile="paper"))  # a second run in an indexed seed folder
-    write_record(results, make_record(seed=9))  # a new seed folder
-    gone = results / "runs" / Path(make_record(method="mae", seed=7)["run_id"]).parent
-    for path in sorted(gone.rglob("*"), reverse=True):
+def remove(folder: Path) -> None:
+    for path in sorted(folder.rglob("*"), reverse=True):
         path.unlink() if path.is_file() else path.rmdir()
-    gone.rmdir()
-    bump = results / "runs" / Path(make_record(seed=1)["run_id"]).parent
-    os.utime(bump, ns=(1, 1))  # some file systems keep the second: make the change visible whatever the clock
+    folder.rmdir()
+
+
+def test_new_and_removed_seed_folders_are_picked_up_by_fraction_folder_mtimes(results: Path):
+    indexed(results)
+    write_record(results, make_record(seed=9))  # a new seed folder
+    remove(results / "runs" / Path(make_record(method="mae", seed=7)["run_id"]).parent)
+    for run_id in (make_record(seed=9)["run_id"], make_record(method="mae", seed=7)["run_id"]):
+        os.utime(results / "runs" / Path(run_id).parents[1], ns=(1, 1))  # whatever the clock's resolution
     pd.testing.assert_frame_equal(indexed(results), from_records(results).sort_values("run_id", ignore_index=True))
-    assert len(indexed(results)) == 6
+    assert len(indexed(results)) == 5
+
+
+def test_a_run_copied_by_hand_into_an_existing_seed_folder_needs_reindex(results: Path):
+    indexed(results)
+    write_record(results, make_record(seed=1, profile="paper"))  # leaves the fraction folder's mtime alone
+    assert len(indexed(results)) == 5
+    assert len(results_index.indexed_frame(results, reindex=True)) == 6
 
 
 def test_publishing_a_record_updates_the_index_in_place(results: Path):
@@ -78,14 +87,32 @@ def test_publishing_a_record_updates_the_index_in_place(results: Path):
         stored = dict(connection.execute("SELECT folder, mtime_ns FROM folders"))
         run_ids = {row[0] for row in connection.execute("SELECT run_id FROM rows")}
     assert record["run_id"] in run_ids
-    assert stored[Path(record["run_id"]).parent.as_posix()] == final.parent.stat().st_mtime_ns
+    fraction_folder = final.parents[1]
+    assert stored[fraction_folder.relative_to(results / "runs").as_posix()] == fraction_folder.stat().st_mtime_ns
+
+
+def test_a_run_published_while_the_index_is_locked_is_read_at_the_next_refresh(results: Path):
+    indexed(results)
+    record = make_record(seed=1, profile="paper")  # the same seed folder as an indexed run
+    final = results / "runs" / record["run_id"]
+    with staged_dir(final) as staging:
+        (staging / "record.json").write_text(json.dumps(record))
+    with pytest.MonkeyPatch.context() as patch:  # the index is locked: the hook only sets the mtime
+
+        def locked(*args, **kwargs):
+            raise sqlite3.OperationalError("database is locked")
+
+        patch.setattr(results_index, "_reindex", locked)
+        results_index.record_published(results, final)
+    os.utime(final.parents[1], ns=(2, 2))  # as the hook did, whatever the clock's resolution
+    assert record["run_id"] in set(indexed(results)["run_id"])
 
 
 def test_a_copied_run_folder_is_refused_as_it_is_without_the_index(results: Path):
     indexed(results)
     record = make_record(seed=3)
-    copy = results / "runs" / "lung_seg" / "scratch" / "f100" / "s3" / "copy"
-    copy.mkdir()
+    copy = results / "runs" / "lung_seg" / "scratch" / "f100" / "s99" / "copy"  # a new seed folder: seen
+    copy.mkdir(parents=True)
     (copy / "record.json").write_text(json.dumps(record))
     with pytest.raises(UserError, match="already used by"):
         indexed(results)

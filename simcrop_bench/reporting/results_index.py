@@ -1,19 +1,21 @@
 """The results index: one SQLite row per run record, so that ``leaderboard`` reads no record file.
 
 ``<results>/.index.sqlite`` holds each record's leaderboard row (:func:`.record_rows.frame_row`) and, per
-seed folder (``runs/<task>/<method>/f<fraction>/s<seed>/``), the folder's modification time when its records
-were indexed. Publishing a record renames its run folder into a seed folder, which changes that folder's
-mtime; so the index is *stale* exactly where a seed folder's mtime differs from the stored one, or a seed
-folder appeared or vanished. :func:`indexed_frame` checks this by listing the seed folders (one ``stat``
-each, no record read), re-reads the records of the stale folders only, and answers from the index.
+fraction folder (``runs/<task>/<method>/f<fraction>/``), the folder's modification time when its records were
+indexed. :func:`indexed_frame` lists the fraction folders (one ``stat`` each: about 2,000 for 100,000 records,
+where listing every seed folder would cost a second of kernel time), re-reads the records of the folders whose
+mtime differs from the stored one (or that appeared or vanished), and answers from the index.
 
-* Publishing calls :func:`record_published` (``run.cell``), which re-indexes the run's seed folder; a
-  failed update (a locked or read-only index) only leaves that folder stale, to be re-read next time.
+* Publishing calls :func:`record_published` (``run.cell``): it sets the fraction folder's mtime to now — a new
+  run inside an existing seed folder changes only that seed folder — and re-indexes the fraction folder. If the
+  update fails (a locked or read-only index) the folder is merely stale, to be re-read next time.
 * A folder is always re-indexed whole, its mtime read *before* its records are listed: a record published
   meanwhile changes the mtime again and is picked up by the next check.
 * Every update is one SQLite transaction; a missing, corrupt or older-schema index is rebuilt into a
   temporary file that is renamed into place (``leaderboard --reindex`` forces this).
-* Not detected: a ``record.json`` edited in place (no publish renames anything); use ``--reindex``.
+* Not seen without ``--reindex``: changes made by hand *inside* an existing seed folder (a run folder copied
+  in or deleted, a ``record.json`` edited in place), since they leave the fraction folder's mtime alone.
+  New or deleted seed folders, and whole fraction, method or task folders, are seen.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 INDEX_FILE = ".index.sqlite"
-INDEX_SCHEMA = 1  # bump when the stored columns change: an older index is rebuilt
-SEED_DEPTH = 4  # runs/<task>/<method>/f<fraction>/s<seed>
+INDEX_SCHEMA = 2  # bump when the stored columns or folder level change: an older index is rebuilt
+FOLDER_DEPTH = 3  # runs/<task>/<method>/f<fraction>: the unit of staleness
+RECORD_DEPTH = 2  # records sit at <fraction folder>/s<seed>/<run>/record.json
 RECORD_FILE = "record.json"
 BUSY_TIMEOUT_S = 30.0  # parallel publishers wait for each other's transactions
 
@@ -46,6 +49,7 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE folders (folder TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL);
 CREATE TABLE rows ({_ROW_COLUMNS}, folder TEXT NOT NULL, path TEXT NOT NULL, UNIQUE (run_id));
 CREATE INDEX rows_folder ON rows (folder);
+CREATE INDEX rows_path ON rows (path);
 """
 
 
@@ -56,8 +60,8 @@ def index_path(results: Path) -> Path:
 # --------------------------------------------------------------------------- the folders and their mtimes
 
 
-def seed_folders(runs: Path) -> dict[str, int]:
-    """``{seed folder relative to runs/: mtime_ns}``; names starting with "." (staging, locks) are skipped."""
+def indexed_folders(runs: Path) -> dict[str, int]:
+    """``{fraction folder relative to runs/: mtime_ns}``; names starting with "." (staging, locks) are skipped."""
     found: dict[str, int] = {}
 
     def walk(folder: str, prefix: str, depth: int) -> None:
@@ -65,7 +69,7 @@ def seed_folders(runs: Path) -> dict[str, int]:
             for entry in entries:
                 if entry.name[0] == "." or not entry.is_dir(follow_symlinks=False):
                     continue
-                if depth == SEED_DEPTH:
+                if depth == FOLDER_DEPTH:
                     found[prefix + entry.name] = entry.stat(follow_symlinks=False).st_mtime_ns
                 else:
                     walk(entry.path, f"{prefix}{entry.name}/", depth + 1)
@@ -76,16 +80,13 @@ def seed_folders(runs: Path) -> dict[str, int]:
 
 
 def _folder_rows(runs: Path, folder: str) -> list[tuple]:
-    """The rows of every record under one seed folder (records sit one level below it)."""
+    """The rows of every record under one fraction folder (``s<seed>/<run>/record.json``)."""
     rows = []
-    base = runs / folder
-    with contextlib.suppress(FileNotFoundError), os.scandir(base) as entries:
-        for entry in sorted(entries, key=lambda e: e.name):
-            path = Path(entry.path) / RECORD_FILE
-            if entry.name.startswith(".") or not path.is_file():
-                continue
-            row = frame_row(read_record(path))
-            rows.append((*(row[c] for c in FRAME_COLUMNS), folder, path.relative_to(runs).as_posix()))
+    for path in sorted((runs / folder).glob("*/*/" + RECORD_FILE)):
+        if any(part.startswith(".") for part in path.relative_to(runs / folder).parts):
+            continue
+        row = frame_row(read_record(path))
+        rows.append((*(row[c] for c in FRAME_COLUMNS), folder, path.relative_to(runs).as_posix()))
     return rows
 
 
@@ -157,7 +158,7 @@ def rebuild(results: Path) -> Path:
         with _connect(temporary) as connection:
             connection.executescript(_SCHEMA)
             connection.execute("INSERT INTO meta VALUES ('schema', ?)", (str(INDEX_SCHEMA),))
-            _reindex(connection, results / "runs", seed_folders(results / "runs"), ())
+            _reindex(connection, results / "runs", indexed_folders(results / "runs"), ())
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
@@ -177,7 +178,7 @@ def refresh(results: Path) -> Path:
             stale_schema = True
         else:
             stale_schema = False
-            current = seed_folders(results / "runs")
+            current = indexed_folders(results / "runs")
             stored = dict(connection.execute("SELECT folder, mtime_ns FROM folders"))
             changed = {folder: mtime for folder, mtime in current.items() if stored.get(folder) != mtime}
             gone = set(stored) - set(current)
@@ -187,20 +188,22 @@ def refresh(results: Path) -> Path:
 
 
 def record_published(results: Path, run_folder: Path) -> None:
-    """Index the seed folder that ``run_folder`` was just published into (after its rename).
+    """Index the fraction folder that ``run_folder`` was just published into (after its rename).
 
-    The index is a cache: when it does not exist yet, or cannot be written now, nothing is done and the
-    folder is picked up by the next :func:`refresh` (its mtime differs from the stored one).
+    The index is a cache: when it does not exist yet, or cannot be written now, the folder is left for the next
+    :func:`refresh` (its mtime, set to now here, differs from the stored one).
     """
     results, run_folder = Path(results), Path(run_folder)
+    runs = results / "runs"
+    folder = run_folder.parents[RECORD_DEPTH - 1]
+    with contextlib.suppress(OSError):
+        os.utime(folder)  # a run added inside an existing seed folder leaves this folder's mtime alone otherwise
     path = index_path(results)
     if not path.is_file():
         return
-    runs = results / "runs"
-    folder = run_folder.parent.relative_to(runs).as_posix()
     with contextlib.suppress(sqlite3.Error, OSError), _connect(path) as connection:
         if _usable(connection):
-            _reindex(connection, runs, {folder: (runs / folder).stat().st_mtime_ns}, ())
+            _reindex(connection, runs, {folder.relative_to(runs).as_posix(): folder.stat().st_mtime_ns}, ())
 
 
 def indexed_frame(results: Path, *, reindex: bool = False) -> pd.DataFrame | None:
