@@ -4,7 +4,8 @@ Generalist Foundation Models from a Multimodal Dataset for 3D Computed Tomograph
 The volume embedding (the shared 3D ViT's patch tokens, averaged, projected) and the report
 embedding (findings + impression through a frozen text encoder, pooled, projected) of each CT-RATE
 training pair are pulled together and pushed away from the other pairs of the batch by CLIP's
-symmetric InfoNCE with a learnable temperature. Model: ``simcrop_bench.baselines.clip``.
+symmetric InfoNCE with a learnable temperature, negatives gathered across processes (batch × processes − 1
+per sample; gradient accumulation adds none). Model: ``simcrop_bench.baselines.clip``.
 
 Differs from the publication: our 3D ViT instead of CT-ViT, and the text encoder is the offline
 MiniLM, frozen (CT-CLIP fine-tunes CXR-BERT; point ``method.clip.text_encoder_path`` at a local
@@ -76,5 +77,7 @@ class CLIP(Method):
 
     def pretrain(self, ctx):
         from simcrop_bench.baselines.training import pretrain_and_export
+        from simcrop_bench.simcrop.text import text_encoder_identity, text_encoder_record
 
-        return pretrain_and_export(self, ctx)
+        identity = text_encoder_identity(self.config.clip.text_encoder_path)
+        return pretrain_and_export(self, ctx, record={"text_encoder": text_encoder_record(identity)})

@@ -168,6 +168,14 @@ def test_clip_infonce_on_hand_computed_2x2_examples():
     assert got.item() == pytest.approx((v2r + r2v) / 2, rel=1e-6)
 
 
+def test_clip_records_the_negatives_of_its_recipe():
+    notes = VolumeReportCLIP.contrastive_negatives(
+        {"effective_batch": 448, "batch_size": 14, "accum_steps": 8, "world_size": 4}
+    )
+    assert notes["per_sample"] == 55 and notes["pairs_per_loss"] == 56 and notes["gathered_across_ranks"]
+    assert "averages 8 losses of 56 pairs" in notes["accumulation"]
+
+
 def test_clip_temperature_is_learnable_and_the_text_encoder_stays_frozen():
     torch.manual_seed(0)
     model = VolumeReportCLIP(ENCODER, tiny_bert(), latent_dim=16)

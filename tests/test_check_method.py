@@ -80,8 +80,8 @@ FAULTY = textwrap.dedent(
             from simcrop_bench.pretraining.loop import pretrain
 
             parts = self.build_pretraining(ctx)
-            recipe = PretrainConfig(epochs=1, batch_size=2, accum_steps=1, warmup_epochs=0.0, precision="fp32",
-                                    checkpoint_every=0)
+            recipe = PretrainConfig(epochs=1, batch_size=2, effective_batch=None, accum_steps=1, warmup_epochs=0.0,
+                                    precision="fp32", checkpoint_every=0)
             model = pretrain(parts.model_factory, parts.dataset, recipe, ctx.workdir).model
             path = ctx.workdir / "encoder.pth"
             if self.fault == "no_file":

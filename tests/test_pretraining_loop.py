@@ -7,6 +7,7 @@ model; its masks come from the global torch RNG (so resume must restore it) unle
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -21,6 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from simcrop_bench.errors import ConfigError
+from simcrop_bench.pretraining.config import accumulation_steps
 from simcrop_bench.pretraining.distributed import launch_local
 from simcrop_bench.pretraining.loop import SIGKILL_AT_STEP_ENV, PretrainConfig, pretrain, spec_snapshot_epochs
 from simcrop_bench.pretraining.optim import lr_at, param_groups
@@ -95,6 +97,7 @@ class TinyMasked(nn.Module):
 BASE = PretrainConfig(
     epochs=2,
     batch_size=4,
+    effective_batch=None,  # a fixed accumulation: the tests vary the process count and batch
     accum_steps=2,
     lr=1e-2,
     warmup_epochs=1,
@@ -292,3 +295,44 @@ def test_two_process_gloo_equals_one_process_double_batch(tmp_path):
     saved = load_training_checkpoint(tmp_path / "ddp" / "checkpoint.pt")
     assert saved["world_size"] == 2 and len(saved["rng"]) == 2
     assert not any(k.startswith("module.") for k in saved["model"])
+
+
+def train_effective_batch(workdir: str) -> None:
+    """The tiny model with the recipe fixing the effective batch (16) instead of the accumulation."""
+    train(workdir, stochastic=False, effective_batch=16, accum_steps=None)
+
+
+def test_effective_batch_is_the_same_on_two_processes_with_half_the_accumulation(tmp_path):
+    launch_local(train_effective_batch, 2, str(tmp_path / "two"))  # batch 4 × accumulation 2 × 2 processes
+    train_effective_batch(str(tmp_path / "one"))  # batch 4 × accumulation 4 × 1 process
+    infos = [json.loads((tmp_path / run / "pretrain_info.json").read_text())["recipe"] for run in ("two", "one")]
+    assert infos == [
+        {"effective_batch": 16, "batch_size": 4, "accum_steps": 2, "world_size": 2},
+        {"effective_batch": 16, "batch_size": 4, "accum_steps": 4, "world_size": 1},
+    ]
+    two, one = losses(tmp_path / "two"), losses(tmp_path / "one")
+    assert len(two) == len(one) == 8  # 2 epochs × 64 samples / 16 per step
+    for x, y in zip(two, one):
+        assert x["lr"] == pytest.approx(y["lr"], rel=1e-12)
+        assert x["loss"] == pytest.approx(y["loss"], abs=1e-5), x["step"]
+    # The same updates: the trained weights agree to float-reduction order.
+    weights = [load_training_checkpoint(tmp_path / run / "checkpoint.pt")["model"] for run in ("two", "one")]
+    for key, value in weights[1].items():
+        torch.testing.assert_close(weights[0][key], value, atol=1e-5, rtol=0, msg=key)
+
+
+def test_an_effective_batch_the_processes_cannot_share_is_refused_before_training(tmp_path):
+    with pytest.raises(ConfigError, match=r"effective_batch=18 is not a multiple of batch_size 4 × 1 process"):
+        train(str(tmp_path), effective_batch=18, accum_steps=None)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_accumulation_follows_the_number_of_processes_in_the_paper_recipe():
+    paper = PretrainConfig()
+    assert [accumulation_steps(paper, world) for world in (1, 2, 4, 8)] == [32, 16, 8, 4]
+    with pytest.raises(ConfigError, match="448 is not a multiple of batch_size 14 × 3 process"):
+        accumulation_steps(paper, 3)
+    with pytest.raises(ConfigError, match="accum_steps=8 contradicts"):
+        accumulation_steps(replace(paper, accum_steps=8), 1)
+    assert accumulation_steps(replace(paper, accum_steps=8), 4) == 8
+    assert accumulation_steps(replace(paper, effective_batch=None, accum_steps=3), 5) == 3

@@ -68,7 +68,15 @@ class TinyReports(Dataset):
 
 
 RECIPE = PretrainConfig(
-    epochs=2, batch_size=2, accum_steps=1, lr=1e-3, warmup_epochs=1, precision="fp32", checkpoint_every=3, seed=5
+    epochs=2,
+    batch_size=2,
+    effective_batch=None,
+    accum_steps=1,
+    lr=1e-3,
+    warmup_epochs=1,
+    precision="fp32",
+    checkpoint_every=3,
+    seed=5,
 )
 
 

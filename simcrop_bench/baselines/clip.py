@@ -6,7 +6,11 @@ Volume embedding: the encoder's normed patch tokens (cls excluded), averaged, pr
 bias-free Linears to ``latent_dim`` as in CT-CLIP. The loss is CLIP's symmetric InfoNCE over the
 batch with a learnable temperature: logits = ``exp(logit_scale) · cos(v_i, t_j)``, ``logit_scale``
 a trainable scalar (CT-CLIP starts it at 1, i.e. τ = 1/e), clamped at log 100 as CLIP does.
-Negatives are the other pairs of the process's micro-batch (no cross-process gathering).
+Negatives are the other pairs of the micro-batch *on every process*: embeddings are gathered across ranks
+with gradient (``torch.distributed.nn.functional.all_gather``, as open_clip's ``gather_with_grad``), so N
+processes of batch b contrast each sample with N·b − 1 others, the same loss and gradient as one process of
+batch N·b. Gradient accumulation adds no negatives: an optimizer step averages ``accum_steps`` such losses
+(recorded by :meth:`VolumeReportCLIP.contrastive_negatives`).
 """
 
 from __future__ import annotations
@@ -21,20 +25,38 @@ from torch import Tensor, nn
 from simcrop_bench.errors import ConfigError
 from simcrop_bench.models.config import EncoderConfig
 from simcrop_bench.models.vit3d import ViT3D, init_linear_and_norm
+from simcrop_bench.pretraining import distributed as dist_utils
 from simcrop_bench.simcrop.text import FrozenTextEncoder
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP's clamp: the multiplier never exceeds 100
 
 
+def gather_across_ranks(local: Tensor) -> tuple[Tensor, int]:
+    """Every rank's ``local`` rows concatenated in rank order (with gradient), and this rank's first row.
+
+    Without a process group: ``(local, 0)``. Ranks must hold equally many rows (the loop drops last batches).
+    """
+    if not dist_utils.is_distributed():
+        return local, 0
+    from torch.distributed.nn.functional import all_gather  # differentiable: gradients flow back to each rank
+
+    return torch.cat(all_gather(local)), dist_utils.rank() * local.shape[0]
+
+
 def clip_infonce(volume_emb: Tensor, report_emb: Tensor, logit_scale: Tensor) -> Tensor:
     """Symmetric InfoNCE: pair i is (volume i, report i); mean of the volume→report and report→volume CEs.
 
-    ``logit_scale`` is the multiplier (already exponentiated) applied to the cosine similarities.
+    ``logit_scale`` is the multiplier (already exponentiated) applied to the cosine similarities. Under a
+    process group each local sample is contrasted with the pairs of every rank (:func:`gather_across_ranks`);
+    the mean over ranks of this loss (DDP's gradient average) is then the single-process loss of the whole batch.
     """
     volume, report = F.normalize(volume_emb, dim=-1), F.normalize(report_emb, dim=-1)
-    logits = logit_scale * volume @ report.t()
-    targets = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)) / 2
+    all_volumes, offset = gather_across_ranks(volume)
+    all_reports, _ = gather_across_ranks(report)
+    targets = torch.arange(volume.shape[0], device=volume.device) + offset
+    volume_to_report = F.cross_entropy(logit_scale * volume @ all_reports.t(), targets)
+    report_to_volume = F.cross_entropy(logit_scale * report @ all_volumes.t(), targets)
+    return (volume_to_report + report_to_volume) / 2
 
 
 def pool_text(hidden: Tensor, attention_mask: Tensor, mode: str) -> Tensor:
@@ -81,6 +103,17 @@ class VolumeReportCLIP(ViT3D):
 
     def temperature_multiplier(self) -> Tensor:
         return self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+
+    @staticmethod
+    def contrastive_negatives(recipe: dict[str, int]) -> dict[str, Any]:
+        """How many negatives a sample meets under ``recipe`` (the loop stores this with the pretraining)."""
+        per_micro_batch = recipe["batch_size"] * recipe["world_size"]
+        return {
+            "per_sample": per_micro_batch - 1,
+            "pairs_per_loss": per_micro_batch,
+            "gathered_across_ranks": True,
+            "accumulation": f"adds none: a step averages {recipe['accum_steps']} losses of {per_micro_batch} pairs",
+        }
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Any]:  # type: ignore[override]
         """``loss`` (InfoNCE), ``logit_scale`` (the current multiplier, logged) and both embeddings."""

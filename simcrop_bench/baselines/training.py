@@ -35,8 +35,12 @@ def input_metadata(encoder: EncoderConfig) -> dict[str, Any]:
     }
 
 
-def pretrain_and_export(method: Method, ctx: PretrainContext) -> Path:
-    """Train ``method.build_pretraining(ctx)`` with ``method.config.train`` and export the encoder."""
+def pretrain_and_export(method: Method, ctx: PretrainContext, record: dict[str, Any] | None = None) -> Path:
+    """Train ``method.build_pretraining(ctx)`` with ``method.config.train`` and export the encoder.
+
+    ``record``: what the pretraining record should state besides the recipe (e.g. the text encoder); the
+    baselines start from a random encoder, which is recorded as their initialisation.
+    """
     config = method.config
     train: PretrainConfig = config.train
     if train.precision == "fp16" and not ctx.device.startswith("cuda"):
@@ -44,7 +48,10 @@ def pretrain_and_export(method: Method, ctx: PretrainContext) -> Path:
     parts = method.build_pretraining(ctx)
     # ctx.seed is train.seed when the encoder store calls; check-method passes its own.
     recipe = PretrainConfig(**{**vars(train), "seed": ctx.seed})
-    result = pretrain(parts.model_factory, parts.dataset, recipe, ctx.workdir, device=ctx.device).completed(method.name)
+    record = {"init": {"kind": "random"}, **(record or {})}
+    result = pretrain(
+        parts.model_factory, parts.dataset, recipe, ctx.workdir, device=ctx.device, record=record
+    ).completed(method.name)
     # "encoder" lets `--method external` rebuild the exact architecture (heads cannot be read off shapes).
     metadata = {
         "method": method.name,
@@ -55,6 +62,7 @@ def pretrain_and_export(method: Method, ctx: PretrainContext) -> Path:
         "seed": ctx.seed,
         "steps": result.step,
         "epochs": result.epoch,
+        "recipe": result.recipe,
     }
     path = ctx.workdir / ENCODER_FILE
     torch.save(export_released(result.model, metadata), path)

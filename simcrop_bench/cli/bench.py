@@ -1,7 +1,8 @@
-"""``simcrop-bench bench ...``: the benchmarks of :mod:`simcrop_bench.bench.probe` on the command line."""
+"""``simcrop-bench bench ...``: the benchmarks of :mod:`simcrop_bench.bench` on the command line."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -194,3 +195,140 @@ def bench_significance_command(
     if out is not None:
         write_text(out, text + "\n")
         typer.echo(f"wrote {out}", err=True)
+
+
+@bench_app.command("results")
+def bench_results_command(
+    records: int = typer.Option(10000, "--records", help="Generated run records for the leaderboard."),
+    repeats: int = typer.Option(5, "--repeats", help="Runs of each timed command (the median is shown)."),
+    grid_methods: int = typer.Option(
+        10, "--grid-methods", help="Methods of the table grid (× 6 tasks × 5 seeds); 0: no table timing."
+    ),
+    permutations: int = typer.Option(
+        10000, "--permutations", help="Monte Carlo sign flips of the table's paired test (exact below 25 patients)."
+    ),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="Also time parsing every record."),
+    workdir: Path | None = typer.Option(
+        None, "--workdir", help="Where the generated results go (reused if present); default a temporary folder."
+    ),
+):
+    """The results store at scale: `leaderboard` over generated records, `table` with significance over a
+    real-size grid; wall time (median) and peak RSS of each command in a fresh process."""
+    import shutil
+    import statistics
+    import tempfile
+
+    from rich.table import Table
+
+    from simcrop_bench.bench.results import generate_grid, generate_records, leaderboard_timings, table_timings
+    from simcrop_bench.errors import UserError
+
+    if records < 1 or repeats < 1 or grid_methods == 1 or grid_methods < 0:
+        raise UserError("--records and --repeats must be at least 1, --grid-methods 0 or at least 2")
+    base = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="simcrop-bench-results-"))
+    out = console()
+    board_dir, grid_dir = base / f"records-{records}", base / f"grid-{grid_methods}"
+    wanted = [(board_dir, lambda d: generate_records(d, records), f"{records} records")]
+    if grid_methods:
+        wanted.append(
+            (grid_dir, lambda d: generate_grid(d, methods=grid_methods), f"{grid_methods}×6×5 runs with per_case.csv")
+        )
+    for folder, make, what in wanted:
+        if not (folder / "runs").is_dir():
+            started = time.perf_counter()
+            make(folder)
+            out.print(f"generated {what} in {folder} ({time.perf_counter() - started:.0f} s)")
+    rows = leaderboard_timings(board_dir, repeats, baseline)
+    if grid_methods:
+        rows.append(table_timings(grid_dir, repeats, permutations))
+    table = Table(title=f"results store: leaderboard over {records} records, table over {grid_methods}×6×5 runs")
+    for column in ("command", "runs", "median (s)", "min – max (s)", "median CPU (s)", "peak RSS (MB)"):
+        table.add_column(column, justify="left" if column == "command" else "right")
+    for timings in rows:
+        walls = [t.wall_s for t in timings]
+        table.add_row(
+            timings[0].label,
+            str(len(timings)),
+            f"{statistics.median(walls):.2f}",
+            f"{min(walls):.2f} – {max(walls):.2f}",
+            f"{statistics.median(t.cpu_s for t in timings):.2f}",
+            f"{max(t.peak_rss_mb for t in timings):.0f}",
+        )
+    out.print(table)
+    if workdir is None:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@bench_app.command("pretrain")
+def bench_pretrain_command(
+    method: list[str] | None = typer.Option(
+        None, "--method", "-m", help="Methods to time (repeatable; default simcrop, mae, simmim, clip, mrm)."
+    ),
+    profile: str = typer.Option("demo", "--profile", "-p", help="demo (CPU size) or paper (ViT-B, 224×224×112)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    batch: int | None = typer.Option(None, "--batch", help="Volumes per step (default: the profile's batch_size)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast)."),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model first."),
+    warmup: int = typer.Option(2, "--warmup", help="Untimed steps first (compilation happens here)."),
+    steps: int = typer.Option(5, "--steps", help="Timed steps (the median is shown)."),
+    peak_tflops: float | None = typer.Option(
+        None, "--peak-tflops", help="Peak TFLOP/s for MFU (default: known GPUs' dense datasheet peak; none on CPU)."
+    ),
+    set_: list[str] | None = typer.Option(None, "--set", help="Config override for every method (repeatable)."),
+    plugin: list[str] | None = typer.Option(None, "--plugin", help="Extra method file or module (repeatable)."),
+):
+    """Training step of each method: step time, volumes/s, counted FLOPs and MFU (optionally compiled, bf16)."""
+    from rich.table import Table
+
+    from simcrop_bench.bench.pretrain import DEFAULT_METHODS, device_peak, time_method
+    from simcrop_bench.errors import UserError
+    from simcrop_bench.run.devices import resolve_device
+
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision {precision}: expected fp32 or bf16")
+    if steps < 1 or warmup < 0 or (batch is not None and batch < 1):
+        raise UserError("--steps and --batch must be at least 1, --warmup at least 0")
+    resolved = resolve_device(device)
+    peak = device_peak(resolved, precision, peak_tflops)
+    overrides = list(set_ or [])
+    out = console()
+    table = Table(
+        title=f"pretraining step, {profile} profile, {resolved}, {precision}{', compiled' if compile_model else ''}"
+    )
+    for column in ("method", "batch", "step (s)", "volumes/s", "GFLOP/volume", "GFLOP/s", "MFU"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for name in method or DEFAULT_METHODS:
+        size = batch or _profile_batch(name, profile, overrides, list(plugin or []))
+        timing = time_method(
+            name,
+            profile=profile,
+            device=resolved,
+            batch_size=size,
+            precision=precision,
+            compile_model=compile_model,
+            warmup=warmup,
+            steps=steps,
+            peak_flops=peak,
+            overrides=overrides,
+            plugins=list(plugin or []),
+        )
+        table.add_row(
+            name,
+            str(timing.batch),
+            f"{timing.step_s:.3f}",
+            f"{timing.volumes_per_s:.2f}",
+            f"{timing.flops_per_sample / 1e9:.1f}",
+            f"{timing.achieved_flops / 1e9:.1f}",
+            "—" if timing.mfu is None else f"{100 * timing.mfu:.1f} %",
+        )
+    out.print(table)
+    if peak is None:
+        out.print("MFU needs a peak: pass --peak-tflops (no datasheet peak is known for this device)")
+
+
+def _profile_batch(method: str, profile: str, overrides: list[str], plugins: list[str]) -> int:
+    from simcrop_bench.run.cell import RunRequest, plan_run
+
+    plan = plan_run(RunRequest(method=method, task="ctrate_cls", profile=profile, overrides=overrides, plugins=plugins))
+    train = getattr(plan.config.method, "train", None)
+    return train.batch_size if train is not None else 2

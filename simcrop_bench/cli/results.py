@@ -39,11 +39,12 @@ def leaderboard(
     protocol: str | None = typer.Option(None, "--protocol", help="Only this protocol."),
     fmt: BoardFormat = typer.Option(BoardFormat.table, "--format", help="table, csv, md, latex or json."),
     results: Path = RESULTS_OPTION,
+    reindex: bool = typer.Option(False, "--reindex", help="Rebuild the results index from every record first."),
 ):
     """Aggregate all run records: mean ± std over seeds per method × task × fraction."""
     from simcrop_bench.reporting import leaderboard as lb
 
-    board = lb.leaderboard(results, task=task, method=method, profile=profile, protocol=protocol)
+    board = lb.leaderboard(results, task=task, method=method, profile=profile, protocol=protocol, reindex=reindex)
     if board.empty:
         raise UserError(f"{results}: no run records match (run `simcrop-bench run` first)")
     if fmt is BoardFormat.table:

@@ -50,6 +50,7 @@ ENCODER_GROUPS = {
 TINY_RECIPE = {  # applied to `train.*` when the method config embeds PretrainConfig
     "epochs": 1,
     "batch_size": CHECK_BATCH,
+    "effective_batch": None,
     "accum_steps": 1,
     "warmup_epochs": 0.0,
     "precision": "fp32",

@@ -7,7 +7,8 @@ dataset; :func:`pretrain` trains it with the §5.4 recipe:
 * AdamW β = (0.9, 0.95), decay only on ≥ 2-D parameters (:mod:`.optim`);
 * lr per iteration at ``epoch + it / iters_per_epoch``, set at the start of each
   accumulation window only (MAE's ``adjust_learning_rate`` placement);
-* gradient accumulation over ``accum_steps`` micro-batches, DDP ``no_sync`` inside a
+* gradient accumulation over ``accumulation_steps(cfg, world)`` micro-batches (the recipe fixes the
+  effective batch, so the accumulation follows the number of processes), DDP ``no_sync`` inside a
   window; micro-batches at the end of an epoch that cannot fill a window are not
   loaded (MAE zeroes their gradients at the next epoch; the update is the same);
 * fp16 autocast + GradScaler (CUDA only), bf16 autocast, or fp32;
@@ -20,6 +21,10 @@ dataset; :func:`pretrain` trains it with the §5.4 recipe:
   SIGTERM / SIGUSR1; restarting in the same ``workdir`` resumes exactly. Submodules
   that declare a frozen identity (``frozen_identity()``, e.g. SimCroP's pinned text
   encoder) are not stored; the factory rebuilds them and resume checks the identity.
+
+``pretrain_info.json`` records what one optimizer step was (effective batch = batch × accumulation ×
+processes), the frozen modules' identities, the caller's ``record`` (e.g. text encoder, initialisation)
+and, for a model that defines ``contrastive_negatives(recipe)``, how many negatives a sample meets.
 """
 
 from __future__ import annotations
@@ -40,7 +45,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from simcrop_bench.data.loading import EpochKeys, loader_options, local_processes
 from simcrop_bench.pretraining import distributed as dist_utils
-from simcrop_bench.pretraining.config import PretrainConfig
+from simcrop_bench.pretraining.config import (
+    PRETRAIN_INFO_FILE,
+    PretrainConfig,
+    accumulation_steps,
+    recipe_summary,
+)
 from simcrop_bench.pretraining.optim import adamw, lr_at, set_lr
 from simcrop_bench.pretraining.preemption import PretrainingStopped, stop_on_signals
 from simcrop_bench.pretraining.rng import SeededItems, capture_rng_state, restore_rng_state, seed_everything
@@ -49,6 +59,7 @@ from simcrop_bench.pretraining.scalars import ScalarLog
 from simcrop_bench.pretraining.training_checkpoint import (
     CHECKPOINT_NAME,
     check_resumable,
+    frozen_modules,
     load_model_state,
     load_training_checkpoint,
     model_state,
@@ -76,6 +87,7 @@ class PretrainResult:
     checkpoint: Path
     preempted: bool  # stopped by SIGTERM / SIGUSR1 after saving; rerun to resume
     wall_s: float  # over all resumed segments
+    recipe: dict[str, int] = field(default_factory=dict)  # effective batch, batch, accumulation, world size
     extra: dict[str, Any] = field(default_factory=dict)
 
     def completed(self, what: str) -> PretrainResult:
@@ -107,14 +119,25 @@ def _check_config(cfg: PretrainConfig, device: torch.device) -> None:
         raise ValueError(f"precision must be fp32, bf16 or fp16, not {cfg.precision!r}")
     if cfg.precision == "fp16" and device.type != "cuda":
         raise ValueError("precision fp16 (GradScaler) needs a CUDA device; use bf16 or fp32 on CPU")
-    if cfg.accum_steps < 1 or cfg.batch_size < 1:
-        raise ValueError("batch_size and accum_steps must be ≥ 1")
 
 
 def _loss_terms(output: Any) -> dict[str, torch.Tensor]:
     if not isinstance(output, dict) or "loss" not in output:
         raise TypeError("the model's forward must return a dict with a 'loss' entry")
     return {k: v for k, v in output.items() if isinstance(v, torch.Tensor) and v.ndim == 0}
+
+
+def pretraining_record(
+    model: nn.Module, cfg: PretrainConfig, world: int, record: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a pretraining record states about the recipe it ran: the optimizer step's composition, the frozen
+    modules, the caller's ``record`` and, for contrastive models, the negatives per sample."""
+    recipe = recipe_summary(cfg, world)
+    out: dict[str, Any] = {"recipe": recipe, "frozen_modules": frozen_modules(model), **(record or {})}
+    negatives = getattr(model, "contrastive_negatives", None)
+    if callable(negatives):
+        out["contrastive_negatives"] = negatives(recipe)
+    return out
 
 
 def pretrain(
@@ -127,11 +150,12 @@ def pretrain(
     log_every: int | None = None,
     monitor: Callable[[nn.Module], dict[str, float]] | None = None,
     monitor_points: int = 10,
+    record: dict[str, Any] | None = None,
 ) -> PretrainResult:
     """Train ``model_factory()`` on ``dataset`` with ``cfg``; resume from ``workdir`` if possible.
 
     Call it in every process of an initialised process group (or without one). Rank 0
-    writes ``checkpoint.pt``, ``metrics.jsonl``, ``tensorboard/`` and ``pretrain_info.json``.
+    writes ``checkpoint.pt``, ``metrics.jsonl``, ``tensorboard/`` and ``pretrain_info.json`` (with ``record``).
     ``log_every``: optimizer steps between permanent log lines (None: about 20 lines per run, see
     :func:`~simcrop_bench.util.progress.log_interval`; 0: none).
     """
@@ -139,6 +163,7 @@ def pretrain(
     workdir, device = Path(workdir), torch.device(device)
     _check_config(cfg, device)
     rank, world = dist_utils.rank(), dist_utils.world_size()
+    accum = accumulation_steps(cfg, world)  # before any work: an indivisible recipe is refused at once
     if rank == 0:
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -150,13 +175,13 @@ def pretrain(
     sampler = ResumableEpochSampler(dataset, num_replicas=world, rank=rank, seed=cfg.seed)
     items = SeededItems(dataset, cfg.seed)
     iters_per_epoch = sampler.full_length() // cfg.batch_size  # micro-batches per rank
-    steps_per_epoch = iters_per_epoch // cfg.accum_steps
+    steps_per_epoch = iters_per_epoch // accum
     if steps_per_epoch == 0:
         raise ValueError(
             f"{len(dataset)} samples over {world} process(es) give {iters_per_epoch} micro-batches of "
-            f"{cfg.batch_size}, fewer than accum_steps={cfg.accum_steps}"
+            f"{cfg.batch_size}, fewer than accum_steps={accum}"
         )
-    usable_iters = steps_per_epoch * cfg.accum_steps
+    usable_iters = steps_per_epoch * accum
     total_steps = steps_per_epoch * cfg.epochs
     if log_every is None:
         log_every = log_interval(total_steps)
@@ -259,7 +284,7 @@ def pretrain(
                 sums: dict[str, torch.Tensor] = {}
                 lr = 0.0
                 for batch in loader:
-                    window_pos = it % cfg.accum_steps
+                    window_pos = it % accum
                     if window_pos == 0:  # §5.4: schedule applied at accumulation boundaries only
                         fractional_epoch = epoch + it / iters_per_epoch
                         lr = lr_at(
@@ -270,12 +295,12 @@ def pretrain(
                             min_lr=cfg.min_lr,
                         )
                         set_lr(optimizer, lr)
-                    last_in_window = window_pos == cfg.accum_steps - 1
+                    last_in_window = window_pos == accum - 1
                     sync = contextlib.nullcontext() if world == 1 or last_in_window else train_model.no_sync()
                     with sync:
                         with _autocast(cfg.precision, device):
                             terms = _loss_terms(train_model(_to_device(batch, device)))
-                        scaler.scale(terms["loss"] / cfg.accum_steps).backward()
+                        scaler.scale(terms["loss"] / accum).backward()
                     for name, value in terms.items():
                         sums[name] = sums.get(name, 0.0) + value.detach().float()
                     it += 1
@@ -287,7 +312,7 @@ def pretrain(
                     optimizer.zero_grad(set_to_none=True)
                     step += 1
                     names = sorted(sums)
-                    means = dist_utils.mean_across_ranks(torch.stack([sums[n] for n in names]) / cfg.accum_steps)
+                    means = dist_utils.mean_across_ranks(torch.stack([sums[n] for n in names]) / accum)
                     losses = dict(zip(names, means.tolist()))
                     sums = {}
                     if scalars is not None:
@@ -324,7 +349,7 @@ def pretrain(
     wall_s = previous_wall + time.monotonic() - started
     if rank == 0 and not preempted:
         write_json(
-            workdir / "pretrain_info.json",
+            workdir / PRETRAIN_INFO_FILE,
             {
                 "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                 "world_size": world,
@@ -333,8 +358,15 @@ def pretrain(
                 "epochs": epoch,
                 "wall_s_all_segments": wall_s,
                 "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+                **pretraining_record(model, cfg, world, record),
             },
         )
     return PretrainResult(
-        model=model, step=step, epoch=epoch, checkpoint=checkpoint_path, preempted=preempted, wall_s=wall_s
+        model=model,
+        step=step,
+        epoch=epoch,
+        checkpoint=checkpoint_path,
+        preempted=preempted,
+        wall_s=wall_s,
+        recipe=recipe_summary(cfg, world),
     )

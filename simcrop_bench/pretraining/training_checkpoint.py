@@ -55,7 +55,7 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 # Fields that fix the meaning of the saved data position; a resume must not change them.
-POSITION_FIELDS = ("batch_size", "accum_steps", "seed")
+POSITION_FIELDS = ("batch_size", "effective_batch", "accum_steps", "seed")
 
 
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], world_size: int) -> None:

@@ -106,7 +106,17 @@ def resolve_config(req: RunRequest, method_cls: type, task_cls: type) -> Resolve
     method_cfg.encoder.validate()
     if hasattr(task_cfg, "validate"):
         task_cfg.validate(method_cfg.encoder.patch_size)
+    _check_recipe(method_cfg, req.gpus)
     return ResolvedConfig(method_cls.name, task_cls.name, method_cfg, task_cfg, run)
+
+
+def _check_recipe(method_cfg: Any, gpus: int) -> None:
+    """Refuse, before any work, a recipe whose effective batch the pretraining processes cannot share."""
+    from simcrop_bench.pretraining.config import PretrainConfig, accumulation_steps
+
+    train = getattr(method_cfg, "train", None)
+    if isinstance(train, PretrainConfig):
+        accumulation_steps(train, gpus * max(1, getattr(method_cfg, "processes", 1)))
 
 
 def plan_run(req: RunRequest) -> RunPlan:
@@ -164,6 +174,7 @@ def execute(plan: RunPlan) -> dict[str, Any]:
     from simcrop_bench.api import TaskContext
     from simcrop_bench.data.roots import cache_dir, data_fingerprint, resolve_data_root
     from simcrop_bench.protocols.segmentation.state import STATE_FILE
+    from simcrop_bench.reporting.results_index import record_published
     from simcrop_bench.run import provenance as provenance
     from simcrop_bench.run.records import write_per_case, write_record
     from simcrop_bench.util.hashing import file_sha256
@@ -249,4 +260,5 @@ def execute(plan: RunPlan) -> dict[str, Any]:
         write_per_case(staging / "per_case.csv", result.per_case)
         (staging / STATE_FILE).unlink(missing_ok=True)  # resume state: not part of the record
         write_record(staging, record)
+    record_published(Path(req.results), plan.run_dir)  # the leaderboard's index learns of the new record
     return {**record, "skipped": False, "record_dir": str(plan.run_dir)}

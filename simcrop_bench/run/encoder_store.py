@@ -20,6 +20,7 @@ from simcrop_bench.api import Method, PretrainContext
 from simcrop_bench.config import stable_hash
 from simcrop_bench.data.roots import DataRoot
 from simcrop_bench.errors import ConfigError
+from simcrop_bench.pretraining.config import PRETRAIN_INFO_FILE
 from simcrop_bench.util.atomic import file_lock, work_dir, write_json
 from simcrop_bench.util.hashing import file_sha256
 from simcrop_bench.util.progress import log
@@ -92,6 +93,13 @@ def _world_size() -> int:
     return world_size()
 
 
+def _pretraining_info(work: Path) -> dict[str, Any] | None:
+    """The loop's ``pretrain_info.json`` (effective batch, text encoder, initialisation, ...); None for a method
+    that trains without the shared loop."""
+    path = work / PRETRAIN_INFO_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _process_rank() -> int:
     if "torch.distributed" not in sys.modules:  # never initialised: a single process
         return 0
@@ -142,6 +150,7 @@ def _resolve_locked(
     meta = {
         "method": method.name,
         "pretrain_hash": key,
+        "pretraining": _pretraining_info(work),
         "sha256": file_sha256(work / ENCODER_FILE),
         "data": fingerprints,
         "synthetic": any(root.synthetic for root in data_roots.values()),

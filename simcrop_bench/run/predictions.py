@@ -9,8 +9,6 @@ Columns written by the tasks:
 
 from __future__ import annotations
 
-import csv
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,49 +41,62 @@ def bootstrap_metric(primary_metric: str, where: str) -> str:
 
 
 def read_per_case(path: Path, primary_metric: str) -> Predictions:
-    """Parse one run's ``per_case.csv`` for ``primary_metric``; UserError naming the file if unusable."""
+    """Parse one run's ``per_case.csv`` for ``primary_metric``; UserError naming the file if unusable.
+
+    pandas' C parser: a real-size file (CT-RATE, 3,009 rows × 18 labels) is read ~10× faster than row by row,
+    and ``table`` reads one per run of the grid.
+    """
+    import pandas as pd
+
     path = Path(path)
     metric = bootstrap_metric(primary_metric, str(path))
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+        # Identifiers stay text ("007" is not 7); every other column is parsed as a number below.
+        frame = pd.read_csv(path, dtype={"case": str, "group": str, "label": str}, keep_default_na=False)
     except FileNotFoundError:
         raise UserError(
             f"{path}: missing (the paired test and --cell ci need the run's saved "
             "predictions); pass --reference none / --cell std to do without"
         ) from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:  # EmptyDataError is a ValueError
         raise UserError(f"{path}: cannot read ({exc})") from None
-    if not rows or "case" not in rows[0]:
+    if frame.empty or "case" not in frame.columns:
         raise UserError(f"{path}: no rows or no 'case' column")
-    header = list(rows[0])
+    header = list(frame.columns)
     try:
-        cases = np.array([r["case"] for r in rows], dtype=str)
-        groups = np.array([r.get("group") or r["case"] for r in rows], dtype=str)
+        cases = frame["case"].to_numpy(dtype=str)
+        groups = frame["group"].where(frame["group"] != "", frame["case"]) if "group" in frame else frame["case"]
+        groups = groups.to_numpy(dtype=str)
         if metric == "mean":
             if "dice" not in header:
                 raise UserError(f"{path}: no 'dice' column")
-            return Predictions(path, cases, groups, None, np.array([_number(r["dice"]) for r in rows]))
+            return Predictions(path, cases, groups, None, _numbers(frame["dice"]))
         labels = [c[2:] for c in header if c.startswith("p:")]
         if not labels:
             raise UserError(f"{path}: no 'p:<label>' probability columns")
-        scores = np.array([[float(r[f"p:{n}"]) for n in labels] for r in rows])
+        scores = np.stack([_numbers(frame[f"p:{n}"], strict=True) for n in labels], axis=1)
         if metric == "accuracy":
             if "label" not in header:
                 raise UserError(f"{path}: accuracy needs a 'label' column")
-            y_true = np.array([int(r["label"]) for r in rows])
+            y_true = np.array([int(v) for v in frame["label"]])
         else:
             missing = [n for n in labels if f"y:{n}" not in header]
             if missing:
                 raise UserError(f"{path}: no truth column 'y:{missing[0]}' for 'p:{missing[0]}'")
-            y_true = np.array([[int(float(r[f"y:{n}"])) for n in labels] for r in rows])
+            y_true = np.stack([_numbers(frame[f"y:{n}"], strict=True).astype(int) for n in labels], axis=1)
     except (ValueError, TypeError, KeyError) as exc:
         raise UserError(f"{path}: malformed value ({exc})") from None
     return Predictions(path, cases, groups, y_true, scores)
 
 
-def _number(text: str) -> float:
-    return math.nan if text in ("", "nan", "NaN") else float(text)
+def _numbers(column, strict: bool = False) -> np.ndarray:
+    """A column as floats; empty / "nan" cells are NaN unless ``strict`` (scores and labels must be numbers)."""
+    if column.dtype.kind in "if":
+        return column.to_numpy(dtype=float)
+    text = column.astype(str)
+    if not strict:
+        text = text.where(~text.isin(("", "nan", "NaN")), "nan")
+    return np.array([float(v) for v in text])
 
 
 def align(reference: Predictions, other: Predictions) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:

@@ -29,6 +29,22 @@ from simcrop_bench.models.vit3d import (
 
 # §2.1: the keys the merged checkpoint contributes to the encoder
 LOADED_PREFIXES = ("blocks.", "norm.")
+PAPER_INIT = "ImageNet MAE ViT-B/16 blocks.* and norm.* (mae_pretrain_vit_base.pth, §2.1)"
+
+
+def init_record(path: str | Path | None) -> dict[str, Any]:
+    """What a pretraining record states about the encoder's initialisation (random, or the file and its hash)."""
+    if not path:
+        return {"kind": "random", "matches_paper": False, "paper": PAPER_INIT}
+    from simcrop_bench.util.hashing import file_sha256
+
+    return {
+        "kind": "checkpoint",
+        "path": str(path),
+        "sha256": file_sha256(Path(path)),
+        "matches_paper": True,  # the user names the §2.1 file; its hash says which one it was
+        "paper": PAPER_INIT,
+    }
 
 
 def load_mae_init(model: ViT3D, path: str | Path) -> dict[str, Any]:

@@ -241,6 +241,24 @@ def text_encoder_identity(path: str | Path | None = None) -> dict[str, Any]:
     return {"name": directory.name, "path": str(directory.resolve()), "sha256": {f.name: file_sha256(f) for f in files}}
 
 
+PAPER_TEXT_ENCODER = "CXR-BERT (microsoft/BiomedVLP-CXR-BERT-specialized)"  # §2.2
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def text_encoder_record(identity: Mapping[str, Any]) -> dict[str, Any]:
+    """What a pretraining record states about its text encoder: name, SHA-256 of the weights, paper's or not."""
+    hashes = identity.get("sha256") or {}
+    weights = next((hashes[name] for name in WEIGHT_FILES if name in hashes), None)
+    directory = Path(identity.get("path") or ".")
+    is_cxr_bert = _model_type(directory) == CXR_BERT_MODEL_TYPE or "cxr-bert" in str(identity.get("name")).lower()
+    return {
+        "name": identity.get("name"),
+        "weights_sha256": weights,
+        "matches_paper": is_cxr_bert,
+        "paper": PAPER_TEXT_ENCODER,
+    }
+
+
 def load_text_encoder(path: str | Path | None = None, pins: Mapping[str, str] | None = None) -> tuple[nn.Module, Any]:
     """``(BertModel, tokenizer)`` from a local directory; ``None`` = the pinned offline MiniLM.
 

@@ -34,15 +34,15 @@ from simcrop_bench.data.ctrate import pretraining_samples
 from simcrop_bench.data.synthetic.finding_regions import has_regions
 from simcrop_bench.models.config import EncoderConfig
 from simcrop_bench.pretraining import distributed as dist_utils
-from simcrop_bench.pretraining.config import PretrainConfig
+from simcrop_bench.pretraining.config import PretrainConfig, recipe_summary
 from simcrop_bench.pretraining.distributed import launch_local
 from simcrop_bench.pretraining.loop import pretrain
 from simcrop_bench.pretraining.training_checkpoint import CHECKPOINT_NAME, load_model_state, load_training_checkpoint
 from simcrop_bench.simcrop.config import SimCroPConfig
 from simcrop_bench.simcrop.data import PretrainingDataset
-from simcrop_bench.simcrop.init import load_mae_init
+from simcrop_bench.simcrop.init import init_record, load_mae_init
 from simcrop_bench.simcrop.model import SimCroPModel
-from simcrop_bench.simcrop.text import load_text_encoder, text_encoder_identity
+from simcrop_bench.simcrop.text import load_text_encoder, text_encoder_identity, text_encoder_record
 from simcrop_bench.util.progress import log
 
 
@@ -107,7 +107,12 @@ def run_pretraining(
         from simcrop_bench.simcrop.grounding import GroundingMonitor
 
         monitor = GroundingMonitor(ctrate_root)
-    return pretrain(build, dataset, train, workdir, device=device, monitor=monitor)
+    resolved = simcrop.resolved()
+    record = {
+        "text_encoder": text_encoder_record(text_encoder_identity(resolved.text_encoder_path)),
+        "init": init_record(resolved.init_encoder),
+    }
+    return pretrain(build, dataset, train, workdir, device=device, monitor=monitor, record=record)
 
 
 def _rank_worker(*args: Any) -> None:
@@ -126,7 +131,7 @@ def pretrain_simcrop(
     """Pretrain with ``processes`` processes; returns the trained model and a summary (steps, epochs)."""
     if processes <= 1:
         result = run_pretraining(encoder, simcrop, train, ctrate_root, workdir, device).completed("simcrop")
-        return result.model, {"steps": result.step, "epochs": result.epoch, "processes": 1}
+        return result.model, {"steps": result.step, "epochs": result.epoch, "processes": 1, "recipe": result.recipe}
     launch_local(_rank_worker, processes, encoder, simcrop, train, ctrate_root, workdir, device)
     # The workers are gone; the final checkpoint holds the trained weights (the text encoder: its identity).
     saved = load_training_checkpoint(workdir / CHECKPOINT_NAME)
@@ -140,4 +145,5 @@ def pretrain_simcrop(
         text_encoder_identity=text_encoder_identity(path),
     )
     load_model_state(model, saved)
-    return model, {"steps": saved["step"], "epochs": saved["epoch"], "processes": processes}
+    recipe = recipe_summary(train, processes)
+    return model, {"steps": saved["step"], "epochs": saved["epoch"], "processes": processes, "recipe": recipe}

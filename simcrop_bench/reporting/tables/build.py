@@ -93,6 +93,7 @@ def build_table(
     """
     from simcrop_bench.reporting.leaderboard import aggregate
     from simcrop_bench.reporting.tables import cells as table_cells
+    from simcrop_bench.reporting.tables.recipe_notes import recipe_note
     from simcrop_bench.reporting.tables.reference_rows import load_reference_rows
 
     check_layout(layout)
@@ -128,6 +129,9 @@ def build_table(
     add_stats(grid, stats.cells)
     if stats.note:
         grid.notes.insert(0, stats.note)
+    deviation = recipe_note(loaded.records.values(), grid.methods)
+    if deviation:
+        grid.notes.append(deviation)
     return PaperTable(grid, digits, table_cells.provenance(loaded, grid, stats))
 
 
