@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+from simcrop_bench.data.synthetic.luna16 import write_luna16_twin
 from simcrop_bench.run.cell import RunRequest, run_job
 from simcrop_bench.run.records import existing_record, run_dir, write_record
 from simcrop_bench.util import atomic as atomic
@@ -74,7 +75,7 @@ def test_interrupted_run_leaves_no_record(tmp_path):
     plugin = tmp_path / "failing_task.py"
     plugin.write_text(FAILING_TASK)
     data = tmp_path / "data"
-    data.mkdir()
+    write_luna16_twin(data, n_cases=4)  # a clean root: `run` refuses a damaged one before any work
     results = tmp_path / "results"
     req = RunRequest(
         method="scratch",
@@ -87,8 +88,7 @@ def test_interrupted_run_leaves_no_record(tmp_path):
     with pytest.raises(RuntimeError, match="node lost"):
         run_job(req)
     task_dir = results / "runs" / "failing_task"
-    leftovers = [p for p in task_dir.rglob("*")] if task_dir.exists() else []
-    assert not [p for p in leftovers if p.is_file()], leftovers
+    assert not task_dir.exists(), list(task_dir.rglob("*"))  # no files, and no empty skeleton folders either
 
 
 def test_run_dir_is_the_run_identity(tmp_path):

@@ -320,9 +320,17 @@ app.add_typer(weights_app, name="weights")
 app.add_typer(study_app, name="study")
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    # `kill` (not -9) unwinds like Ctrl-C: staging folders and temporary files are removed on the way out.
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    import signal
+
     from simcrop_bench.cli.usage import Abort, ClickException, NoArgsIsHelpError, usage_error_line
 
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         # standalone_mode=False: a command's typer.Exit code is returned, and usage errors reach us
         code = app(standalone_mode=False, prog_name="simcrop-bench")

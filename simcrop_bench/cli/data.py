@@ -54,9 +54,15 @@ def data_synth(
 ):
     """Write a deterministic synthetic twin of a dataset in one of its real on-disk layouts."""
     from simcrop_bench.data.datasets import get_layout, synthesize
+    from simcrop_bench.data.roots import check_twin_target
+    from simcrop_bench.run.preflight import check_seed
     from simcrop_bench.util.atomic import staged_dir
 
     get_layout(dataset, layout)  # validate before touching the disk
+    check_seed(seed)
+    if cases is not None and cases < 1:
+        raise UserError(f"--cases {cases}: expected at least 1")
+    check_twin_target(out)
     with staged_dir(out) as staging:
         synthesize(dataset, layout, staging, cases=cases, seed=seed)
     typer.echo(f"wrote synthetic {dataset} ({layout} layout, seed {seed}) to {out}")

@@ -14,9 +14,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from simcrop_bench.data.datasets import TWIN_SEED, get_layout, synthesize
+from simcrop_bench.data.datasets import TWIN_SEED, get_dataset, get_layout, synthesize
 from simcrop_bench.errors import DataError
 from simcrop_bench.util.atomic import staged_dir
+from simcrop_bench.util.locks import BUILD_S, file_lock
 
 TASK_LAYOUT = "simcrop"  # tasks read the SimCroP layout; `data prepare` converts official trees into it
 
@@ -63,8 +64,44 @@ def resolve_data_root(dataset: str, explicit: str | os.PathLike | None = None) -
         path, source = chosen
         if not path.is_dir():
             raise DataError(f"{path}: data root for {dataset} does not exist or is not a folder (from {source})")
-        return DataRoot(dataset, path.resolve(), (path / SYNTHETIC_MARKER).is_file(), source)
+        synthetic = (path / SYNTHETIC_MARKER).is_file()
+        if synthetic:
+            _require_twin_of(dataset, path, source)
+        return DataRoot(dataset, path.resolve(), synthetic, source)
     return DataRoot(dataset, ensure_twin(dataset), True, "twin")
+
+
+def twin_dataset(root: Path) -> str | None:
+    """The dataset a synthetic twin was written for (its manifest says), or None when it does not say."""
+    import json
+
+    try:
+        doc = json.loads((root / "synthetic_meta" / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc.get("dataset") if isinstance(doc, dict) else None
+
+
+def _require_twin_of(dataset: str, path: Path, source: str) -> None:
+    written_for = twin_dataset(path)
+    info = get_dataset(dataset)
+    if written_for is not None and written_for.lower() not in (info.name, info.display.lower()):
+        raise DataError(
+            f"{path}: holds a synthetic {written_for} twin, not {info.display} (data root for {dataset}, from {source})"
+        )
+
+
+def check_twin_target(out: Path, option: str = "--out") -> Path:
+    """A folder a twin may be written to: absent, empty, or a twin already (it is replaced whole)."""
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise DataError(f"{option} {out}: exists and is not a folder")
+        if any(out.iterdir()) and not (out / SYNTHETIC_MARKER).is_file():
+            raise DataError(
+                f"{option} {out}: a non-empty folder that is not a synthetic twin; refusing to replace it "
+                "(choose a new or empty folder)"
+            )
+    return out
 
 
 def ensure_twin(dataset: str, root: Path | None = None) -> Path:
@@ -72,11 +109,15 @@ def ensure_twin(dataset: str, root: Path | None = None) -> Path:
     layout = get_layout(dataset, TASK_LAYOUT)
     if layout.writer is None or layout.complete is None:
         raise DataError(f"no synthetic twin exists for dataset '{dataset}' yet; pass --data-root")
-    root = root or cache_dir() / "twins" / f"{dataset}-seed{TWIN_SEED}"
-    if root.is_dir() and layout.complete()(root):
+    root = check_twin_target(root) if root is not None else cache_dir() / "twins" / f"{dataset}-seed{TWIN_SEED}"
+    complete = layout.complete()
+    if root.is_dir() and complete(root):
         return root
-    with staged_dir(root) as staging:
-        synthesize(dataset, TASK_LAYOUT, staging)
+    # Processes that start together on an empty cache build the twin once: the others wait, then reuse it.
+    with file_lock(root.with_name(f".{root.name}.lock"), timeout=BUILD_S, what=f"the {dataset} twin {root}"):
+        if not (root.is_dir() and complete(root)):
+            with staged_dir(root) as staging:
+                synthesize(dataset, TASK_LAYOUT, staging)
     return root
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from simcrop_bench.errors import UserError
-from simcrop_bench.util.atomic import file_lock, write_json
+from simcrop_bench.util.atomic import write_json
+from simcrop_bench.util.locks import SHORT_S, file_lock
 
 LEDGER_FILE = "ledger.json"
 FINAL_STATES = {
@@ -84,7 +85,7 @@ class Ledger:
     @contextmanager
     def editing(self) -> Iterator[list[Entry]]:
         """Read, let the caller change the list in place, write back atomically (under a lock)."""
-        with file_lock(self.path.with_name(f".{LEDGER_FILE}.lock")):
+        with file_lock(self.path.with_name(f".{LEDGER_FILE}.lock"), timeout=SHORT_S, what="the job ledger"):
             entries = self.load()
             yield entries
             write_json(self.path, {"jobs": [asdict(e) for e in entries]})

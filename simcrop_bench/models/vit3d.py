@@ -355,13 +355,22 @@ def _read_checkpoint(path: Path) -> Any:
 
 
 def _one_line_reason(exc: Exception) -> str:
+    """The cause, whole, on one line. ``weights_only`` refusals open with advice to load unsafely and
+    name the cause (the forbidden global, e.g. ``posix.system``) lines later."""
     text = str(exc)
-    # weights_only refusals bury the cause ("Unsupported global: ...") in a multi-line advice text
+    forbidden = re.search(r"GLOBAL ([\w.]+)", text)
+    if forbidden:
+        return (
+            f"refused: unpickling it would call {forbidden.group(1)}, which weights_only loading forbids; "
+            "a checkpoint holds tensors only, this file may run code"
+        )
     refusal = re.search(r"WeightsUnpickler error: (.*?\.)(?:\s|$)", text)
     if refusal:
         return f"not loadable with weights_only: {refusal.group(1)}"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:200]
+    advice = ("Weights only load failed", "Re-running", "Check the documentation", "In PyTorch")
+    causes = [line for line in lines if not line.startswith(advice)]
+    return " ".join(causes or lines) or type(exc).__name__
 
 
 def _detect_variant(model: ViT3D, table: Tensor | None) -> str:

@@ -19,8 +19,10 @@ from simcrop_bench import registry
 from simcrop_bench.config import PROFILES, PROTOCOLS, ResolvedConfig, RunSettings, apply_overrides, parse_set, set_path
 from simcrop_bench.errors import ConfigError
 from simcrop_bench.run.devices import resolve_device
-from simcrop_bench.run.records import existing_record, run_dir
-from simcrop_bench.util.atomic import file_lock, staged_dir
+from simcrop_bench.run.preflight import check_device, check_name, check_results_root, check_seed, confined
+from simcrop_bench.run.records import existing_record, publish_run, run_dir
+from simcrop_bench.util.atomic import staged_dir
+from simcrop_bench.util.locks import file_lock
 
 
 @dataclass
@@ -120,16 +122,44 @@ def _check_recipe(method_cfg: Any, gpus: int) -> None:
 
 
 def plan_run(req: RunRequest) -> RunPlan:
+    """Resolve and validate a request: cheap, no torch, nothing written (the CLI plans every run first)."""
+    check_seed(req.seed)
+    check_device(req.device, available=False)  # the syntax here; the device itself where the job runs
+    results = check_results_root(Path(req.results))
     registry.discover(req.plugins)
     method_cls = registry.get_method(req.method)
     task_cls = registry.get_task(req.task)
-    return RunPlan(req, resolve_config(req, method_cls, task_cls), method_cls, task_cls)
+    plan = RunPlan(req, resolve_config(req, method_cls, task_cls), method_cls, task_cls)
+    check_device(plan.config.run.device, option="run.device", available=False)  # `--set run.device=...`
+    check_name(plan.config.method_name, "method name")
+    check_name(plan.config.task_name, "task name")
+    confined(plan.run_dir, results / "runs", "run folder")
+    return plan
+
+
+def check_inputs(plan: RunPlan) -> None:
+    """Before any work of a job: its device exists here, and every data root it reads passes ``data check``."""
+    from simcrop_bench.data.check.gate import require_clean_root
+    from simcrop_bench.data.roots import cache_dir, resolve_data_root
+
+    check_device(plan.config.run.device, option="run.device")
+    task_root = resolve_data_root(plan.task_cls.dataset, plan.request.data_root)
+    require_clean_root(task_root.dataset, task_root.path, cache_dir())
+    method = plan.method_cls(plan.config.method)
+    if method.pretrains and method.provided_encoder() is None:
+        for dataset in method.pretrain_datasets:
+            root = resolve_data_root(dataset)
+            require_clean_root(root.dataset, root.path, cache_dir())
 
 
 def run_job(req: RunRequest) -> dict[str, Any]:
     """Run one cell and return its record (the existing one when skipped)."""
     plan = plan_run(req)
     final = plan.run_dir
+    previous = existing_record(final)
+    if previous is not None and previous.get("config_hash") == plan.config.config_hash and not req.force:
+        return {**previous, "skipped": True, "record_dir": str(final)}
+    check_inputs(plan)
     # One process per cell at a time (a requeued job overlapping its old copy): they share the work folder.
     with _cell_lock(Path(req.results), final):
         previous = existing_record(final)
@@ -140,12 +170,14 @@ def run_job(req: RunRequest) -> dict[str, Any]:
 
 def _cell_lock(results: Path, final: Path):
     # Not next to the run folder: a run's subtree holds nothing but complete records.
-    return file_lock(results / "runs" / ".locks" / ("_".join(final.relative_to(results / "runs").parts) + ".lock"))
+    name = "_".join(final.relative_to(results / "runs").parts)
+    return file_lock(results / "runs" / ".locks" / f"{name}.lock", what=f"run {name}")
 
 
 def pretrain_job(req: RunRequest) -> dict[str, Any]:
     """Only the cell's pretraining (a sweep's pretraining job): store or reuse the method's encoder."""
     plan = plan_run(req)
+    check_inputs(plan)
     _prepare_torch(plan.config.run.num_threads)
     checkpoint, meta = plan.encoder()
     return {
@@ -199,7 +231,7 @@ def execute(plan: RunPlan) -> dict[str, Any]:
     def resumable(folder: Path) -> bool:  # a fine-tuning state to resume from
         return (folder / STATE_FILE).is_file()
 
-    with staged_dir(plan.run_dir, resumable_if=resumable) as staging:
+    with staged_dir(plan.run_dir, resumable_if=resumable, publish=publish_run) as staging:
         ctx = TaskContext(
             encoder=cfg.method.encoder,
             encoder_checkpoint=checkpoint,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,8 +21,9 @@ from simcrop_bench.config import stable_hash
 from simcrop_bench.data.roots import DataRoot
 from simcrop_bench.errors import ConfigError
 from simcrop_bench.pretraining.config import PRETRAIN_INFO_FILE
-from simcrop_bench.util.atomic import file_lock, work_dir, write_json
+from simcrop_bench.util.atomic import publish_dir, work_dir, write_json
 from simcrop_bench.util.hashing import file_sha256
+from simcrop_bench.util.locks import file_lock
 from simcrop_bench.util.progress import log
 
 PRETRAIN_SEED = 42  # simcrop-method.md §5.4: seed 42 (+ process rank); methods without a `train` recipe use it
@@ -78,7 +79,11 @@ def resolve_encoder(
     # One pretraining per key even when several jobs (seeds of a `run --executor local`, a requeued
     # job overlapping its old copy) want it at once: the others wait here, then reuse it.
     # Ranks of one job share the work: only rank 0 takes the lock.
-    lock = file_lock(folder.with_name(f".{folder.name}.lock")) if _process_rank() == 0 else contextlib.nullcontext()
+    lock = (
+        file_lock(folder.with_name(f".{folder.name}.lock"), what=f"the {method.name} pretraining {key}")
+        if _process_rank() == 0
+        else contextlib.nullcontext()
+    )
     with lock:
         return _resolve_locked(
             method, key, folder, data_roots, fingerprints, device, world, pretraining_seed(method_config)
@@ -131,14 +136,23 @@ def _resolve_locked(
     # last checkpoint; it is renamed into place only when complete.
     work = work_dir(folder)
     log(f"pretraining {method.name} (no checkpoint for config {key} yet; work folder {work})")
+    pretrain_device = device()  # before any folder exists: an unusable device leaves nothing behind
     work.mkdir(parents=True, exist_ok=True)
     ctx = PretrainContext(
         workdir=work,
         seed=seed,
-        device=device(),
+        device=pretrain_device,
         data_roots={name: root.path for name, root in data_roots.items()},
     )
-    produced = Path(method.pretrain(ctx))
+    try:
+        produced = Path(method.pretrain(ctx))
+    except BaseException:
+        from simcrop_bench.pretraining.training_checkpoint import CHECKPOINT_NAME
+
+        # Nothing to resume from: leave no empty work folder (rank 0 alone, the other ranks share it).
+        if _process_rank() == 0 and not (work / CHECKPOINT_NAME).is_file():
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     if "torch.distributed" in sys.modules:  # `--gpus N`: every rank has written its export
         from simcrop_bench.pretraining.distributed import barrier
 
@@ -158,5 +172,5 @@ def _resolve_locked(
         "world_size": world,
     }
     write_json(work / META_FILE, meta)  # written last: its presence marks a complete pretraining
-    os.replace(work, folder)
+    publish_dir(work, folder)
     return folder / ENCODER_FILE, meta

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from simcrop_bench.util.atomic import write_json, write_text
+from simcrop_bench.util.atomic import publish_dir, write_json, write_text
 
 SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
@@ -48,3 +48,10 @@ def write_per_case(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def write_record(folder: Path, record: dict[str, Any]) -> None:
     write_json(folder / RECORD_FILE, {"schema_version": SCHEMA_VERSION, **record})
+
+
+def publish_run(staging: Path, final: Path) -> None:
+    """Publish a complete run folder: it replaces ``final`` whole, so a reader never sees an old
+    ``record.json`` beside a new ``per_case.csv`` (or one without the other). The one place a record
+    becomes visible: a results index hooks in here."""
+    publish_dir(staging, final)

@@ -17,6 +17,7 @@ from typing import Any
 from simcrop_bench.errors import UserError
 from simcrop_bench.models.config import EncoderConfig
 from simcrop_bench.run.encoder_store import ENCODER_FILE, META_FILE
+from simcrop_bench.run.preflight import check_name, check_results_root, confined
 from simcrop_bench.util.atomic import atomic_path, staged_dir, write_json
 from simcrop_bench.util.hashing import file_sha256
 
@@ -99,6 +100,11 @@ def _encoder_for(path: Path):
 
 def import_checkpoint(path: Path, results: Path, name: str, *, allow_zero_pos_embed: bool = False) -> Path:
     """Validate a released-format checkpoint and store its encoder under ``results/checkpoints/imported/``."""
+    # Checked before the checkpoint is read: the name becomes a folder that is replaced whole.
+    check_name(name, "--name")
+    store = check_results_root(results) / "checkpoints" / "imported"
+    folder = confined(store / name, store, "--name")
+
     import torch
 
     from simcrop_bench.models.vit3d import export_released, load_encoder_weights
@@ -109,7 +115,6 @@ def import_checkpoint(path: Path, results: Path, name: str, *, allow_zero_pos_em
     if missing:
         raise UserError(f"{path}: missing encoder keys {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
     load_encoder_weights(model, raw, target="full", allow_zero_pos_embed=allow_zero_pos_embed)
-    folder = results / "checkpoints" / "imported" / name
     with staged_dir(folder) as work:
         with atomic_path(work / ENCODER_FILE) as tmp:
             torch.save(export_released(model, {"imported_from": str(path)}), tmp)

@@ -14,10 +14,13 @@ from pathlib import Path
 
 from simcrop_bench.data.check.root import CheckReport, extra_files, read_volume, require_root
 from simcrop_bench.data.formats.stored import stored_volume
+from simcrop_bench.data.splits.files import ctrate_group
 from simcrop_bench.errors import DataError
 
 SPLITS = ("train_list.csv", "train_list_10.csv", "train_list_1.csv", "val_list.csv", "test_list.csv")
 FRACTIONS = {"train_list_10.csv": 0.10, "train_list_1.csv": 0.01}
+TRAINING_LISTS = ("train_list.csv", *FRACTIONS)
+PATIENT_OF = {"ctrate_cls": ctrate_group}  # the only split files whose ids name the patient (protocol.md §5.3)
 
 
 def check_split_csvs(root: Path, task: str, report: CheckReport) -> dict:
@@ -50,7 +53,32 @@ def check_split_csvs(root: Path, task: str, report: CheckReport) -> dict:
                 check_fraction_list(tables["train_list.csv"], tables[name], fraction, exact_size=False)
             except DataError as exc:
                 report.add(*_file_and_message(exc))
+    report_split_leakage(tables, task, report)
     return tables
+
+
+def report_split_leakage(tables: dict, task: str, report: CheckReport) -> None:
+    """Test rows whose volume, or (where ids name one) whose patient, also has a training row: one line each.
+
+    The selection list may equal the test list (``legacy``, CC-CCII's published files); no training list
+    may share a case with the test list.
+    """
+    test = tables.get("test_list.csv")
+    if test is None:
+        return
+    group = PATIENT_OF.get(task)
+    training = [(name, tables[name]) for name in TRAINING_LISTS if name in tables]
+    volumes = {i: name for name, table in reversed(training) for i in table.ids}  # the first list naming it
+    patients = {group(i): name for name, table in reversed(training) for i in table.ids} if group else {}
+    for volume_id, line in zip(test.ids, test.lines):
+        if volume_id in volumes:
+            report.add(test.path, f"line {line}: {volume_id} is also in {volumes[volume_id]} (train/test leakage)")
+        elif group and group(volume_id) in patients:
+            report.add(
+                test.path,
+                f"line {line}: patient {group(volume_id)} of {volume_id} also has rows in "
+                f"{patients[group(volume_id)]} (patient-level train/test leakage)",
+            )
 
 
 def check_listed_volumes_exist(

@@ -50,7 +50,11 @@ def read_table(path: Path, columns: tuple[str, ...], report: CheckReport) -> dic
             reader = csv.DictReader(handle)
             header = list(reader.fieldnames or [])
             rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        report.add(path, f"line {line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); re-save it as UTF-8")
+        return None
+    except (OSError, csv.Error) as exc:
         report.add(path, f"unreadable CSV ({exc})")
         return None
     missing = [c for c in columns if c not in header]
@@ -100,16 +104,37 @@ def _check_labels_and_report(
     if report_row is None:
         report.add(reports_csv, f"{name}: no report row")
         return
-    findings = (report_row.get("Findings_EN") or "").strip()
-    if not findings or findings == NOT_GIVEN:
-        report.add(reports_csv, f"{name}: empty report (Findings_EN is blank)")
+    if not report_text_ok(name, report_row, reports_csv, report):
         return
+    findings = (report_row.get("Findings_EN") or "").strip()
     impression = (report_row.get("Impressions_EN") or "").strip()
     derived = label_report(findings, "" if impression == NOT_GIVEN else impression)
     differ = [label for label, a, b in zip(CTRATE_LABELS, derived, values) if a != b]
     if differ:
         report.counts["label_disagreements"] += 1
         report.notes.append(f"{reports_csv}: {name}: labeller disagrees with the silver labels on {', '.join(differ)}")
+
+
+def report_text_ok(name: str, row: dict[str, str], reports_csv: Path, report: CheckReport) -> bool:
+    """A report a text encoder can read: non-blank findings (what SimCroP and CLIP pretrain on)."""
+    findings = (row.get("Findings_EN") or "").strip()
+    if not findings or findings == NOT_GIVEN:
+        report.add(reports_csv, f"{name}: empty report (Findings_EN is blank)")
+        return False
+    return True
+
+
+def _check_simcrop_reports(root: Path, stored: set[str], report: CheckReport) -> None:
+    """The reports pretraining reads from the SimCroP store: UTF-8, and one non-blank report per stored volume
+    that has a row (volumes without one are skipped by the reader: the release may cover more)."""
+    for split in SPLITS:
+        path = root / REPORTS_CSV[split]
+        if not path.is_file():
+            continue
+        rows = read_table(path, REPORT_COLUMNS, report)
+        for name in sorted(stored & set(rows or {})):
+            report_text_ok(name, rows[name], path, report)
+        report.counts[f"reports ({split})"] = len(rows or {})
 
 
 def _check_v1_volume(
@@ -245,6 +270,7 @@ def check_ctrate_simcrop(root: Path) -> CheckReport:
 
     # misplaced ones are reported above; prepared .nii files count under their reference .nii.gz name
     stored = {with_format(p, "nii.gz").name for store in stores for p in store.rglob("*.nii*")}
+    _check_simcrop_reports(root, stored, report)
     check_listed_volumes_exist(
         root,
         check_split_csvs(root, "ctrate_cls", report),

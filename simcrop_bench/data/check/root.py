@@ -115,6 +115,21 @@ def check_image_label(
             report.add(label_path, "affine differs from its image's")
 
 
+def report_leakage(path: Path, listed: dict[str, list[str]], report: CheckReport, train_key: str = "training") -> None:
+    """Cases of the training list that another list of the same split file also holds: one line per case.
+
+    Selection and test lists may share cases (LUNA16's ``validation`` is its ``testing``); neither may
+    share one with training.
+    """
+    training = set(listed.get(train_key, ()))
+    for key, images in listed.items():
+        if key == train_key:
+            continue
+        for image in dict.fromkeys(images):
+            if image in training:
+                report.add(path, f"{image} is in both '{train_key}' and '{key}' (train/test leakage)")
+
+
 def extra_files(folder: Path, listed: set[Path], report: CheckReport, pattern: str = "*.nii.gz") -> None:
     """Files in ``folder`` that no split lists: a sign of a partial copy or a wrong root."""
     if not folder.is_dir():
@@ -154,12 +169,14 @@ def check_decathlon(
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             report.add(path, f"not valid JSON ({exc})")
             continue
+        listed: dict[str, list[str]] = {}
         for key in keys:
             entries = doc.get(key) if isinstance(doc, dict) else None
             if not isinstance(entries, list):
                 report.add(path, f"missing list '{key}'")
                 continue
             report.counts[f"{name}:{key}"] = len(entries)
+            listed[key] = []
             for i, entry in enumerate(entries):
                 if not (
                     isinstance(entry, dict)
@@ -169,6 +186,8 @@ def check_decathlon(
                     report.add(path, f"entry {i} of '{key}' needs string fields 'image' and 'label'")
                     continue
                 cases[(root / entry["image"]).resolve()] = (root / entry["label"]).resolve()
+                listed[key].append(entry["image"])
+        report_leakage(path, listed, report)
     for image, label in sorted(cases.items()):
         check_image_label(image, label, report, allowed_labels=allowed_labels)
     extra_files(root / folders[0], set(cases), report)

@@ -25,6 +25,7 @@ from simcrop_bench.data.intensity import HU_WINDOW
 from simcrop_bench.models.config import EncoderConfig
 from simcrop_bench.util.atomic import atomic_path, write_json
 from simcrop_bench.util.hashing import source_signature
+from simcrop_bench.util.locks import BUILD_S, file_lock
 
 FEATURE_CACHE_VERSION = 2  # 2: float32 .npy files
 
@@ -97,16 +98,31 @@ def cached(
         features = compute()
         return CachedFeatures(features, False, origin())
     path, sidecar = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
-    if path.is_file():
-        try:
-            features = np.load(path, allow_pickle=False)
-        except (OSError, ValueError):  # a damaged entry is recomputed, not trusted
-            pass
-        else:
-            try:
-                return CachedFeatures(features, True, json.loads(sidecar.read_text()))
-            except (OSError, ValueError):
-                return CachedFeatures(features, True, {})
+    hit = _read_entry(path, sidecar)
+    if hit is not None:
+        return hit
+    # Jobs that miss the same entry together compute it once: the others wait, then read it.
+    with file_lock(cache_dir / ".locks" / f"{key}.lock", timeout=BUILD_S, what=f"feature cache entry {key}"):
+        hit = _read_entry(path, sidecar)
+        return hit if hit is not None else _compute_entry(path, sidecar, compute, origin)
+
+
+def _read_entry(path: Path, sidecar: Path) -> CachedFeatures | None:
+    if not path.is_file():
+        return None
+    try:
+        features = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):  # a damaged entry is recomputed, not trusted
+        return None
+    try:
+        return CachedFeatures(features, True, json.loads(sidecar.read_text()))
+    except (OSError, ValueError):
+        return CachedFeatures(features, True, {})
+
+
+def _compute_entry(
+    path: Path, sidecar: Path, compute: Callable[[], np.ndarray], origin: Callable[[], dict[str, Any]]
+) -> CachedFeatures:
     features = np.ascontiguousarray(compute(), dtype=np.float32)
     described = origin()
     write_json(sidecar, described)  # first: features without their origin are never left behind
