@@ -332,3 +332,41 @@ def _profile_batch(method: str, profile: str, overrides: list[str], plugins: lis
     plan = plan_run(RunRequest(method=method, task="ctrate_cls", profile=profile, overrides=overrides, plugins=plugins))
     train = getattr(plan.config.method, "train", None)
     return train.batch_size if train is not None else 2
+
+
+@bench_app.command("stress")
+def bench_stress_command(
+    processes: int = typer.Option(8, "--processes", "-n", help="Processes released together (at least 2)."),
+    polls: int = typer.Option(10_000, "--polls", help="Reads of the record being replaced."),
+    dataset: str = typer.Option("luna16", "--dataset", "-d", help="Whose synthetic twin the processes build."),
+):
+    """The stores under concurrency: N processes on one empty cache, then on one results root while a reader polls.
+
+    Exit 1 on any failure.
+    """
+    from simcrop_bench.bench.stress import run_stress
+    from simcrop_bench.data.datasets import get_dataset
+    from simcrop_bench.errors import UserError
+
+    if processes < 2 or polls < 1:
+        raise UserError(f"--processes {processes} --polls {polls}: expected at least 2 processes and 1 poll")
+    get_dataset(dataset)
+    r = run_stress(processes, polls, dataset)
+    out = console()
+    twin = sorted(r.twin_seconds)
+    out.print(
+        f"twin: {processes} processes on one empty cache, {processes - len(r.twin_failures)} got a complete "
+        f"{dataset} twin (waits {twin[0]:.1f}–{twin[-1]:.1f} s), {len(r.twin_failures)} failed"
+    )
+    out.print(f"records: {r.publishes} published by {processes - 1} processes, {len(r.publish_failures)} failed")
+    out.print(
+        f"reader: {r.polls} polls of a folder being replaced: {len(r.path_failures)} saw record.json without a "
+        f"readable per_case.csv; {len(r.mixed_reads)} mixed reads with read_run_files "
+        f"({r.path_pairs_across_versions} path reads spanned a replacement, each file whole)"
+    )
+    out.print(f"leftovers: {len(r.leftovers)}")
+    for line in (r.twin_failures + r.publish_failures + r.path_failures + r.mixed_reads + r.leftovers)[:10]:
+        typer.echo(f"  {line}")
+    out.print(f"[{'red' if r.failures else 'green'}]{r.failures} failure(s)[/]")
+    if r.failures:
+        raise typer.Exit(1)

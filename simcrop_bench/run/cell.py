@@ -142,7 +142,8 @@ def check_inputs(plan: RunPlan) -> None:
     from simcrop_bench.data.check.gate import require_clean_root
     from simcrop_bench.data.roots import cache_dir, resolve_data_root
 
-    check_device(plan.config.run.device, option="run.device")
+    device = plan.config.run.device
+    check_device(device, option="--device" if device == plan.request.device else "run.device")
     task_root = resolve_data_root(plan.task_cls.dataset, plan.request.data_root)
     require_clean_root(task_root.dataset, task_root.path, cache_dir())
     method = plan.method_cls(plan.config.method)

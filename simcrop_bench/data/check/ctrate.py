@@ -50,9 +50,8 @@ def read_table(path: Path, columns: tuple[str, ...], report: CheckReport) -> dic
             reader = csv.DictReader(handle)
             header = list(reader.fieldnames or [])
             rows = list(reader)
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        report.add(path, f"line {line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); re-save it as UTF-8")
+    except UnicodeDecodeError:
+        report.add(path, _not_utf8(path.read_bytes()))
         return None
     except (OSError, csv.Error) as exc:
         report.add(path, f"unreadable CSV ({exc})")
@@ -76,6 +75,16 @@ def read_table(path: Path, columns: tuple[str, ...], report: CheckReport) -> dic
         table[name] = row
     report.counts[path.name] = len(table)
     return table
+
+
+def _not_utf8(data: bytes) -> str:
+    """Where a file stops being UTF-8 (the decoder's own offset is within a buffered chunk, not the file)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return f"line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); re-save it as UTF-8"
+    return "not UTF-8 text"
 
 
 def _numbers(text: str | None) -> list[float] | None:

@@ -1,0 +1,603 @@
+"""The reliability suite (issue #18): nothing lost, nothing leaked, nothing escapes.
+
+Every bad input of ``BAD_INPUTS`` is replayed through the command line as a user types it, and must give
+exit 2, one ``error:`` line naming the file or option and the cause, no traceback, no record, and no
+folder or file left behind (no skeleton folders, no staging folders). The count of these cases is the
+"bad inputs passed / tried" figure of ``docs/reliability.md``. The other tests cover the stores: whole
+folder replacement, durable writes, locks, and staging left by killed processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from simcrop_bench.data.synthetic.ctrate import write_ctrate_twin
+from simcrop_bench.data.synthetic.luna16 import write_luna16_twin
+from simcrop_bench.run.records import PER_CASE_FILE, RECORD_FILE, read_run_files
+from simcrop_bench.util import atomic
+from simcrop_bench.util.locks import LockError, file_lock
+
+from .conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """Tiny clean twins every damaged root is copied from."""
+    base = tmp_path_factory.mktemp("clean")
+    write_luna16_twin(base / "luna16", n_cases=4)
+    write_ctrate_twin(base / "ctrate", n_cases=4, layout="simcrop")
+    import torch
+
+    from simcrop_bench.models.config import EncoderConfig
+    from simcrop_bench.models.vit3d import ViT3D, export_released
+
+    torch.save(
+        export_released(ViT3D(EncoderConfig(img_size=(32, 32, 16), embed_dim=32, depth=1, num_heads=1))),
+        base / "good.pth",
+    )
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"model": Evil()}, base / "evil.pth")
+    return base
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """The CLI in this process (no interpreter start-up per case): exit code and stderr."""
+    import contextlib
+    import io
+
+    from simcrop_bench.cli.main import main
+
+    err, out = io.StringIO(), io.StringIO()
+    saved_env, saved_argv, saved_term = dict(os.environ), sys.argv, signal.getsignal(signal.SIGTERM)
+    os.environ.update(env or {})
+    sys.argv = ["simcrop-bench", *args]
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv = saved_argv
+        signal.signal(signal.SIGTERM, saved_term)
+    return code, err.getvalue()
+
+
+def snapshot(*folders: Path) -> dict[str, int]:
+    """Every path under ``folders`` (files with their size): what a refused command must leave unchanged."""
+    seen = {}
+    for folder in folders:
+        for path in [folder, *folder.rglob("*")] if folder.exists() else []:
+            seen[str(path)] = path.stat().st_size if path.is_file() else -1
+    return seen
+
+
+# --- damage to copies of the clean twins -------------------------------------------------------------------
+
+
+def luna(clean, tmp: Path) -> Path:
+    root = tmp / "luna16"
+    shutil.copytree(clean / "luna16", root)
+    return root
+
+
+def ctrate(clean, tmp: Path) -> Path:
+    root = tmp / "ctrate"
+    shutil.copytree(clean / "ctrate", root)
+    return root
+
+
+def first_case(root: Path, split_file="dataset_100.json") -> tuple[Path, Path]:
+    entry = json.loads((root / split_file).read_text())["training"][0]
+    return root / entry["image"], root / entry["label"]
+
+
+def resave(path: Path, array: np.ndarray, affine=None) -> None:
+    nib.save(nib.Nifti1Image(array, nib.load(str(path)).affine if affine is None else affine), str(path))
+
+
+def json_leak(root: Path) -> None:
+    doc = json.loads((root / "dataset_100.json").read_text())
+    doc["testing"].append(doc["training"][0])
+    (root / "dataset_100.json").write_text(json.dumps(doc))
+
+
+def csv_leak(root: Path, train="train_list.csv", test="test_list.csv", row=None) -> None:
+    rows = list(csv.reader((root / train).open()))
+    text = (root / test).read_text()
+    with (root / test).open("a", newline="") as handle:
+        handle.write("" if text.endswith("\n") else "\n")
+        csv.writer(handle, lineterminator="\n").writerow(row or rows[1])
+
+
+def short_mask(root: Path) -> None:
+    _, label = first_case(root)
+    resave(label, np.asanyarray(nib.load(str(label)).dataobj)[:, :, :16])
+
+
+def label_seven(root: Path) -> None:
+    _, label = first_case(root)
+    mask = np.asanyarray(nib.load(str(label)).dataobj).copy()
+    mask[0, 0, 0] = 7  # outside the body: a crop to the foreground would have cut it away
+    resave(label, mask)
+
+
+def nan_voxels(root: Path) -> None:
+    image, _ = first_case(root)
+    hu = np.asanyarray(nib.load(str(image)).dataobj).astype(np.float32)
+    hu[10:12, 10:12, 10:12] = np.nan
+    resave(image, hu)
+
+
+def shifted_mask(root: Path) -> None:
+    _, label = first_case(root)
+    affine = nib.load(str(label)).affine.copy()
+    affine[:3, 3] += 25.0
+    resave(label, np.asanyarray(nib.load(str(label)).dataobj), affine)
+
+
+def report_bytes(root: Path, old: bytes, new: bytes) -> None:
+    path = root / "radiology_text_reports" / "train_reports.csv"
+    data = path.read_bytes()
+    assert old in data
+    path.write_bytes(data.replace(old, new, 1))
+
+
+def non_utf8_report(root: Path) -> None:
+    report_bytes(root, b"Chest pain.", b"Chest pain\xff.")
+
+
+def empty_report(root: Path) -> None:
+    path = root / "radiology_text_reports" / "train_reports.csv"
+    rows = list(csv.reader(path.open(encoding="utf-8")))
+    rows[1][3] = ""  # Findings_EN
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+
+
+def ctrate_patient_leak(root: Path) -> None:
+    rows = list(csv.reader((root / "train_list.csv").open()))
+    other_scan = rows[1][0].replace("_a_", "_z_")  # another scan of a training patient
+    csv_leak(root, row=[other_scan, *rows[1][1:]])
+
+
+# --- the bad inputs -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bad:
+    name: str
+    args: tuple[str, ...]  # {luna} {ctrate} {R} {T} {good} {evil} are filled in
+    message: str  # a fragment the error line must hold (the cause, and the file or option)
+    damage: object = None  # applied to the copied twin(s)
+    ctrate_env: bool = False  # the copied CT-RATE root is the configured pretraining root
+
+
+RUN = ("run", "-m", "scratch", "-t", "luna16_cls", "--data-root", "{luna}", "--results", "{R}", "--device", "cpu")
+SEG = ("run", "-m", "scratch", "-t", "lung_seg", "--data-root", "{luna}", "--results", "{R}", "--device", "cpu")
+PRETRAIN = ("run", "-m", "simcrop", "-t", "luna16_cls", "--data-root", "{luna}", "--results", "{R}", "--device", "cpu")
+BAD_INPUTS = [
+    # refused while the run is planned
+    Bad("negative seed", (*RUN, "--seed", "-1"), "--seed -1: expected an integer from 0"),
+    Bad("seed past 2**32", (*RUN, "--seed", "4294967296"), "--seed 4294967296"),
+    Bad("unknown device", (*RUN[:-2], "--device", "tpu"), "--device tpu: expected auto, cpu, cuda or cuda:N"),
+    Bad("device via --set", (*RUN, "--set", "run.device=tpu"), "run.device tpu"),
+    Bad("absent CUDA device", (*RUN[:-2], "--device", "cuda:7"), "--device cuda:7: this machine has"),
+    Bad("results is a file", (*RUN[:-4], "--results", "{T}/file", "--device", "cpu"), "is not a folder"),
+    Bad("results under a file", (*RUN[:-4], "--results", "{T}/file/sub", "--device", "cpu"), "cannot be created"),
+    Bad("unknown profile", (*RUN, "--profile", "huge"), "--profile huge"),
+    Bad("unknown protocol", (*RUN, "--protocol", "x"), "--protocol x"),
+    Bad("unknown fraction", (*RUN, "--fraction", "7"), "--fraction 7"),
+    Bad("unknown method", ("run", "-m", "nope", "-t", "luna16_cls", "--results", "{R}"), "nope"),
+    Bad("unknown task", ("run", "-m", "scratch", "-t", "nope", "--results", "{R}"), "nope"),
+    Bad("unknown --set key", (*RUN, "--set", "task.nope=1"), "nope"),
+    Bad(
+        "missing data root",
+        ("run", "-m", "scratch", "-t", "luna16_cls", "--data-root", "{T}/absent", "--results", "{R}"),
+        "does not exist",
+    ),
+    Bad(
+        "twin of another dataset",
+        ("run", "-m", "scratch", "-t", "luna16_cls", "--data-root", "{ctrate}", "--results", "{R}", "--device", "cpu"),
+        "holds a synthetic CT-RATE twin, not LUNA16",
+    ),
+    Bad(
+        "malicious --weights",
+        (
+            "run",
+            "--weights",
+            "{evil}",
+            "-t",
+            "luna16_cls",
+            "--data-root",
+            "{luna}",
+            "--results",
+            "{R}",
+            "--device",
+            "cpu",
+        ),
+        "posix.system",
+    ),
+    # data integrity, on the raw files
+    Bad(
+        "case in training and testing (dataset_100.json)",
+        SEG,
+        "is in both 'training' and 'testing' (train/test leakage)",
+        json_leak,
+    ),
+    Bad("row in train_list.csv and test_list.csv", RUN, "is also in train_list.csv (train/test leakage)", csv_leak),
+    Bad("mask of another shape", SEG, "shape (64, 64, 16) differs from its image (64, 64, 32)", short_mask),
+    Bad("label 7 outside the body", SEG, "unknown label values [7]", label_seven),
+    Bad("NaN voxels", RUN, "8 NaN or infinite voxels", nan_voxels),
+    Bad("mask affine off its image", SEG, "affine differs from its image's", shifted_mask),
+    Bad(
+        "non-UTF-8 report (pretraining)",
+        PRETRAIN,
+        "not UTF-8 text (byte 0xff); re-save it as UTF-8",
+        non_utf8_report,
+        True,
+    ),
+    Bad("empty report (pretraining)", PRETRAIN, "empty report (Findings_EN is blank)", empty_report, True),
+    Bad(
+        "patient in training and test (CT-RATE)",
+        ("run", "-m", "scratch", "-t", "ctrate_cls", "--data-root", "{ctrate}", "--results", "{R}", "--device", "cpu"),
+        "patient-level train/test leakage",
+        ctrate_patient_leak,
+    ),
+    # user-given names and --out targets
+    Bad(
+        "weights import --name absolute",
+        ("weights", "import", "{good}", "--name", "{T}/keep", "--results", "{R}"),
+        "--name",
+    ),
+    Bad(
+        "weights import --name ..",
+        ("weights", "import", "{good}", "--name", "../../../escape", "--results", "{R}"),
+        "expected a plain name",
+    ),
+    Bad(
+        "weights import --name .",
+        ("weights", "import", "{good}", "--name", ".", "--results", "{R}"),
+        "expected a plain name",
+    ),
+    Bad(
+        "weights import --name empty",
+        ("weights", "import", "{good}", "--name", "", "--results", "{R}"),
+        "expected a plain name",
+    ),
+    Bad(
+        "weights import into a file",
+        ("weights", "import", "{good}", "--name", "ok", "--results", "{T}/file"),
+        "is not a folder",
+    ),
+    Bad(
+        "weights import of a malicious file",
+        ("weights", "import", "{evil}", "--name", "ok", "--results", "{R}"),
+        "posix.system",
+    ),
+    Bad("weights inspect of a malicious file", ("weights", "inspect", "{evil}"), "would call posix.system"),
+    Bad(
+        "data synth over a folder",
+        ("data", "synth", "-d", "luna16", "-o", "{T}/keep", "-n", "2"),
+        "not a synthetic twin; refusing to replace it",
+    ),
+    Bad("data synth --seed -5", ("data", "synth", "-d", "luna16", "-o", "{T}/new", "--seed", "-5"), "--seed -5"),
+    Bad("data synth --cases 0", ("data", "synth", "-d", "luna16", "-o", "{T}/new", "--cases", "0"), "--cases 0"),
+    Bad("twin over a folder", ("twin", "luna16", "--out", "{T}/keep"), "not a synthetic twin"),
+]
+
+
+@pytest.mark.parametrize("bad", BAD_INPUTS, ids=[b.name for b in BAD_INPUTS])
+def test_bad_input_is_refused_before_work(bad, clean, tmp_path):
+    tmp = tmp_path
+    roots = {"luna": luna(clean, tmp), "ctrate": ctrate(clean, tmp)}
+    if bad.damage is not None:
+        bad.damage(roots["ctrate" if bad.ctrate_env or "ctrate_cls" in bad.args else "luna"])
+    (tmp / "file").write_text("not a folder")
+    (tmp / "keep").mkdir()
+    (tmp / "keep" / "important.txt").write_text("keep me")
+    fill = {"luna": roots["luna"], "ctrate": roots["ctrate"], "R": tmp / "R", "T": tmp, "good": clean / "good.pth"}
+    fill["evil"] = clean / "evil.pth"
+    args = [a.format(**{k: str(v) for k, v in fill.items()}) for a in bad.args]
+    env = {"SIMCROP_BENCH_DATA_CTRATE": str(roots["ctrate"])} if bad.ctrate_env else {}
+    cache = Path(os.environ["SIMCROP_BENCH_CACHE"])
+    before = snapshot(tmp)
+
+    code, err = cli(*args, env=env)
+
+    assert code == 2, err
+    lines = err.splitlines()
+    assert lines and lines[0].startswith("error: ") and not any(line.startswith("error: ") for line in lines[1:]), err
+    assert bad.message in err, err
+    assert "Traceback" not in err
+    after = snapshot(tmp)
+    assert after == before, sorted(set(after) ^ set(before))  # no record, no skeleton, nothing touched
+    assert not [p for p in cache.rglob("*") if ".partial" in p.name or ".replaced-" in p.name]
+
+
+def test_refused_results_root_that_is_read_only(tmp_path):
+    """A read-only --results, as an unprivileged user meets it (root ignores permissions: a forked child
+    drops to `nobody` first, with the modules already loaded)."""
+    from simcrop_bench.errors import ConfigError
+    from simcrop_bench.run.preflight import check_results_root
+
+    folder = Path(tempfile.mkdtemp(prefix="simcrop-ro-"))
+    try:
+        folder.chmod(0o555)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report the refusal (or its absence) through the pipe
+            try:
+                if os.geteuid() == 0:
+                    os.setuid(65534)
+                for target in (folder, folder / "results"):
+                    try:
+                        check_results_root(target)
+                        os.write(write, b"accepted\n")
+                    except ConfigError as exc:
+                        os.write(write, f"{exc}\n".encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        os.waitpid(pid, 0)
+        with os.fdopen(read) as pipe:
+            lines = pipe.read().splitlines()
+        assert lines == [
+            f"--results {folder}: the folder is not writable",
+            f"--results {folder / 'results'}: cannot be created, {folder} is not writable",
+        ]
+        assert list(folder.iterdir()) == []
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_data_check_reports_what_run_refuses(clean, tmp_path):
+    """`data check` and `run` share the checks: the report names each problem with its file."""
+    from simcrop_bench.data.check.ctrate import check_ctrate_simcrop
+    from simcrop_bench.data.check.luna16 import check_luna16_simcrop
+
+    root = luna(clean, tmp_path)
+    json_leak(root)
+    csv_leak(root)
+    found = [str(p) for p in check_luna16_simcrop(root).problems]
+    assert any(p.startswith(str(root / "dataset_100.json")) and "train/test leakage" in p for p in found), found
+    assert any(p.startswith(str(root / "test_list.csv")) and "train/test leakage" in p for p in found), found
+    ct = ctrate(clean, tmp_path)
+    non_utf8_report(ct)
+    found = [str(p) for p in check_ctrate_simcrop(ct).problems]
+    reports = ct / "radiology_text_reports" / "train_reports.csv"
+    line = reports.read_bytes().split(b"\xff")[0].count(b"\n") + 1  # the line an editor shows
+    assert found == [f"{reports}: line {line}: not UTF-8 text (byte 0xff); re-save it as UTF-8"]
+
+
+def test_gate_verdict_is_remembered_until_a_file_changes(clean, tmp_path):
+    from simcrop_bench.data.check.gate import root_problems
+
+    root, cache = luna(clean, tmp_path), tmp_path / "cache"
+    assert root_problems("luna16", root, cache) == []
+    assert len(list((cache / "data-checks").iterdir())) == 1
+    assert root_problems("luna16", root, cache) == []  # read back
+    nan_voxels(root)  # same names, new content: checked again
+    assert any("NaN" in p for p in root_problems("luna16", root, cache))
+    assert len(list((cache / "data-checks").iterdir())) == 2
+
+
+# --- the stores -------------------------------------------------------------------------------------------------
+
+
+def test_publish_replaces_the_whole_folder(tmp_path):
+    final = tmp_path / "run"
+    with atomic.staged_dir(final) as stage:
+        (stage / RECORD_FILE).write_text('{"v": 1}')
+        (stage / PER_CASE_FILE).write_text("case,v\n0,1\n")
+        (stage / "predictions.txt").write_text("old")
+    with atomic.staged_dir(final) as stage:
+        (stage / RECORD_FILE).write_text('{"v": 2}')
+        (stage / PER_CASE_FILE).write_text("case,v\n0,2\n")
+    assert sorted(p.name for p in final.iterdir()) == [PER_CASE_FILE, RECORD_FILE]  # nothing of the old one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_reader_never_sees_a_record_without_its_per_case_table(tmp_path):
+    """A `--force` replacement in a loop while this process reads: by path and with read_run_files."""
+    final = tmp_path / "runs" / "t" / "m" / "f100" / "s42" / "demo-0"
+    stop, failures, versions = threading.Event(), [], set()
+
+    def replace():
+        n = 0
+        while not stop.is_set():
+            with atomic.staged_dir(final) as stage:
+                (stage / PER_CASE_FILE).write_text(f"case,v\n0,{n}\n")
+                (stage / RECORD_FILE).write_text(json.dumps({"v": n}))
+            n += 1
+
+    writer = threading.Thread(target=replace)
+    writer.start()
+    try:
+        polls = 0
+        while polls < 2000:
+            if not (final / RECORD_FILE).exists():
+                continue
+            polls += 1
+            try:
+                (final / PER_CASE_FILE).read_text()
+                files = read_run_files(final)
+                v = json.loads(files[RECORD_FILE])["v"]
+                versions.add(v)
+                if files[PER_CASE_FILE].decode() != f"case,v\n0,{v}\n":
+                    failures.append(f"mixed: {files}")
+            except (OSError, ValueError) as exc:
+                failures.append(repr(exc))
+    finally:
+        stop.set()
+        writer.join()
+    assert not failures, failures[:5]
+    assert len(versions) > 1  # it did read across replacements
+    assert sorted(p.name for p in final.parent.iterdir()) == ["demo-0"]
+
+
+def test_atomic_writes_and_publish_are_fsynced(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    atomic.write_json(tmp_path / "record.json", {"a": 1})
+    assert synced[-1] == str(tmp_path)  # the folder, after the rename
+    assert any(s.startswith(str(tmp_path / ".record.json.")) for s in synced)  # the file, before it
+    synced.clear()
+    with atomic.staged_dir(tmp_path / "run") as stage:
+        (stage / "per_case.csv").write_text("x")
+    assert any(s.endswith("/per_case.csv") for s in synced) and synced[-1] == str(tmp_path)
+
+
+def test_lock_timeout_names_the_lock(tmp_path):
+    lock = tmp_path / ".twin.lock"
+    with file_lock(lock, what="the twin"):
+        began = time.monotonic()
+        with pytest.raises(LockError, match=r"\.twin\.lock: another process has held the lock on the twin"):
+            with file_lock(lock, timeout=0.2, what="the twin"):
+                pass
+        assert time.monotonic() - began < 5
+
+
+def test_file_system_without_flock_is_refused_clearly(tmp_path, monkeypatch):
+    import fcntl
+
+    def no_flock(fd, operation):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    with pytest.raises(LockError, match="does not support flock .*Lustre: -o flock"):
+        with file_lock(tmp_path / ".x.lock"):
+            pass
+
+
+def test_concurrent_builders_of_one_cache_entry_compute_it_once(tmp_path):
+    from simcrop_bench.protocols.probe.features import cached
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.3)
+        return np.ones((2, 3), dtype=np.float32)
+
+    threads = [threading.Thread(target=cached, args=(tmp_path, "key", compute)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".locks", "key.json", "key.npy"]
+
+
+CRASHING_METHOD = textwrap.dedent(
+    '''
+    from simcrop_bench.api import Method
+    from simcrop_bench.registry import register_method
+
+    @register_method("crashing_pretrain")
+    class Crashing(Method):
+        """Pretrains, and dies before its first checkpoint."""
+
+        def pretrain(self, ctx):
+            (ctx.workdir / "metrics.jsonl").write_text("{}")
+            raise UnicodeDecodeError("utf-8", b"\\xff", 0, 1, "invalid start byte")
+    '''
+)
+
+
+def test_crashed_pretraining_leaves_no_empty_work_folder(clean, tmp_path):
+    from simcrop_bench.run.cell import RunRequest, run_job
+
+    plugin = tmp_path / "crashing.py"
+    plugin.write_text(CRASHING_METHOD)
+    results = tmp_path / "results"
+    req = RunRequest(
+        method="crashing_pretrain",
+        task="luna16_cls",
+        data_root=str(clean / "luna16"),
+        results=str(results),
+        plugins=[str(plugin)],
+        device="cpu",
+    )
+    with pytest.raises(UnicodeDecodeError):
+        run_job(req)
+    left = sorted(p.relative_to(results).as_posix() for p in results.rglob("*"))
+    assert not [p for p in left if ".partial" in p], left
+    assert not [p for p in left if p.startswith("runs/luna16_cls")], left
+
+
+def _synth(out: Path, cases: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "simcrop_bench.cli", "data", "synth", "-d", "luna16", "-o", str(out), "-n", str(cases)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_for_staging(out: Path, process: subprocess.Popen) -> Path:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        staged = [p for p in out.parent.glob(f".{out.name}.partial-*") if any(p.iterdir())]
+        if staged:
+            return staged[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no staging folder appeared: {process.stderr.read().decode() if process.stderr else ''}")
+
+
+@pytest.mark.slow
+def test_killed_data_synth_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "twin"
+    process = _synth(out, 12)  # SIGTERM: unwinds and removes its staging folder on the way out
+    _wait_for_staging(out, process)
+    process.send_signal(signal.SIGTERM)
+    process.wait(60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    process = _synth(out, 12)  # kill -9: nothing can run, so the next write to the same --out removes it
+    stale = _wait_for_staging(out, process)
+    process.kill()
+    process.wait(60)
+    assert stale.exists()
+    done = _synth(out, 2)
+    assert done.wait(120) == 0, done.stderr.read()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["twin"]
+
+
+@pytest.mark.slow
+def test_stress_many_processes_on_one_cache_and_one_results_root(tmp_path):
+    """The acceptance run in small (`simcrop-bench bench stress` runs 8 processes and 10,000 polls)."""
+    from simcrop_bench.bench.stress import run_stress
+
+    report = run_stress(processes=4, polls=1500, dataset="btcv", workdir=tmp_path)
+    assert report.failures == 0, report
+    assert len(report.twin_seconds) == 4 and report.polls == 1500 and report.publishes >= 3 * 20
