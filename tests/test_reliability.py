@@ -205,7 +205,7 @@ BAD_INPUTS = [
     Bad("seed past 2**32", (*RUN, "--seed", "4294967296"), "--seed 4294967296"),
     Bad("unknown device", (*RUN[:-2], "--device", "tpu"), "--device tpu: expected auto, cpu, cuda or cuda:N"),
     Bad("device via --set", (*RUN, "--set", "run.device=tpu"), "run.device tpu"),
-    Bad("absent CUDA device", (*RUN[:-2], "--device", "cuda:7"), "--device cuda:7: this machine has"),
+    Bad("absent CUDA device", (*RUN[:-2], "--device", "cuda:7"), "run.device=cuda:7: "),
     Bad("results is a file", (*RUN[:-4], "--results", "{T}/file", "--device", "cpu"), "is not a folder"),
     Bad("results under a file", (*RUN[:-4], "--results", "{T}/file/sub", "--device", "cpu"), "cannot be created"),
     Bad("unknown profile", (*RUN, "--profile", "huge"), "--profile huge"),
@@ -401,8 +401,24 @@ def test_gate_verdict_is_remembered_until_a_file_changes(clean, tmp_path):
     assert len(list((cache / "data-checks").iterdir())) == 1
     assert root_problems("luna16", root, cache) == []  # read back
     nan_voxels(root)  # same names, new content: checked again
-    assert any("NaN" in p for p in root_problems("luna16", root, cache))
+    assert any("NaN" in str(p) for p in root_problems("luna16", root, cache))
     assert len(list((cache / "data-checks").iterdir())) == 2
+
+
+def test_purging_test_patients_waives_split_leakage_only(clean, tmp_path):
+    """protocol.md §5.3: with `task.purge_test_patients_from_train` the task removes the leaking rows itself."""
+    from simcrop_bench.data.check.gate import require_clean_root
+    from simcrop_bench.data.check.root import PURGEABLE
+    from simcrop_bench.errors import DataError
+
+    root, cache = luna(clean, tmp_path), tmp_path / "cache"
+    csv_leak(root)
+    with pytest.raises(DataError, match="train/test leakage"):
+        require_clean_root("luna16", root, cache)
+    require_clean_root("luna16", root, cache, waived=frozenset({PURGEABLE}))
+    json_leak(root)  # the segmentation lists have no purge: still refused
+    with pytest.raises(DataError, match=r"(?s)1 problem.*'training' and 'testing'"):
+        require_clean_root("luna16", root, cache, waived=frozenset({PURGEABLE}))
 
 
 # --- the stores -------------------------------------------------------------------------------------------------

@@ -140,12 +140,13 @@ def plan_run(req: RunRequest) -> RunPlan:
 def check_inputs(plan: RunPlan) -> None:
     """Before any work of a job: its device exists here, and every data root it reads passes ``data check``."""
     from simcrop_bench.data.check.gate import require_clean_root
+    from simcrop_bench.data.check.root import PURGEABLE
     from simcrop_bench.data.roots import cache_dir, resolve_data_root
 
-    device = plan.config.run.device
-    check_device(device, option="--device" if device == plan.request.device else "run.device")
+    check_device(plan.config.run.device, option="run.device")
     task_root = resolve_data_root(plan.task_cls.dataset, plan.request.data_root)
-    require_clean_root(task_root.dataset, task_root.path, cache_dir())
+    purged = getattr(plan.config.task, "purge_test_patients_from_train", False)  # the task removes such rows
+    require_clean_root(task_root.dataset, task_root.path, cache_dir(), waived=frozenset({PURGEABLE} if purged else ()))
     method = plan.method_cls(plan.config.method)
     if method.pretrains and method.provided_encoder() is None:
         for dataset in method.pretrain_datasets:

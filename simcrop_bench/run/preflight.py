@@ -34,8 +34,8 @@ def check_device(requested: str, option: str = "--device", *, available: bool = 
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = int(requested.partition(":")[2] or 0)
         if index >= count:
-            available = f"{count} CUDA device(s)" if count else "no CUDA device"
-            raise ConfigError(f"{option} {requested}: this machine has {available}")
+            available = f"only {count} CUDA device(s) here" if count else "no CUDA device is available"
+            raise ConfigError(f"{option}={requested}: {available}")
     return requested
 
 

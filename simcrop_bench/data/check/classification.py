@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from simcrop_bench.data.check.root import CheckReport, extra_files, read_volume, require_root
+from simcrop_bench.data.check.root import PURGEABLE, CheckReport, extra_files, read_volume, require_root
 from simcrop_bench.data.formats.stored import stored_volume
 from simcrop_bench.data.splits.files import ctrate_group
 from simcrop_bench.errors import DataError
@@ -72,12 +72,14 @@ def report_split_leakage(tables: dict, task: str, report: CheckReport) -> None:
     patients = {group(i): name for name, table in reversed(training) for i in table.ids} if group else {}
     for volume_id, line in zip(test.ids, test.lines):
         if volume_id in volumes:
-            report.add(test.path, f"line {line}: {volume_id} is also in {volumes[volume_id]} (train/test leakage)")
+            message = f"line {line}: {volume_id} is also in {volumes[volume_id]} (train/test leakage)"
+            report.add(test.path, message, PURGEABLE)
         elif group and group(volume_id) in patients:
             report.add(
                 test.path,
                 f"line {line}: patient {group(volume_id)} of {volume_id} also has rows in "
                 f"{patients[group(volume_id)]} (patient-level train/test leakage)",
+                PURGEABLE,
             )
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 
+from simcrop_bench.data.check.root import Problem
 from simcrop_bench.data.datasets import get_layout
 from simcrop_bench.errors import DataError
 from simcrop_bench.util.atomic import write_json
 
-GATE_VERSION = 1  # bump when a check is added or changed: remembered verdicts are then recomputed
+GATE_VERSION = 2  # bump when a check is added or changed: remembered verdicts are then recomputed
 LAYOUT = "simcrop"  # the layout tasks and pretraining read
 SHOWN = 40  # problems listed in the error (all of them are in `data check`)
 
@@ -31,26 +33,30 @@ def root_signature(root: Path) -> str:
     return digest.hexdigest()[:24]
 
 
-def root_problems(dataset: str, root: Path, cache: Path | None) -> list[str]:
-    """The problems ``data check`` finds in ``root`` (one line each), read from ``cache`` when unchanged."""
+def root_problems(dataset: str, root: Path, cache: Path | None) -> list[Problem]:
+    """The problems ``data check`` finds in ``root``, read from ``cache`` when its files are unchanged."""
     checker = get_layout(dataset, LAYOUT).checker
     if checker is None:
         return []
     memo = None if cache is None else cache / "data-checks" / f"{dataset}-{root_signature(root)}.json"
     if memo is not None and memo.is_file():
         try:
-            return list(json.loads(memo.read_text(encoding="utf-8"))["problems"])
+            return [Problem(**p) for p in json.loads(memo.read_text(encoding="utf-8"))["problems"]]
         except (OSError, ValueError, KeyError, TypeError):
             pass  # damaged: check again
-    problems = [str(problem) for problem in checker()(root).problems]
+    problems = checker()(root).problems
     if memo is not None:
-        write_json(memo, {"dataset": dataset, "root": str(root), "problems": problems})
+        write_json(memo, {"dataset": dataset, "root": str(root), "problems": [asdict(p) for p in problems]})
     return problems
 
 
-def require_clean_root(dataset: str, root: Path, cache: Path | None) -> None:
-    """Raise a :class:`DataError` listing every problem of ``root``, one line each."""
-    problems = root_problems(dataset, root, cache)
+def require_clean_root(dataset: str, root: Path, cache: Path | None, *, waived: frozenset[str] = frozenset()) -> None:
+    """Raise a :class:`DataError` listing every problem of ``root``, one line each.
+
+    ``waived``: kinds of problem the run resolves itself (train/test rows of one patient, with
+    ``task.purge_test_patients_from_train``: protocol.md §5.3).
+    """
+    problems = [str(p) for p in root_problems(dataset, root, cache) if p.kind not in waived]
     if not problems:
         return
     more = f"\n  … and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""

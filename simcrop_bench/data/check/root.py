@@ -17,11 +17,14 @@ import numpy as np
 from simcrop_bench.data.formats.stored import stored_volume, with_format
 from simcrop_bench.errors import DataError
 
+PURGEABLE = "purgeable"  # train/test leakage of split CSVs: `task.purge_test_patients_from_train` removes it
+
 
 @dataclass(frozen=True)
 class Problem:
     file: str
     message: str
+    kind: str = ""  # PURGEABLE, or "" for a problem no setting resolves
 
     def __str__(self) -> str:
         return f"{self.file}: {self.message}"
@@ -39,8 +42,8 @@ class CheckReport:
     label_values: set[int] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)  # worth knowing, not wrong (e.g. an 8-bit store)
 
-    def add(self, file: Path | str, message: str) -> None:
-        self.problems.append(Problem(str(file), message))
+    def add(self, file: Path | str, message: str, kind: str = "") -> None:
+        self.problems.append(Problem(str(file), message, kind))
 
     @property
     def ok(self) -> bool:
