@@ -66,7 +66,7 @@ def check_results_root(results: Path, option: str = "--results") -> Path:
         existing = existing.parent
     if not existing.is_dir():
         raise ConfigError(
-            f"{option} {results}: {existing} is not a folder"
+            f"{option} {results}: exists and is not a folder"
             if existing == results
             else f"{option} {results}: cannot be created, {existing} is not a folder"
         )
