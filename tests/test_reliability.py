@@ -66,7 +66,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     import contextlib
     import io
 
-    from simcrop_bench.cli.main import main
+    from simcrop_bench.cli import main
 
     err, out = io.StringIO(), io.StringIO()
     saved_env, saved_argv, saved_term = dict(os.environ), sys.argv, signal.getsignal(signal.SIGTERM)
