@@ -172,7 +172,7 @@ def test_bad_data_roots_fail_cleanly(twin, tmp_path):
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert_clean_failure(run_cli(*base, "--data-root", str(empty)), "dataset_100.json", "not found")
+    assert_clean_failure(run_cli(*base, "--data-root", str(empty)), "dataset_10", "split file is missing")
 
     broken = tmp_path / "broken"
     broken.mkdir()

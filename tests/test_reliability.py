@@ -417,7 +417,7 @@ def test_purging_test_patients_waives_split_leakage_only(clean, tmp_path):
         require_clean_root("luna16", root, cache)
     require_clean_root("luna16", root, cache, waived=frozenset({PURGEABLE}))
     json_leak(root)  # the segmentation lists have no purge: still refused
-    with pytest.raises(DataError, match=r"(?s)1 problem.*'training' and 'testing'"):
+    with pytest.raises(DataError, match=r"'training' and 'testing'.*1 problem\(s\)"):
         require_clean_root("luna16", root, cache, waived=frozenset({PURGEABLE}))
 
 

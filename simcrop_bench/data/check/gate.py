@@ -59,10 +59,11 @@ def require_clean_root(dataset: str, root: Path, cache: Path | None, *, waived: 
     problems = [str(p) for p in root_problems(dataset, root, cache) if p.kind not in waived]
     if not problems:
         return
-    more = f"\n  … and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
+    # The error line names the first problem's file; the others follow, one line each.
+    shown, hidden = problems[:SHOWN], len(problems) - SHOWN
     raise DataError(
-        f"{root}: {len(problems)} problem(s) in this {dataset} data root, so nothing was run "
-        f"(`simcrop-bench data check -d {dataset} -r {root}` lists them all):\n"
-        + "\n".join(f"  {problem}" for problem in problems[:SHOWN])
-        + more
+        f"{shown[0]} [{dataset} data root {root}: {len(problems)} problem(s), so nothing was run; "
+        f"`simcrop-bench data check -d {dataset} -r {root}` lists them all]"
+        + "".join(f"\n  {problem}" for problem in shown[1:])
+        + (f"\n  … and {hidden} more" if hidden > 0 else "")
     )
