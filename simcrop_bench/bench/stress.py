@@ -78,14 +78,14 @@ def run_stress(
 
 def _build_twin(cache: str, dataset: str, start) -> tuple[bool, float, str]:
     os.environ["SIMCROP_BENCH_CACHE"] = cache
-    from simcrop_bench.data.datasets import get_layout, resolve
+    from simcrop_bench.data.datasets import get_layout
     from simcrop_bench.data.roots import TASK_LAYOUT, ensure_twin
 
     start.wait()
     began = time.perf_counter()
     try:
         root = ensure_twin(dataset)
-        if not resolve(get_layout(dataset, TASK_LAYOUT).complete)(root):
+        if not get_layout(dataset, TASK_LAYOUT).complete()(root):
             return False, time.perf_counter() - began, f"pid {os.getpid()}: {root} is incomplete"
     except Exception:
         return False, time.perf_counter() - began, f"pid {os.getpid()}: {traceback.format_exc(limit=3)}"
