@@ -296,6 +296,22 @@ BAD_INPUTS = [
     Bad("data synth --seed -5", ("data", "synth", "-d", "luna16", "-o", "{T}/new", "--seed", "-5"), "--seed -5"),
     Bad("data synth --cases 0", ("data", "synth", "-d", "luna16", "-o", "{T}/new", "--cases", "0"), "--cases 0"),
     Bad("twin over a folder", ("twin", "luna16", "--out", "{T}/keep"), "not a synthetic twin"),
+    Bad(
+        "table --out over a record",
+        ("table", "--results", "{R}", "--out", "{R}/runs/lung_seg/record.json"),
+        "lies inside the results store",
+    ),
+    Bad(
+        "table --explain over the results index",
+        ("table", "--results", "{R}", "--explain", "{R}/.index.sqlite"),
+        "lies inside the results store",
+    ),
+    Bad(
+        "plot --out into the encoder store",
+        ("plot", "efficiency", "-t", "lung_seg", "--results", "{R}", "--out", "{R}/checkpoints/x.png"),
+        "lies inside the results store",
+    ),
+    Bad("report --out over the runs", ("report", "--results", "{R}", "--out", "{R}/runs"), "lies inside"),
 ]
 
 

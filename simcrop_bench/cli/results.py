@@ -91,7 +91,12 @@ def table(
     """Paper-style table: methods × (task, fraction), best bold, second underlined, † significant vs SimCroP."""
     from simcrop_bench.reporting.tables.build import build_table
     from simcrop_bench.reporting.tables.model import FORMATS
+    from simcrop_bench.run.preflight import outside_store
     from simcrop_bench.util.atomic import write_json, write_text
+
+    for target, option in ((out, "--out"), (explain, "--explain")):
+        if target is not None:
+            outside_store(target, results, option)
 
     if fmt.value not in FORMATS:
         raise UserError(f"unknown table format {fmt.value!r}")
@@ -141,7 +146,9 @@ def plot_efficiency_command(
 ):
     """Metric vs training fraction, one line per method: mean over seeds, band ± std (one seed: bootstrap CI)."""
     from simcrop_bench.reporting.plots import plot_efficiency
+    from simcrop_bench.run.preflight import outside_store
 
+    outside_store(out, results)
     data = plot_efficiency(
         results, task, out, metric=metric, profile=profile, protocol=protocol, footnote=not no_footnote
     )
@@ -167,7 +174,9 @@ def plot_losses_command(
 ):
     """Pretraining loss curves (each loss component per optimizer step) from results/checkpoints/METHOD/."""
     from simcrop_bench.reporting.plots import plot_losses
+    from simcrop_bench.run.preflight import outside_store
 
+    outside_store(out, results)
     runs = plot_losses(
         results,
         method,
@@ -189,6 +198,8 @@ def report(
 ):
     """Static offline HTML report: leaderboard, paper tables, data-efficiency and loss plots, provenance."""
     from simcrop_bench.reporting.report import build_report
+    from simcrop_bench.run.preflight import outside_store
 
+    outside_store(out, results)
     built = build_report(results, out)
     typer.echo(f"wrote {built.index} ({len(built.images)} figures)")

@@ -57,6 +57,27 @@ def confined(path: Path, store: Path, what: str) -> Path:
     return path
 
 
+STORE_FOLDERS = ("runs", "checkpoints", "jobs")  # what the results store manages itself
+
+
+def outside_store(out: Path, results: Path, option: str = "--out") -> Path:
+    """An output the user names (a table, a figure, a report folder), refused where it would replace
+    something the results store manages: inside ``runs/``, ``checkpoints/`` or ``jobs/``, or one of its
+    hidden files (the results index) at the store's root."""
+    resolved, root = Path(os.path.realpath(out)), Path(os.path.realpath(results))
+    managed = [root / name for name in STORE_FOLDERS]
+    if (
+        resolved == root
+        or any(resolved == folder or folder in resolved.parents for folder in managed)
+        or (resolved.parent == root and resolved.name.startswith("."))
+    ):
+        raise ConfigError(
+            f"{option} {out}: lies inside the results store {results} (runs/, checkpoints/, jobs/ and its index "
+            "are written by simcrop-bench only); write it elsewhere"
+        )
+    return out
+
+
 def check_results_root(results: Path, option: str = "--results") -> Path:
     """The results folder exists and is writable, or can be created: checked without creating anything."""
     existing = results
