@@ -79,6 +79,7 @@ TINY = [
     "method.encoder.num_heads=2",
     "method.train.epochs=1",
     "method.train.batch_size=2",
+    "method.train.effective_batch=none",  # a fixed accumulation, not the paper's 448
     "method.train.accum_steps=1",
     "method.train.warmup_epochs=0",
     "method.train.precision=fp32",
