@@ -36,10 +36,28 @@ def loader_workers(requested: int, processes_per_node: int = 1) -> int:
     return max(1, available_cores() // max(1, processes_per_node) - 1)
 
 
+def ignore_job_signals(_worker_id: int) -> None:
+    """Loader workers leave SIGTERM/SIGUSR1/SIGUSR2 to the training process.
+
+    SLURM (and submitit's preemption) signals every process of a job; torch's worker handler re-raises a
+    SIGTERM that is not its parent's, so a worker died and the training process failed with "DataLoader
+    worker is killed" while it was saving the checkpoint it needed to be requeued. The training process
+    handles the signal and shuts its workers down itself.
+    """
+    import signal
+
+    for name in ("SIGTERM", "SIGUSR1", "SIGUSR2"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
 def loader_options(requested: int, device_type: str, processes_per_node: int = 1) -> dict[str, Any]:
-    """``DataLoader`` keyword arguments: workers (persistent), pinned memory on CUDA."""
+    """``DataLoader`` keyword arguments: workers (persistent, leaving job signals to the trainer), pinned memory
+    on CUDA."""
     workers = loader_workers(requested, processes_per_node)
-    return {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": device_type == "cuda"}
+    options = {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": device_type == "cuda"}
+    if workers > 0:
+        options["worker_init_fn"] = ignore_job_signals
+    return options
 
 
 def local_processes(world: int) -> int:
