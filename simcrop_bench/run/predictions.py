@@ -105,19 +105,23 @@ def align(reference: Predictions, other: Predictions) -> tuple[np.ndarray | None
     Both runs must hold the same test cases with the same labels and groups; otherwise the
     comparison is not paired and a UserError names both files.
     """
-    if len(set(reference.cases)) != len(reference.cases) or len(set(other.cases)) != len(other.cases):
+    if len(np.unique(reference.cases)) != len(reference.cases) or len(np.unique(other.cases)) != len(other.cases):
         raise UserError(f"{reference.path} / {other.path}: duplicate case ids; cannot pair rows")
-    only_ref = sorted(set(reference.cases) - set(other.cases))
-    only_other = sorted(set(other.cases) - set(reference.cases))
-    if only_ref or only_other:
-        example = (only_ref or only_other)[0]
-        raise UserError(
-            f"rows misaligned: {other.path} and {reference.path} hold different test cases "
-            f"({len(only_other)} only in the first, {len(only_ref)} only in the second, e.g. {example!r}); "
-            "a paired test needs the same test set (rerun on the same split, or pass --reference none)"
-        )
-    index = {case: i for i, case in enumerate(other.cases)}
-    order = np.array([index[c] for c in reference.cases])
+    order: np.ndarray | slice
+    if np.array_equal(other.cases, reference.cases):
+        order = slice(None)  # the usual case, runs on one split: same rows in the same order (no Python loop)
+    else:
+        only_ref = sorted(set(reference.cases.tolist()) - set(other.cases.tolist()))
+        only_other = sorted(set(other.cases.tolist()) - set(reference.cases.tolist()))
+        if only_ref or only_other:
+            example = (only_ref or only_other)[0]
+            raise UserError(
+                f"rows misaligned: {other.path} and {reference.path} hold different test cases "
+                f"({len(only_other)} only in the first, {len(only_ref)} only in the second, e.g. {example!r}); "
+                "a paired test needs the same test set (rerun on the same split, or pass --reference none)"
+            )
+        index = {case: i for i, case in enumerate(other.cases.tolist())}
+        order = np.array([index[c] for c in reference.cases.tolist()])
     if not np.array_equal(other.groups[order], reference.groups):
         raise UserError(f"{other.path} and {reference.path}: the same cases have different groups (patients)")
     if reference.y_true is not None:

@@ -17,7 +17,8 @@ contributions ``w_p`` with ``Σ_p w_p`` = the observed difference:
   ``V_ij = H(a_i − r_j) − H(r_i − a_j)`` (check the four sign cases), which splits into one term per
   patient. Scores enter as mid-ranks normalised within each method and class (AUROC on ranks is
   AUROC on scores), so two methods with equal ranking but different calibration are exchangeable,
-  as in Bandos, Rockette & Gur (2005). Each term is a count found by binary search: O(N log N).
+  as in Bandos, Rockette & Gur (2005). Each term is a count read from a histogram of the ranks: O(N)
+  after the ranking.
 
 Several training seeds average the contributions over seeds (the same patient is swapped in every
 seed), so the tested statistic is the table's seed-averaged difference.
@@ -45,16 +46,21 @@ _CHUNK_ELEMENTS = 1 << 21  # flips × discordant patients per Monte Carlo chunk
 
 def _midranks(values: np.ndarray) -> np.ndarray:
     """Mid-ranks (1..N, ties share their average rank) of a 1-D array."""
-    unique, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    return _doubled_midranks(values) / 2.0
+
+
+def _doubled_midranks(values: np.ndarray) -> np.ndarray:
+    """Twice the mid-ranks, as integers in ``2..2N``: ``2·start + count + 1`` for each group of ties."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
     starts = np.cumsum(counts) - counts
-    return (starts + (counts + 1) / 2.0)[inverse.ravel()]
+    return (2 * starts + counts + 1)[inverse.ravel()]
 
 
-def _wins(values: np.ndarray, sorted_ref: np.ndarray) -> np.ndarray:
-    """For each value: #{ref < value} + ½ #{ref = value}."""
-    left = np.searchsorted(sorted_ref, values, side="left")
-    right = np.searchsorted(sorted_ref, values, side="right")
-    return left + 0.5 * (right - left)
+def _wins_table(ref: np.ndarray, size: int) -> np.ndarray:
+    """``table[v]`` = #{ref < v} + ½ #{ref = v} for every doubled mid-rank ``v`` < ``size``: one histogram and
+    one cumulative sum, so that each row's count is a lookup (no sort, no binary search)."""
+    hist = np.bincount(ref, minlength=size)
+    return np.cumsum(hist) - hist + 0.5 * hist
 
 
 def _auroc_contributions(
@@ -62,23 +68,20 @@ def _auroc_contributions(
 ) -> np.ndarray:
     """Per-patient contributions to the macro AUROC difference (classes without both labels are skipped)."""
     total, n_defined = np.zeros(n_groups), 0
-    n_rows = len(labels)
+    size = 2 * len(labels) + 2  # doubled mid-ranks lie in 2..2N
     for c in range(labels.shape[1]):
         positive = labels[:, c].astype(bool)
         n_pos, n_neg = int(positive.sum()), int((~positive).sum())
         if n_pos == 0 or n_neg == 0:
             continue  # undefined for this class (§8): not in the macro mean
-        a = _midranks(scores_a[:, c]) / n_rows
-        r = _midranks(scores_r[:, c]) / n_rows
-        neg_a, neg_r = np.sort(a[~positive]), np.sort(r[~positive])
-        pos_a, pos_r = np.sort(a[positive]), np.sort(r[positive])
+        # Ranks within each method: comparisons of ranks are comparisons of scores, ties included.
+        a, r = _doubled_midranks(scores_a[:, c]), _doubled_midranks(scores_r[:, c])
         ap, rp, an, rn = a[positive], r[positive], a[~positive], r[~positive]
+        neg_a, neg_r, pos_a, pos_r = (_wins_table(x, size) for x in (an, rn, ap, rp))
         # Positive row i: Σ_j over negatives of (U_ij + V_ij) / 2.
-        from_pos = (_wins(ap, neg_a) - _wins(rp, neg_r) + _wins(ap, neg_r) - _wins(rp, neg_a)) / 2.0
+        from_pos = (neg_a[ap] - neg_r[rp] + neg_r[ap] - neg_a[rp]) / 2.0
         # Negative row j: Σ_i over positives of (U_ij − V_ij) / 2; H(x_i − y_j) summed over i = n_pos − wins(y_j).
-        from_neg = (
-            -_wins(an, pos_a) + _wins(rn, pos_r) + _wins(rn, pos_a) - _wins(an, pos_r)
-        ) / 2.0  # the n_pos terms cancel
+        from_neg = (-pos_a[an] + pos_r[rn] + pos_a[rn] - pos_r[an]) / 2.0  # the n_pos terms cancel
         class_w = np.bincount(codes[positive], from_pos, minlength=n_groups)
         class_w += np.bincount(codes[~positive], from_neg, minlength=n_groups)
         total += class_w / (n_pos * n_neg)
