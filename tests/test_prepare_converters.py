@@ -8,6 +8,7 @@ a corrupt source → DataError naming it, laterality after the classification re
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -67,6 +68,9 @@ def test_ctrate_matches_twin_and_resumes(ctrate, tmp_path, version):
     assert summary["converted"] == summary["cases"] > 0 and summary["skipped"] == 0
     _assert_same(_nifti_pairs(ctrate / "simcrop", out, "*_preprocessed/*/*/*.nii.gz"))  # v1: rescaled exactly once
     assert (out / "SYNTHETIC.md").is_file() and (out / "prepare_manifest.json").is_file()
+    entries = json.loads((out / "prepare_manifest.json").read_text())["cases"].values()
+    for entry in entries:  # the manifest's hash is the written file's, as `sha256sum` checks it
+        assert entry["file_sha256"] == hashlib.sha256((out / entry["output"]).read_bytes()).hexdigest()
     again = convert_ctrate_official_to_simcrop(ctrate / "official", out, version=version)
     assert again["converted"] == 0 and again["skipped"] == summary["cases"]
 

@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from simcrop_bench.data.ccccii import CLASSES, ccccii_intensity_stats, read_ccccii_slices, resized_path
-from simcrop_bench.data.formats.nifti import array_sha256, write_stored_volume
+from simcrop_bench.data.formats.nifti import write_stored_volume
 from simcrop_bench.data.formats.stored import DEFAULT_STORE_FORMAT, STORE_FORMATS, with_format
 from simcrop_bench.data.prepare.cases import Case, Distribution, run_cases
 from simcrop_bench.data.prepare.manifest import PREPARE_MANIFEST, copy_marker, load_prepare_manifest, source_stamp
 from simcrop_bench.errors import DataError
 from simcrop_bench.util.atomic import atomic_path
+from simcrop_bench.util.hashing import file_sha256
 
 SPLIT_NAMES = ("train_list.csv", "train_list_10.csv", "train_list_1.csv", "val_list.csv", "test_list.csv")
 SPLIT_HEADER = "img_list,label"
@@ -131,7 +132,7 @@ class _Conversion:
             "patient_id": patient_id,
             "output": f"images_resized/{output.name}",
             "shape_dhw": list(stored.shape),
-            "sha256": array_sha256(stored),
+            "file_sha256": file_sha256(output),  # what `sha256sum` prints; hashing the array cost a transposed copy
             "intensity": {k: v for k, v in ccccii_intensity_stats(stored).items() if k != "warning"},
         }
 

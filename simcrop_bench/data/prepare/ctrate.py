@@ -32,11 +32,12 @@ from simcrop_bench.data.ctrate import (
     read_metadata_row,
     simcrop_volume_path,
 )
-from simcrop_bench.data.formats.nifti import array_sha256, lps_nifti_affine, write_stored_volume
+from simcrop_bench.data.formats.nifti import lps_nifti_affine, write_stored_volume
 from simcrop_bench.data.formats.stored import DEFAULT_STORE_FORMAT, STORE_FORMATS, with_format
 from simcrop_bench.data.prepare.cases import Case, Distribution, run_cases
 from simcrop_bench.data.prepare.manifest import PREPARE_MANIFEST, copy_marker, load_prepare_manifest, source_stamp
 from simcrop_bench.errors import DataError
+from simcrop_bench.util.hashing import file_sha256
 
 SPLITS = ("train", "valid")
 INTENSITY = "int16 HU, not clipped (v1: RescaleSlope * stored + RescaleIntercept applied once; v2: as stored)"
@@ -132,7 +133,7 @@ class _Conversion:
             "output": str(output.relative_to(self.dst_root)),
             "shape": list(ras.shape),
             "spacing_mm": [float(v) for v in nib.affines.voxel_sizes(ras_aff)],
-            "sha256": array_sha256(ras),
+            "file_sha256": file_sha256(output),  # what `sha256sum` prints; hashing the array cost a transposed copy
         }
 
 

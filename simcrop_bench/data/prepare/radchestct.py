@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 from nibabel.affines import voxel_sizes
 
-from simcrop_bench.data.formats.nifti import array_sha256, write_stored_volume
+from simcrop_bench.data.formats.nifti import write_stored_volume
 from simcrop_bench.data.formats.stored import DEFAULT_STORE_FORMAT, STORE_FORMATS, with_format
 from simcrop_bench.data.prepare.cases import Case, Distribution, run_cases
 from simcrop_bench.data.prepare.ctrate import resample_hu
 from simcrop_bench.data.prepare.manifest import PREPARE_MANIFEST, copy_marker, load_prepare_manifest, source_stamp
 from simcrop_bench.data.radchestct import npz_to_ras, read_radchestct_npz
 from simcrop_bench.errors import DataError
+from simcrop_bench.util.hashing import file_sha256
 
 SOURCE_SPACING_MM = (0.8, 0.8, 0.8)  # datasets.md §3.3 (reported)
 INTENSITY = "int16 HU as stored in the .npz (clipped to [-1000, 1000] by the source)"
@@ -104,7 +105,7 @@ class _Conversion:
             "shape": list(ras.shape),
             "spacing_mm": [float(v) for v in voxel_sizes(affine)],
             "spacing_from": "argument" if self.source_spacing is not None else "twin" if twin else "0.8 mm default",
-            "sha256": array_sha256(ras),
+            "file_sha256": file_sha256(output),  # what `sha256sum` prints; hashing the array cost a transposed copy
         }
 
 
