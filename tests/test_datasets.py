@@ -99,6 +99,12 @@ def test_cli_prepare_forwards_options_that_apply(tmp_path):
         "1,1,1",
     )
     assert refused.returncode == 2 and "--spacing does not apply to btcv" in refused.stderr
+    # LUNA16 spreads its scans over threads of this process (-j), never over array shards; BTCV is serial
+    for dataset, bad in (("luna16", ["--executor", "local", "--shards", "2"]), ("btcv", ["-j", "2"])):
+        refused = run_cli("data", "prepare", "-d", dataset, "--from", str(official), "--out", str(tmp_path / "x"), *bad)
+        assert (
+            refused.returncode == 2 and f"--workers/--executor/--shards does not apply to {dataset}" in refused.stderr
+        )
 
 
 def test_the_table_imports_nothing_heavy_and_its_getters_return_the_real_functions():

@@ -274,7 +274,7 @@ def test_official_layout_prepared_runs_like_the_simcrop_twin(twin, tmp_path):
         ).returncode
         == 0
     )
-    done = run_cli("data", "prepare", "--dataset", "luna16", "--from", str(official), "--out", str(prepared))
+    done = run_cli("data", "prepare", "--dataset", "luna16", "--from", str(official), "--out", str(prepared), "-j", "3")
     assert done.returncode == 0, done.stderr
     dice = {}
     for name, root in (("simcrop", twin), ("prepared", prepared)):

@@ -116,7 +116,9 @@ def data_prepare(
     store_format: str | None = typer.Option(
         None, "--format", help="CT-RATE, RadChestCT, CC-CCII: nii (uncompressed, read fastest; default) or nii.gz."
     ),
-    workers: int = typer.Option(1, "--workers", "-j", help="Local worker processes."),
+    workers: int | None = typer.Option(
+        None, "--workers", "-j", help="Local worker processes (LUNA16: threads, default 2; others: default 1)."
+    ),
     executor: str = typer.Option("inline", "--executor", help="inline (this machine), local or slurm (job array)."),
     shards: int = typer.Option(1, "--shards", help="Array tasks for --executor local/slurm."),
     cluster: str | None = typer.Option(None, "--cluster", help="SLURM profile in slurm/ (e.g. demo)."),
@@ -131,16 +133,18 @@ def data_prepare(
     if entry.prepare is None:
         raise UserError(f"no converter from the {layout} layout of {dataset} yet")
     convert = entry.prepare()
-    distribution = Distribution(workers, executor, shards, cluster)
+    distribution = Distribution(1 if workers is None else workers, executor, shards, cluster)
     distribution.validate()
+    accepted = inspect.signature(convert).parameters
+    threads = workers if "workers" in accepted and executor == "inline" else None  # LUNA16's own thread pool
     options = {
+        "workers": threads,
         "version": version,
         "split_files": split_files,
         "spacing": tuple(float(v) for v in spacing.split(",")) if spacing else None,
         "store_format": store_format,
-        "distribution": distribution if distribution != Distribution() else None,
+        "distribution": distribution if distribution != Distribution() and threads is None else None,
     }
-    accepted = inspect.signature(convert).parameters
     if dataset == "btcv" and split_files is not None:
         options["split_file"] = options.pop("split_files") / "dataset.json" if split_files.is_dir() else split_files
     given = {k: v for k, v in options.items() if v is not None}
