@@ -343,6 +343,28 @@ def test_bad_input_is_refused_before_work(bad, clean, tmp_path):
     assert not [p for p in cache.rglob("*") if ".partial" in p.name or ".replaced-" in p.name]
 
 
+def test_weights_export_never_writes_over_its_input_or_into_a_results_store(clean, tmp_path):
+    import shutil
+
+    source = tmp_path / "encoder.pth"
+    shutil.copy(clean / "good.pth", source)
+    stored = tmp_path / "results" / "checkpoints" / "simcrop" / "abc123"
+    stored.mkdir(parents=True)
+    (tmp_path / "results" / "runs").mkdir()
+    shutil.copy(clean / "good.pth", stored / "encoder.pth")
+    before = snapshot(tmp_path)
+    for out, message in (
+        (source, "is the checkpoint being exported"),
+        (stored / "encoder.pth", "lies inside the results store"),
+        (tmp_path / "results" / "runs" / "x.pth", "lies inside the results store"),
+    ):
+        code, err = cli("weights", "export", str(source), "--out", str(out))
+        assert code == 2 and message in err and "Traceback" not in err, err
+    assert snapshot(tmp_path) == before
+    code, err = cli("weights", "export", str(source), "--out", str(tmp_path / "results" / "released.pth"))
+    assert code == 0, err  # beside the store's folders is the user's own space, as for table --out
+
+
 def test_refused_results_root_that_is_read_only(tmp_path):
     """A read-only --results, as an unprivileged user meets it (root ignores permissions: a forked child
     drops to `nobody` first, with the modules already loaded)."""

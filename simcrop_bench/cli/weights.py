@@ -44,7 +44,8 @@ def weights_export(
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the released-format encoder."),
 ):
     """Write the encoder in the released SimCroP format: {'model': state_dict}, timm key names, float32."""
+    from simcrop_bench.run.preflight import export_target
     from simcrop_bench.run.weights import export_checkpoint
 
-    summary = export_checkpoint(path, out)
+    summary = export_checkpoint(path, export_target(out, path))
     typer.echo(f"wrote {summary['out']} ({summary['encoder_tensors']} tensors, sha256 {summary['sha256'][:12]})")

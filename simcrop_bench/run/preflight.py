@@ -78,6 +78,23 @@ def outside_store(out: Path, results: Path, option: str = "--out") -> Path:
     return out
 
 
+def enclosing_store(path: Path) -> Path | None:
+    """The results store a path lies in, if any: the nearest folder above it holding ``checkpoints/`` and either
+    ``runs/`` or the results index."""
+    for parent in Path(os.path.realpath(path)).parents:
+        if (parent / "checkpoints").is_dir() and ((parent / "runs").is_dir() or (parent / ".index.sqlite").is_file()):
+            return parent
+    return None
+
+
+def export_target(out: Path, source: Path) -> Path:
+    """Where ``weights export`` may write: not over its own input, not inside a results store."""
+    if os.path.realpath(out) == os.path.realpath(source):
+        raise ConfigError(f"--out {out}: is the checkpoint being exported; write it elsewhere")
+    store = enclosing_store(out)
+    return out if store is None else outside_store(out, store)
+
+
 def check_results_root(results: Path, option: str = "--results") -> Path:
     """The results folder exists and is writable, or can be created: checked without creating anything."""
     existing = results
