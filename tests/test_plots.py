@@ -13,16 +13,13 @@ import pytest
 
 from simcrop_bench.errors import UserError
 from simcrop_bench.reporting.leaderboard import aggregate, records_frame
+from simcrop_bench.reporting.loss_curves import loss_figure, plot_losses, pretraining_folders, read_loss_run
 from simcrop_bench.reporting.plots import (
     FIG_WIDTH_IN,
     efficiency_data,
     efficiency_figure,
-    loss_figure,
     metric_board,
     plot_efficiency,
-    plot_losses,
-    pretraining_folders,
-    read_loss_run,
 )
 from tests.conftest import run_cli
 from tests.test_leaderboard import make_record, write_record
@@ -264,7 +261,7 @@ def test_loss_figure_lines(tmp_path: Path) -> None:
 
 
 def test_loss_smoothing_is_a_trailing_nan_aware_mean(tmp_path: Path) -> None:
-    from simcrop_bench.reporting.plots import smoothed
+    from simcrop_bench.reporting.loss_curves import smoothed
 
     assert smoothed([1.0, 3.0, math.nan, 5.0], 2) == pytest.approx([1.0, 2.0, 3.0, 5.0])
     run = read_loss_run(write_losses(tmp_path, "mae", "aaaa1111"))
@@ -401,7 +398,8 @@ def test_cli_plot_verbs(results: Path, tmp_path: Path) -> None:
 
 def test_modules_import_cheaply() -> None:
     code = (
-        "import sys, simcrop_bench.cli, simcrop_bench.reporting.plots, simcrop_bench.reporting.report; "
+        "import sys, simcrop_bench.cli, simcrop_bench.reporting.plots, simcrop_bench.reporting.loss_curves; "
+        "import simcrop_bench.reporting.report; "
         "print('HEAVY', [m for m in ('torch', 'monai', 'transformers', 'pandas', 'matplotlib') "
         "if m in sys.modules])"
     )

@@ -173,7 +173,7 @@ def plot_losses_command(
     results: Path = RESULTS_OPTION,
 ):
     """Pretraining loss curves (each loss component per optimizer step) from results/checkpoints/METHOD/."""
-    from simcrop_bench.reporting.plots import plot_losses
+    from simcrop_bench.reporting.loss_curves import plot_losses
     from simcrop_bench.run.preflight import outside_store
 
     outside_store(out, results)

@@ -223,13 +223,8 @@ def _efficiency_html(board: pd.DataFrame, records: list[dict], out: Path, report
 
 
 def _losses_html(results: Path, out: Path, report: Report) -> str:
-    from simcrop_bench.reporting.plots import (
-        SYNTHETIC_LABEL,
-        all_pretraining_folders,
-        loss_figure,
-        read_loss_run,
-        save_figure,
-    )
+    from simcrop_bench.reporting.loss_curves import all_pretraining_folders, loss_figure, read_loss_run
+    from simcrop_bench.reporting.plots import SYNTHETIC_LABEL, save_figure
 
     found = all_pretraining_folders(results)
     if not found:
