@@ -134,3 +134,35 @@ def test_leaderboard_aggregates_from_the_index(results: Path):
     assert list(board["n_seeds"]) == [3] and math.isnan(board["mean"].iloc[0])  # a NaN seed shows
     assert board["seeds"].iloc[0] == [1, 2, 3]
     assert (results / ".index.sqlite").is_file()
+
+
+@pytest.mark.parametrize(
+    "filters", [{}, {"task": "lung_seg"}, {"method": ["clip", "mae"]}, {"protocol": "heldout"}, {"profile": "paper"}]
+)
+def test_leaderboard_from_the_stored_cells_equals_aggregating_every_record(results: Path, filters: dict):
+    from simcrop_bench.reporting.leaderboard import aggregate, filter_frame
+
+    for seed in (4, 5):  # a second cell in the scratch folder, written after the first
+        write_record(results, make_record(seed=seed, value=0.5 + seed / 100, cell_hash="second"))
+    expected = aggregate(filter_frame(from_records(results), **filters))
+    pd.testing.assert_frame_equal(leaderboard(results, **filters), expected)
+    pd.testing.assert_frame_equal(leaderboard(results, reindex=True, **filters), expected)
+
+
+def test_a_seed_twice_in_one_cell_is_refused_unless_filtered_out(results: Path):
+    twin = make_record(seed=1, value=0.3)
+    twin["run_id"] += "-copy"
+    folder = results / "runs" / twin["run_id"]
+    folder.mkdir(parents=True)
+    (folder / "record.json").write_text(json.dumps(twin))
+    with pytest.raises(UserError, match="the same seed appears more than once in one cell"):
+        leaderboard(results, reindex=True)
+    with pytest.raises(UserError, match="the same seed appears more than once in one cell"):
+        aggregate_every_record(results)
+    assert list(leaderboard(results, task="ctrate_cls")["method"]) == ["clip"]
+
+
+def aggregate_every_record(results: Path) -> pd.DataFrame:
+    from simcrop_bench.reporting.leaderboard import aggregate
+
+    return aggregate(from_records(results))

@@ -18,6 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simcrop_bench.errors import UserError
+from simcrop_bench.reporting.aggregate import (  # noqa: F401 (re-exported: the leaderboard's aggregation API)
+    AGGREGATE_COLUMNS,
+    CELL_KEYS,
+    aggregate,
+    cell_summaries,
+    rank_cells,
+)
 from simcrop_bench.reporting.record_rows import (  # noqa: F401 (re-exported: the leaderboard's record API)
     FRAME_COLUMNS,
     SCHEMA_VERSION,
@@ -30,21 +37,6 @@ from simcrop_bench.reporting.record_rows import (  # noqa: F401 (re-exported: th
 if TYPE_CHECKING:  # only for annotations; see the module docstring
     import pandas as pd
     from rich.table import Table
-
-# Columns that identify one comparable cell (everything except the seed).
-CELL_KEYS = [
-    "task",
-    "fraction",
-    "method",
-    "profile",
-    "protocol",
-    "synthetic",
-    "cell_hash",
-    "metric",
-    "higher_is_better",
-]
-AGGREGATE_COLUMNS = [*CELL_KEYS, "mean", "std", "n_seeds", "seeds", "ci_low", "ci_high"]
-
 
 # --------------------------------------------------------------------------- loading
 
@@ -88,68 +80,6 @@ def records_frame(records: Iterable[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=FRAME_COLUMNS)
 
 
-def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
-    """Average seeds per cell: mean, sample std (ddof=1, NaN for one seed), n, seeds.
-
-    Sorted by task, fraction, metric, then mean in the metric's good direction
-    (best first; NaN means last), then method for a stable order.
-    """
-    import pandas as pd
-
-    if frame.empty:
-        return pd.DataFrame(columns=AGGREGATE_COLUMNS)
-    # Vectorised over cells (a 100,000-record leaderboard has ~20,000 of them): one groupby, no loop.
-    repeated = frame.duplicated([*CELL_KEYS, "seed"], keep=False)
-    if repeated.any():
-        first = frame[repeated].groupby(CELL_KEYS, sort=False, dropna=False)["run_id"].agg(", ".join).iloc[0]
-        raise UserError(f"the same seed appears more than once in one cell: {first}")
-    ordered = frame.assign(_nan=frame["value"].isna()).sort_values("seed", kind="stable")
-    groups = ordered.groupby(CELL_KEYS, sort=False, dropna=False)
-    # Cells in order of first appearance in ``frame`` (the sort below is stable, ties keep it).
-    cells = frame.groupby(CELL_KEYS, sort=False, dropna=False).size().index
-    values = groups["value"]
-    agg = pd.DataFrame(
-        {
-            "mean": values.mean(),
-            "std": values.std(ddof=1),
-            "n_seeds": values.size(),
-            "seeds": _seed_lists(ordered, groups),
-            "ci_low": groups["ci_low"].first(skipna=False),
-            "ci_high": groups["ci_high"].first(skipna=False),
-            "_nan": groups["_nan"].any(),
-        }
-    ).reindex(cells)
-    # skipna semantics: a diverged (NaN) seed must show, not vanish from the mean.
-    agg.loc[agg["_nan"].astype(bool), ["mean", "std"]] = math.nan
-    # One seed: its patient-level bootstrap interval; several: the spread over seeds is shown instead.
-    agg.loc[agg["n_seeds"] != 1, ["ci_low", "ci_high"]] = math.nan
-    agg = agg.drop(columns="_nan").reset_index()[AGGREGATE_COLUMNS]
-    if agg.empty:
-        return agg
-    good_first = agg["mean"].where(agg["higher_is_better"], -agg["mean"]) * -1
-    agg = (
-        agg.assign(_order=good_first)
-        .sort_values(["task", "fraction", "metric", "_order", "method"], na_position="last", kind="stable")
-        .drop(columns="_order")
-        .reset_index(drop=True)
-    )
-    agg["n_seeds"] = agg["n_seeds"].astype(int)
-    return agg
-
-
-def _seed_lists(ordered: pd.DataFrame, groups: Any) -> pd.Series:
-    """Each cell's seeds as a list of ints, ascending (``ordered`` is sorted by seed): one numpy split, not a
-    Python call per cell."""
-    import numpy as np
-    import pandas as pd
-
-    codes = groups.ngroup().to_numpy()
-    order = np.argsort(codes, kind="stable")  # stable: seeds stay ascending within a cell
-    seeds = ordered["seed"].to_numpy()[order]
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    return pd.Series([part.tolist() for part in np.split(seeds, bounds)], index=groups.size().index)
-
-
 def leaderboard(
     results_dir: Path,
     *,
@@ -159,14 +89,19 @@ def leaderboard(
     protocol: str | Sequence[str] | None = None,
     reindex: bool = False,
 ) -> pd.DataFrame:
-    """Load (from the results index, refreshed first, or rebuilt with ``reindex``), filter (each filter: one name
-    or several) and aggregate."""
-    from simcrop_bench.reporting.results_index import indexed_frame
+    """Load the cells (from the results index, refreshed first, or rebuilt with ``reindex``; every record when no
+    index can be written), filter (each filter: one name or several) and rank them."""
+    from simcrop_bench.reporting.results_index import indexed_cells
 
-    frame = indexed_frame(results_dir, reindex=reindex)
-    if frame is None:  # no index can be written here: read every record
-        frame = records_frame(load_records(results_dir))
-    return aggregate(filter_frame(frame, task=task, method=method, profile=profile, protocol=protocol))
+    wanted = {"task": task, "method": method, "profile": profile, "protocol": protocol}
+    indexed = indexed_cells(results_dir, reindex=reindex)
+    if indexed is None:  # no index can be written here: read every record
+        return aggregate(filter_frame(records_frame(load_records(results_dir)), **wanted))
+    cells, problems = indexed
+    problems = filter_frame(problems, **wanted)  # a cell filtered out does not stop the others
+    if len(problems):
+        raise UserError(problems["message"].iloc[0])
+    return rank_cells(filter_frame(cells, **wanted))
 
 
 def filter_frame(frame: pd.DataFrame, **wanted: str | Sequence[str] | None) -> pd.DataFrame:

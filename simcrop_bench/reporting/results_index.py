@@ -1,10 +1,12 @@
-"""The results index: one SQLite row per run record, so that ``leaderboard`` reads no record file.
+"""The results index: one SQLite row per run record and per cell, so that ``leaderboard`` reads no record file.
 
-``<results>/.index.sqlite`` holds each record's leaderboard row (:func:`.record_rows.frame_row`) and, per
-fraction folder (``runs/<task>/<method>/f<fraction>/``), the folder's modification time when its records were
-indexed. :func:`indexed_frame` lists the fraction folders (one ``stat`` each: about 2,000 for 100,000 records,
-where listing every seed folder would cost a second of kernel time), re-reads the records of the folders whose
-mtime differs from the stored one (or that appeared or vanished), and answers from the index.
+``<results>/.index.sqlite`` holds each record's leaderboard row (:func:`.record_rows.frame_row`), each cell's
+summary over its seeds (:func:`.leaderboard.cell_summaries`: a cell never spans two fraction folders, so the
+summaries of a folder are recomputed with its rows) and, per fraction folder (``runs/<task>/<method>/f<fraction>/``),
+the folder's modification time when its records were indexed. :func:`indexed_cells` lists the fraction folders (one
+``stat`` each: 20,000 for 100,000 records of 5 seeds, where listing every seed folder would cost five times that),
+re-reads the records of the folders whose mtime differs from the stored one (or that appeared or vanished), and
+answers from the index: ``leaderboard`` then reads one row per cell instead of one per record.
 
 * Publishing calls :func:`record_published` (``run.cell``): it sets the fraction folder's mtime to now — a new
   run inside an existing seed folder changes only that seed folder — and re-indexes the fraction folder. If the
@@ -28,13 +30,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from simcrop_bench.errors import UserError
+from simcrop_bench.reporting.aggregate import AGGREGATE_COLUMNS, CELL_KEYS, cell_summaries, repeated_seed
 from simcrop_bench.reporting.record_rows import FRAME_COLUMNS, frame_row, read_record
 
 if TYPE_CHECKING:
     import pandas as pd
 
 INDEX_FILE = ".index.sqlite"
-INDEX_SCHEMA = 2  # bump when the stored columns or folder level change: an older index is rebuilt
+INDEX_SCHEMA = 3  # bump when the stored columns or folder level change: an older index is rebuilt
 FOLDER_DEPTH = 3  # runs/<task>/<method>/f<fraction>: the unit of staleness
 RECORD_DEPTH = 2  # records sit at <fraction folder>/s<seed>/<run>/record.json
 RECORD_FILE = "record.json"
@@ -43,13 +46,19 @@ BUSY_TIMEOUT_S = 30.0  # parallel publishers wait for each other's transactions
 # NUMERIC keeps 100 an integer and 0.5 a real, as in the record (the frame's dtype follows the records').
 _COLUMN_TYPES = {"fraction": "NUMERIC", "seed": "INTEGER", "synthetic": "INTEGER", "value": "REAL"}
 _COLUMN_TYPES |= {"ci_low": "REAL", "ci_high": "REAL", "higher_is_better": "INTEGER"}
+_COLUMN_TYPES |= {"mean": "REAL", "std": "REAL", "n_seeds": "INTEGER"}  # cells; their seeds are text "42,43"
 _ROW_COLUMNS = ", ".join(f"{name} {_COLUMN_TYPES.get(name, 'TEXT')}" for name in FRAME_COLUMNS)
+_CELL_COLUMNS = ", ".join(f"{name} {_COLUMN_TYPES.get(name, 'TEXT')}" for name in AGGREGATE_COLUMNS)
+_PROBLEM_KEYS = ("task", "method", "profile", "protocol")  # what leaderboard filters on
 _SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE folders (folder TEXT PRIMARY KEY, mtime_ns INTEGER NOT NULL);
 CREATE TABLE rows ({_ROW_COLUMNS}, folder TEXT NOT NULL, path TEXT NOT NULL, UNIQUE (run_id));
 CREATE INDEX rows_folder ON rows (folder);
 CREATE INDEX rows_path ON rows (path);
+CREATE TABLE cells ({_CELL_COLUMNS}, folder TEXT NOT NULL, first_path TEXT NOT NULL);
+CREATE INDEX cells_folder ON cells (folder);
+CREATE TABLE problems ({", ".join(_PROBLEM_KEYS)}, message TEXT NOT NULL, folder TEXT NOT NULL);
 """
 
 
@@ -110,18 +119,48 @@ def _usable(connection: sqlite3.Connection) -> bool:
     return found is not None and found[0] == str(INDEX_SCHEMA)
 
 
+def _summaries(read: dict[str, list[tuple]]) -> tuple[list[tuple], list[tuple]]:
+    """The cell rows and the problem rows (a seed twice in one cell) of the folders just read."""
+    import pandas as pd
+
+    frame = pd.DataFrame([row for rows in read.values() for row in rows], columns=[*FRAME_COLUMNS, "folder", "path"])
+    if frame.empty:
+        return [], []
+    frame = frame.sort_values("path", ignore_index=True)  # first appearance = the order leaderboard reads in
+    for column in ("synthetic", "higher_is_better"):
+        frame[column] = frame[column].astype(bool)
+    for column in ("value", "ci_low", "ci_high"):
+        frame[column] = frame[column].astype(float)
+    cells = cell_summaries(frame)
+    # The same groups, in the same (first appearance) order: where each cell lives and its first record.
+    where = frame.groupby(CELL_KEYS, sort=False, dropna=False)[["folder", "path"]].first()
+    cells["seeds"] = [",".join(map(str, seeds)) for seeds in cells["seeds"]]
+    cells = cells.astype(object).where(cells.notna(), None)  # NaN is stored as NULL
+    rows = [(*cell, folder, path) for cell, (folder, path) in zip(cells.itertuples(index=False), where.to_numpy())]
+    problems = []
+    if repeated_seed(frame):
+        for folder, part in frame.groupby("folder", sort=True):
+            message = repeated_seed(part)
+            if message:
+                problems.append((*part.iloc[0][list(_PROBLEM_KEYS)], message, folder))
+    return rows, problems
+
+
 def _reindex(connection: sqlite3.Connection, runs: Path, folders: dict[str, int], gone: Iterable[str]) -> None:
-    """Replace the rows of ``folders`` (read now) and drop those of ``gone``, in one transaction."""
+    """Replace the rows and cells of ``folders`` (read now) and drop those of ``gone``, in one transaction."""
     read = {folder: _folder_rows(runs, folder) for folder in folders}  # outside the transaction: may raise
+    cells, problems = _summaries(read)
     connection.execute("BEGIN IMMEDIATE")
     try:
         for folder in [*folders, *gone]:
-            connection.execute("DELETE FROM rows WHERE folder = ?", (folder,))
-            connection.execute("DELETE FROM folders WHERE folder = ?", (folder,))
+            for table in ("rows", "cells", "problems", "folders"):
+                connection.execute(f"DELETE FROM {table} WHERE folder = ?", (folder,))
         placeholders = ", ".join("?" * (len(FRAME_COLUMNS) + 2))
         for folder, mtime in folders.items():
             connection.executemany(f"INSERT INTO rows VALUES ({placeholders})", read[folder])
             connection.execute("INSERT INTO folders VALUES (?, ?)", (folder, mtime))
+        connection.executemany(f"INSERT INTO cells VALUES ({', '.join('?' * (len(AGGREGATE_COLUMNS) + 2))})", cells)
+        connection.executemany("INSERT INTO problems VALUES (?, ?, ?, ?, ?, ?)", problems)
         connection.execute("COMMIT")
     except sqlite3.IntegrityError:
         connection.execute("ROLLBACK")
@@ -226,3 +265,30 @@ def indexed_frame(results: Path, *, reindex: bool = False) -> pd.DataFrame | Non
     for column in ("ci_low", "ci_high"):
         frame[column] = frame[column].astype(float)  # NULL (no interval) -> NaN
     return frame.reindex(columns=FRAME_COLUMNS)
+
+
+def indexed_cells(results: Path, *, reindex: bool = False) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Every cell's summary (as :func:`leaderboard.cell_summaries` of every record, in the same order) and the
+    problems found while indexing (``task, method, profile, protocol, message``), from the fresh index.
+
+    None when the index cannot be written here (a read-only results folder): read the records instead.
+    """
+    import pandas as pd
+
+    try:
+        path = rebuild(results) if reindex else refresh(results)
+    except (sqlite3.OperationalError, PermissionError):
+        return None
+    with _connect(path) as connection:
+        cells = pd.read_sql_query(
+            f"SELECT {', '.join(AGGREGATE_COLUMNS)} FROM cells ORDER BY first_path", connection, coerce_float=True
+        )
+        problems = pd.read_sql_query(
+            f"SELECT {', '.join(_PROBLEM_KEYS)}, message FROM problems ORDER BY folder", connection
+        )
+    for column in ("synthetic", "higher_is_better"):
+        cells[column] = cells[column].astype(bool)
+    for column in ("mean", "std", "ci_low", "ci_high"):
+        cells[column] = cells[column].astype(float)  # NULL -> NaN
+    cells["seeds"] = [[int(seed) for seed in text.split(",")] for text in cells["seeds"]]
+    return cells, problems
