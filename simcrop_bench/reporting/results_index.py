@@ -126,11 +126,7 @@ def _summaries(read: dict[str, list[tuple]]) -> tuple[list[tuple], list[tuple]]:
     frame = pd.DataFrame([row for rows in read.values() for row in rows], columns=[*FRAME_COLUMNS, "folder", "path"])
     if frame.empty:
         return [], []
-    frame = frame.sort_values("path", ignore_index=True)  # first appearance = the order leaderboard reads in
-    for column in ("synthetic", "higher_is_better"):
-        frame[column] = frame[column].astype(bool)
-    for column in ("value", "ci_low", "ci_high"):
-        frame[column] = frame[column].astype(float)
+    frame = _typed(frame.sort_values("path", ignore_index=True), ("value", "ci_low", "ci_high"))  # read order
     cells = cell_summaries(frame)
     # The same groups, in the same (first appearance) order: where each cell lives and its first record.
     where = frame.groupby(CELL_KEYS, sort=False, dropna=False)[["folder", "path"]].first()
@@ -245,11 +241,9 @@ def record_published(results: Path, run_folder: Path) -> None:
             _reindex(connection, runs, {folder.relative_to(runs).as_posix(): folder.stat().st_mtime_ns}, ())
 
 
-def indexed_frame(results: Path, *, reindex: bool = False) -> pd.DataFrame | None:
-    """Every record's leaderboard row (as :func:`leaderboard.records_frame`), read from the fresh index.
-
-    None when the index cannot be written here (a read-only results folder): read the records instead.
-    """
+def _read(results: Path, reindex: bool, *queries: str) -> list[pd.DataFrame] | None:
+    """``queries`` answered by the up-to-date index (rebuilt with ``reindex``); None when the index cannot be
+    written here (a read-only results folder)."""
     import pandas as pd
 
     try:
@@ -257,14 +251,25 @@ def indexed_frame(results: Path, *, reindex: bool = False) -> pd.DataFrame | Non
     except (sqlite3.OperationalError, PermissionError):
         return None
     with _connect(path) as connection:
-        frame = pd.read_sql_query(
-            f"SELECT {', '.join(FRAME_COLUMNS)} FROM rows ORDER BY path", connection, coerce_float=True
-        )
+        return [pd.read_sql_query(query, connection, coerce_float=True) for query in queries]
+
+
+def _typed(frame: pd.DataFrame, floats: Iterable[str]) -> pd.DataFrame:
+    """The flags as bool and ``floats`` as float (a NULL, e.g. no interval, becomes NaN), as records give them."""
     for column in ("synthetic", "higher_is_better"):
         frame[column] = frame[column].astype(bool)
-    for column in ("ci_low", "ci_high"):
-        frame[column] = frame[column].astype(float)  # NULL (no interval) -> NaN
-    return frame.reindex(columns=FRAME_COLUMNS)
+    for column in floats:
+        frame[column] = frame[column].astype(float)
+    return frame
+
+
+def indexed_frame(results: Path, *, reindex: bool = False) -> pd.DataFrame | None:
+    """Every record's leaderboard row (as :func:`leaderboard.records_frame`), read from the fresh index.
+
+    None when the index cannot be written here (a read-only results folder): read the records instead.
+    """
+    read = _read(results, reindex, f"SELECT {', '.join(FRAME_COLUMNS)} FROM rows ORDER BY path")
+    return None if read is None else _typed(read[0], ("ci_low", "ci_high")).reindex(columns=FRAME_COLUMNS)
 
 
 def indexed_cells(results: Path, *, reindex: bool = False) -> tuple[pd.DataFrame, pd.DataFrame] | None:
@@ -273,22 +278,14 @@ def indexed_cells(results: Path, *, reindex: bool = False) -> tuple[pd.DataFrame
 
     None when the index cannot be written here (a read-only results folder): read the records instead.
     """
-    import pandas as pd
-
-    try:
-        path = rebuild(results) if reindex else refresh(results)
-    except (sqlite3.OperationalError, PermissionError):
+    read = _read(
+        results,
+        reindex,
+        f"SELECT {', '.join(AGGREGATE_COLUMNS)} FROM cells ORDER BY first_path",
+        f"SELECT {', '.join(_PROBLEM_KEYS)}, message FROM problems ORDER BY folder",
+    )
+    if read is None:
         return None
-    with _connect(path) as connection:
-        cells = pd.read_sql_query(
-            f"SELECT {', '.join(AGGREGATE_COLUMNS)} FROM cells ORDER BY first_path", connection, coerce_float=True
-        )
-        problems = pd.read_sql_query(
-            f"SELECT {', '.join(_PROBLEM_KEYS)}, message FROM problems ORDER BY folder", connection
-        )
-    for column in ("synthetic", "higher_is_better"):
-        cells[column] = cells[column].astype(bool)
-    for column in ("mean", "std", "ci_low", "ci_high"):
-        cells[column] = cells[column].astype(float)  # NULL -> NaN
+    cells, problems = _typed(read[0], ("mean", "std", "ci_low", "ci_high")), read[1]
     cells["seeds"] = [[int(seed) for seed in text.split(",")] for text in cells["seeds"]]
     return cells, problems
