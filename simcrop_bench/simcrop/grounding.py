@@ -107,35 +107,51 @@ def control_heads(model: Any) -> tuple[nn.Module, nn.Module]:
 
 
 @torch.no_grad()
-def grounding_score(model: Any, data: GroundingSet, k: int | None = None, batch_size: int = 8) -> dict[str, float]:
+def grounding_score(
+    model: Any, data: GroundingSet, k: int | None = None, batch_size: int = 8, *, masked_draws: int = 0
+) -> dict[str, float]:
     """Mean hit rate, chance and lift over the scored sentences of ``data`` (model in eval mode, RNG untouched).
 
     ``k``: patches per sentence (default: the model's ``topk``). Keys: ``hit_rate``, ``chance``, ``lift``,
     ``sentences``, ``control`` (1 when control heads stood in for missing alignment heads).
+
+    ``masked_draws`` > 0 scores the *training view* instead (a diagnostic; models with ``visible_similarity``):
+    each volume is masked as in pretraining (``mask_ratio``, noise from a fixed seed, ``masked_draws`` masks per
+    volume), the top-K are chosen among the kept patches, and chance is the kept patches' share on the mask; a
+    sentence none of whose kept patches lies on its finding is left out of that draw (it cannot hit).
     """
     k = int(k or model.simcrop_cfg.topk)
     device = next(model.parameters()).device
     heads = None if hasattr(model, "finding_align_img_mlp") else tuple(h.to(device) for h in control_heads(model))
     was_training = model.training
     hits, chances = [], []
+    draws = [None] if masked_draws <= 0 else list(range(masked_draws))
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         model.eval()
         try:
-            for start in range(0, len(data.volumes), batch_size):
-                part = slice(start, start + batch_size)
-                similarity, valid = model.sentence_patch_similarity(
-                    data.images[part].to(device),
-                    data.findings_ids[part].to(device),
-                    data.findings_mask[part].to(device),
-                    data.sentence_ids[part].to(device),
-                    heads=heads,
-                )
-                overlap = data.overlap[part, : similarity.shape[1]].to(device)
-                scored = data.scored[part, : similarity.shape[1]].to(device) & valid
-                top = similarity.topk(min(k, similarity.shape[-1]), dim=-1).indices
-                hit = torch.gather(overlap, 2, top).float().mean(dim=-1)
-                hits.append(hit[scored].cpu())
-                chances.append(overlap.float().mean(dim=-1)[scored].cpu())
+            for draw in draws:
+                generator = None if draw is None else torch.Generator().manual_seed(CONTROL_SEED + draw)
+                for start in range(0, len(data.volumes), batch_size):
+                    part = slice(start, start + batch_size)
+                    images = data.images[part].to(device)
+                    args = (data.findings_ids[part], data.findings_mask[part], data.sentence_ids[part])
+                    if generator is None:
+                        similarity, valid = model.sentence_patch_similarity(
+                            images, *(a.to(device) for a in args), heads=heads
+                        )
+                        overlap = data.overlap[part, : similarity.shape[1]].to(device)
+                    else:
+                        mask_noise = torch.rand(images.shape[0], data.overlap.shape[-1], generator=generator).to(device)
+                        similarity, valid, keep = model.visible_similarity(
+                            images, *(a.to(device) for a in args), heads=heads, noise=mask_noise
+                        )
+                        overlap = data.overlap[part, : similarity.shape[1]].to(device)
+                        overlap = torch.gather(overlap, 2, keep.unsqueeze(1).expand(-1, overlap.shape[1], -1))
+                    scored = data.scored[part, : similarity.shape[1]].to(device) & valid & overlap.any(dim=-1)
+                    top = similarity.topk(min(k, similarity.shape[-1]), dim=-1).indices
+                    hit = torch.gather(overlap, 2, top).float().mean(dim=-1)
+                    hits.append(hit[scored].cpu())
+                    chances.append(overlap.float().mean(dim=-1)[scored].cpu())
         finally:
             model.train(was_training)
     hit, chance = torch.cat(hits) if hits else torch.zeros(0), torch.cat(chances) if chances else torch.zeros(0)

@@ -180,12 +180,31 @@ class SimCroPModel(ViT3D):
 
         ``heads`` = (image head, text head) replaces the alignment heads, e.g. untrained ones for a model built
         without them (``alignment = off``)."""
+        similarity, valid, _ = self.visible_similarity(image, findings_ids, findings_mask, sentence_ids, heads)
+        return similarity, valid
+
+    def visible_similarity(
+        self,
+        image: Tensor,
+        findings_ids: Tensor,
+        findings_mask: Tensor,
+        sentence_ids: Tensor,
+        heads: tuple[nn.Module, nn.Module] | None = None,
+        noise: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """:meth:`sentence_patch_similarity`; with ``noise`` (B, N), on the training view instead: the patches
+        that the masked pass keeps (§3.1, as alignment sees them in training), ``(B, S, N_keep)``, and their
+        original indices ``(B, N_keep)`` (None for the unmasked image)."""
         image_head, text_head = heads or (self.finding_align_img_mlp, self.align_text_mlp)
-        patch_tokens = ViT3D.forward(self, image)[:, 1:]  # `forward` of this class is the training step
+        if noise is None:
+            patch_tokens, keep = ViT3D.forward(self, image)[:, 1:], None  # `forward` here is the training step
+        else:
+            latent, masking = self.encode_masked(image, noise=noise)
+            patch_tokens, keep = latent[:, 1:], masking.ids_keep
         words = text_head(self.findings_features(findings_ids, findings_mask)[:, 1:])  # cls dropped
         sentences, valid = sentence_features(words, sentence_ids[:, 1:])
         _, _, similarity = topk_similarity(sentences, image_head(patch_tokens), 1)
-        return similarity, valid
+        return similarity, valid, keep
 
     def findings_features(self, findings_ids: Tensor, findings_mask: Tensor) -> Tensor:
         """Frozen-encoder states of the unmasked findings, from the cache when they are deterministic."""

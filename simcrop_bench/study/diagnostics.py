@@ -80,3 +80,43 @@ def collapse_checks(records: list[dict], twin: Path, limit: int = 64) -> dict[st
             "volumes": float(len(volumes)),
         }
     return out
+
+
+GROUNDING_DRAWS = 8  # masks per volume for the training-view score
+
+
+def grounding_views(record: dict, twin: Path, draws: int = GROUNDING_DRAWS) -> dict[str, dict[str, float]]:
+    """The grounding score of a pretrained SimCroP-family method on every held-out volume of the twin, on the
+    evaluation view (every patch visible, as logged during pretraining) and on the training view (the masked pass
+    that alignment trains on, ``draws`` masks per volume), for its trained model (the pretraining's final
+    ``checkpoint.pt``) and for a fresh initialisation (seed 0) of the same model."""
+    import torch
+
+    from simcrop_bench import registry
+    from simcrop_bench.config import apply_overrides
+    from simcrop_bench.data.synthetic.finding_regions import region_cases
+    from simcrop_bench.pretraining.training_checkpoint import (
+        CHECKPOINT_NAME,
+        load_model_state,
+        load_training_checkpoint,
+    )
+    from simcrop_bench.simcrop.grounding import grounding_score, grounding_set
+    from simcrop_bench.simcrop.train import pretraining_parts
+
+    cls = registry.get_method(record["method"])
+    config = cls.Config()
+    apply_overrides(config, cls.profile_overrides(record["profile"]), section="method")
+    build, _ = pretraining_parts(config.encoder, config.simcrop, twin)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        fresh = build()
+    trained = build()
+    load_model_state(trained, load_training_checkpoint(Path(record["checkpoint"]["path"]).parent / CHECKPOINT_NAME))
+    cases = region_cases(twin, "valid")
+    data = grounding_set(trained, cases)
+    out = {}
+    for name, model in (("fresh", fresh), ("trained", trained)):
+        out[f"{name}/full"] = grounding_score(model, data)
+        out[f"{name}/training view"] = grounding_score(model, data, masked_draws=draws)
+    out["volumes"] = {"n": float(len(cases))}
+    return out
