@@ -221,3 +221,16 @@ def test_stress_many_processes_on_one_cache_and_one_results_root(tmp_path):
     report = run_stress(processes=4, polls=1500, dataset="btcv", workdir=tmp_path)
     assert report.failures == 0, report
     assert len(report.twin_seconds) == 4 and report.polls == 1500 and report.publishes >= 3 * 20
+
+
+def test_atomic_writes_get_the_mode_of_a_plain_open_not_the_temporary_files_0600(tmp_path):
+    from simcrop_bench.util.atomic import atomic_path, write_json
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # the process's umask decides, as for any file the user writes
+    write_json(tmp_path / "record.json", {"a": 1})
+    with atomic_path(tmp_path / "sub" / "volume.nii") as tmp:
+        tmp.write_bytes(b"\0" * 8)
+    expected = plain.stat().st_mode & 0o777
+    assert (tmp_path / "record.json").stat().st_mode & 0o777 == expected
+    assert (tmp_path / "sub" / "volume.nii").stat().st_mode & 0o777 == expected

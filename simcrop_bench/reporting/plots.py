@@ -292,17 +292,7 @@ def save_figure(fig: Figure, path: Path) -> Path:
     fmt = output_format(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, dpi=PNG_DPI, metadata=_metadata(fmt))
-        readable(tmp)
     return Path(path)
-
-
-def readable(path: Path) -> None:
-    """Give a temporary file (created 0600) the usual mode for new files, so figures can be shared or served."""
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
 
 
 def _metadata(fmt: str) -> dict:

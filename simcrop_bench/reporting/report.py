@@ -68,12 +68,9 @@ def build_report(results: Path, out: Path, *, generated: datetime | None = None)
     body.append(tpl.section("Pretraining losses", _losses_html(results, out, report), "losses"))
     body.append(_footer(results, records, generated or datetime.now(timezone.utc)))
 
-    from simcrop_bench.reporting.plots import readable
-    from simcrop_bench.util.atomic import atomic_path
+    from simcrop_bench.util.atomic import write_text
 
-    with atomic_path(report.index) as tmp:
-        tmp.write_text(tpl.page("simcrop-bench report", "\n".join(body)), encoding="utf-8")
-        readable(tmp)
+    write_text(report.index, tpl.page("simcrop-bench report", "\n".join(body)))
     return report
 
 

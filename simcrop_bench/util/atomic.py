@@ -24,9 +24,22 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once: os.umask can only be read by setting it, which is not thread-safe (prepare writes from threads).
+NEW_FILE_MODE = 0o666 & ~_umask()
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success rename it over ``path`` (``fsync``ed when ``durable``)."""
+    """Yield a temporary path next to ``path``; on success rename it over ``path`` (``fsync``ed when ``durable``).
+
+    The file gets the mode a plain ``open(path, "w")`` would give it (``mkstemp`` creates 0600), so records,
+    tables, figures and prepared volumes can be shared like any other file."""
     path = Path(path)
     created = make_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -35,6 +48,8 @@ def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Pa
     done = False
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, NEW_FILE_MODE)
         if durable:
             fsync_path(tmp_path)
         os.replace(tmp_path, path)
