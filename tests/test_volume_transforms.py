@@ -4,7 +4,7 @@ import torch
 from monai import transforms as mt
 
 from simcrop_bench.data.formats.nifti import write_nifti_gz, write_stored_volume
-from simcrop_bench.data.volume_transforms import apply_chain, evaluation_transforms, training_transforms
+from simcrop_bench.data.volume_transforms import Windowd, apply_chain, evaluation_transforms, training_transforms
 from simcrop_bench.errors import DataError
 
 
@@ -109,3 +109,21 @@ def test_prepared_store_is_found_under_the_reference_name(tmp_path):
     out = evaluation_transforms((32, 32, 16))({"image": str(reference)})["image"]
     assert out.meta["filename_or_obj"] == str(written)
     np.testing.assert_allclose(out[0].numpy(), np.clip(hu[4:36, 2:34, 2:18], -1000, 1000) / 1000, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.int8, np.uint8, np.float32])
+@pytest.mark.parametrize("window", [(-1000.0, 1000.0), (-1150.0, 350.0), (-0.5, 7.25)])
+def test_window_of_every_stored_value_is_monais_to_the_bit(dtype, window):
+    # every value a ≤ 16-bit integer store can hold, and float stores: Windowd's arithmetic is MONAI's to the bit
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        values = np.arange(info.min, info.max + 1, dtype=np.int64).astype(dtype)
+    else:
+        values = np.random.default_rng(3).normal(0, 2000, 4096).astype(dtype)
+    stored = torch.from_numpy(values.reshape(1, -1, 1, 1)).permute(0, 3, 2, 1)  # strided like a NIfTI map
+    got = Windowd(keys="image", window=window)({"image": stored})["image"]
+    expected = mt.ScaleIntensityRange(a_min=window[0], a_max=window[1], b_min=-1.0, b_max=1.0, clip=True)(
+        torch.from_numpy(values.astype(np.float32)).reshape(1, -1, 1, 1).permute(0, 3, 2, 1)
+    )
+    assert got.dtype == torch.float32 and got.is_contiguous()
+    assert torch.equal(got, torch.as_tensor(expected).contiguous())

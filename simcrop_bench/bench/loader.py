@@ -7,7 +7,15 @@ disk or a network file system adds its own read time):
 
 * **before**: the pre-#16 order — MONAI's loader (whole volume to float32), window, then the crops;
 * **after**: :func:`~simcrop_bench.data.volume_transforms.training_transforms` — memory-mapped load, crops, window;
-* **floor**: the same crop read from a ``.npy`` memory map and windowed with NumPy, nothing else.
+* **floor**: the same crop read from a ``.npy`` memory map and windowed with plain NumPy, nothing else. One floor
+  holds the NIfTI's bytes in the NIfTI's order (x fastest): the same bytes the prepared store holds. The other holds
+  them z fastest, the layout of the training input, which a NIfTI store whose array is RAS cannot have; it is the
+  least any loader can do, and "× floor" divides by it.
+
+Every row ends as training does: the sample is collated into a batch tensor (``default_collate``, which stacks it
+into C order). That step is part of a loader's cost and depends on what the chain hands over: stacking an x-fastest
+sample is a transposing float32 copy, stacking a C-ordered one a plain copy, so a row that skipped it would look
+cheaper than it is.
 
 Times are CPU seconds of this process (user + system, page faults included), which is what a core spends on a
 volume even on a machine that other work shares; wall time there would measure the other work.
@@ -36,6 +44,7 @@ class LoaderTiming:
     chain: str
     store: str
     seconds: list[float]  # per volume, one per repeat
+    reference: bool = False  # the floor that "× floor" divides by
 
     @property
     def median_s(self) -> float:
@@ -65,17 +74,30 @@ def window_first_chain(roi: tuple[int, int, int]):
     )
 
 
-def floor_reader(path: Path, roi: tuple[int, int, int]) -> Callable[[np.random.Generator], np.ndarray]:
-    """Read a random ``roi`` crop from a ``.npy`` memory map and window it: the least any loader can do."""
+def floor_crop(volume: np.ndarray, start: tuple[int, ...], roi: tuple[int, int, int]) -> np.ndarray:
+    """The ``roi`` crop of ``volume`` at ``start``, windowed to [-1, 1] float32 in plain NumPy, in its stored order."""
     lo, hi = HU_WINDOW
+    crop = volume[tuple(slice(s, s + r) for s, r in zip(start, roi))].astype(np.float32)
+    return np.clip((crop - lo) / (hi - lo) * 2.0 - 1.0, -1.0, 1.0)
+
+
+def floor_reader(path: Path, roi: tuple[int, int, int]) -> Callable[[np.random.Generator], np.ndarray]:
+    """Read a random ``roi`` crop from a ``.npy`` memory map with :func:`floor_crop`: the least a loader does."""
 
     def read(rng: np.random.Generator) -> np.ndarray:
         volume = np.load(path, mmap_mode="r")
-        start = [int(rng.integers(0, n - r + 1)) for n, r in zip(volume.shape, roi)]
-        crop = volume[tuple(slice(s, s + r) for s, r in zip(start, roi))].astype(np.float32)
-        return np.clip((crop - lo) / (hi - lo) * 2.0 - 1.0, -1.0, 1.0)
+        return floor_crop(volume, tuple(int(rng.integers(0, n - r + 1)) for n, r in zip(volume.shape, roi)), roi)
 
     return read
+
+
+def collated(sample) -> object:
+    """``sample`` as training hands it to the model: a plain float32 tensor collated into a batch."""
+    import torch
+    from torch.utils.data import default_collate
+
+    tensor = sample.as_tensor() if hasattr(sample, "as_tensor") else torch.as_tensor(sample)
+    return default_collate([tensor.float()])
 
 
 def _interleaved(runs: list[tuple[Callable[[int], object], int]]) -> list[list[float]]:
@@ -114,28 +136,37 @@ def bench_loader(
         # one folder per format: a store holds one format of a volume (write_stored_volume removes the other)
         files = {fmt: write_stored_volume(folder / fmt / "v.nii.gz", ras, ras_affine, fmt) for fmt in ("nii.gz", "nii")}
         files["npy"] = folder / "v.npy"
-        np.save(files["npy"], ras)
+        np.save(files["npy"], ras)  # x fastest, as to_ras returns it and the NIfTI stores it
+        files["npy, z fastest"] = folder / "v-z-fastest.npy"
+        np.save(files["npy, z fastest"], np.ascontiguousarray(ras))
         del ras
         sizes = {fmt: path.stat().st_size for fmt, path in files.items()}
 
         def chain_runner(chain, path: Path) -> Callable[[int], object]:
             def run(i: int) -> object:
                 chain.set_random_state(seed=i)
-                return chain({"image": str(path)})["image"]
+                return collated(chain({"image": str(path)})["image"])
 
             return run
 
+        def floor_runner(path: Path) -> Callable[[int], object]:
+            floor, rng = floor_reader(path, roi), np.random.default_rng(0)
+            return lambda i: collated(floor(rng))
+
         after = training_transforms(roi, gaussian_noise=False)
         before = window_first_chain(roi)
-        floor = floor_reader(files["npy"], roi)
-        rng = np.random.default_rng(0)
+
         runs = [
             ("before: load all, window, crop", ".nii.gz", chain_runner(before, files["nii.gz"]), slow_repeats),
             ("before: load all, window, crop", ".nii", chain_runner(before, files["nii"]), slow_repeats),
             ("after: memmap, crop, window", ".nii.gz", chain_runner(after, files["nii.gz"]), slow_repeats),
             ("after: memmap, crop, window", ".nii (prepared)", chain_runner(after, files["nii"]), repeats),
-            ("floor: memmap crop + window", ".npy", lambda i: floor(rng), repeats),
+            ("floor: memmap crop + window", ".npy, x fastest (same bytes)", floor_runner(files["npy"]), repeats),
+            ("floor: memmap crop + window", ".npy, z fastest", floor_runner(files["npy, z fastest"]), repeats),
         ]
         seconds = _interleaved([(run, n) for _, _, run, n in runs])
-        timings = [LoaderTiming(chain, store, s) for (chain, store, _, _), s in zip(runs, seconds)]
+        timings = [
+            LoaderTiming(chain, store, s, reference=i == len(runs) - 1)
+            for i, ((chain, store, _, _), s) in enumerate(zip(runs, seconds))
+        ]
     return timings, sizes
