@@ -17,6 +17,7 @@ from simcrop_bench.data.sentences import (
     split_sentences,
 )
 from simcrop_bench.data.synthetic.copula import nearest_positive_definite
+from simcrop_bench.data.synthetic.finding_sampling import latent_correlation_matrix, sample_findings
 from simcrop_bench.data.synthetic.findings import (
     DISTRACTOR_TYPES,
     FINDING_TYPES,
@@ -26,8 +27,6 @@ from simcrop_bench.data.synthetic.findings import (
     PREVALENCE,
     Finding,
     ctrate_labels,
-    latent_correlation_matrix,
-    sample_findings,
     with_defaults,
 )
 from simcrop_bench.data.synthetic.phantom import DATASET_CODES, case_rngs

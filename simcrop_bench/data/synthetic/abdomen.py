@@ -24,16 +24,9 @@ import numpy as np
 # The chest phantom's shapes, grid and supersampling helpers are reused as they are (same package).
 from simcrop_bench.data.synthetic.phantom import (
     DATASET_CODES,
-    FAR,
     Acquisition,
-    Box,
-    Ellipsoid,
-    EllipticCylinder,
     Paint,
-    RibCage,
     Torso,
-    Tube,
-    Vec3,
     VoxelGrid,
     block_majority,
     block_mean,
@@ -41,6 +34,7 @@ from simcrop_bench.data.synthetic.phantom import (
     from_plain,
     paint_scene,
 )
+from simcrop_bench.data.synthetic.shapes import FAR, Box, Ellipsoid, EllipticCylinder, RibCage, Tube, Vec3
 
 ABDOMEN_GENERATOR_VERSION = "1"  # bump on any change of the rendered output
 # BTCV label ids (datasets.md §6.3); "right"/"left" are the patient's.

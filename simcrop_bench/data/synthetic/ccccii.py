@@ -39,13 +39,12 @@ from simcrop_bench.data.synthetic.phantom import (
     LABEL_RIGHT_LUNG,
     Acquisition,
     ChestCase,
-    Ellipsoid,
-    Tube,
     VoxelGrid,
     case_rngs,
     render_case,
     sample_chest_case,
 )
+from simcrop_bench.data.synthetic.shapes import Ellipsoid, Tube
 from simcrop_bench.errors import DataError, UserError
 from simcrop_bench.util.atomic import atomic_path, write_json, write_text
 

@@ -27,7 +27,8 @@ from simcrop_bench.data.ctrate import LABEL_COLUMNS, METADATA_COLUMNS, REPORT_CO
 from simcrop_bench.data.formats.nifti import array_sha256, lps_nifti_affine, write_nifti_gz
 from simcrop_bench.data.splits.fractions import covering_row_order, fraction_size, fraction_subset, label_coverage
 from simcrop_bench.data.splits.published import CSV_NAMES, SPLIT_FILES
-from simcrop_bench.data.synthetic.findings import Finding, ctrate_labels, sample_findings
+from simcrop_bench.data.synthetic.finding_sampling import sample_findings
+from simcrop_bench.data.synthetic.findings import Finding, ctrate_labels
 from simcrop_bench.data.synthetic.lesions import acquire, render_clean
 from simcrop_bench.data.synthetic.phantom import (
     DATASET_CODES,

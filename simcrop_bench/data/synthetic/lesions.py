@@ -5,9 +5,7 @@
 :func:`render_ctrate_case` renders scene + lesions with 2x supersampling and returns HU, the per-finding mask and
 the lung labels; :func:`acquire` adds a reconstruction's kernel and noise to the clean render.
 
-Lobes are the lung ellipsoid cut by planes in normalised lung coordinates (u, v, w) = ((x, y, z) − centre) / semi-axes
-(LPS: +v posterior, +w superior): the oblique fissure ``w = OBLIQUE_W0 + OBLIQUE_SLOPE · v`` separates the
-posterior-inferior lower lobe; on the right the horizontal fissure ``w = HORIZONTAL_W`` splits upper from middle.
+Lobes, the extra shapes and the placement helpers are in :mod:`~simcrop_bench.data.synthetic.lesion_geometry`.
 Placement randomness comes from a per-finding stream derived from ``case.seed``, so rendering is a pure function
 of (case, findings, grid).
 """
@@ -19,39 +17,41 @@ from dataclasses import dataclass
 import numpy as np
 
 from simcrop_bench.data.synthetic.findings import Finding
+from simcrop_bench.data.synthetic.lesion_geometry import (
+    Checker,
+    Difference,
+    LatticeSpheres,
+    LesionPaint,
+    Lobe,
+    SheetLattice,
+    aorta_tube,
+    bronchus_tubes,
+    hilum,
+    lobe_point,
+    lung_of_side,
+    lung_paints,
+    random_offset,
+    sphere,
+)
 from simcrop_bench.data.synthetic.phantom import (
-    FAR,
     LABEL_LEFT_LUNG,
     LABEL_RIGHT_LUNG,
     SUPERSAMPLE,
-    Box,
     ChestCase,
-    Ellipsoid,
-    EllipticCylinder,
-    Tube,
     VoxelGrid,
     block_majority,
     block_mean,
     block_sum,
     build_scene,
-    classify_points,
     lung_texture,
     material_table,
     thoracic_cavity,
 )
+from simcrop_bench.data.synthetic.shapes import FAR, Box, Ellipsoid, EllipticCylinder, Tube
 
 LUNG_LABELS = (LABEL_LEFT_LUNG, LABEL_RIGHT_LUNG)
 SMOOTH_SIGMA_VOXELS = 0.7  # §7.3: smooth kernel = Gaussian blur of about 0.7 voxel
 PLACEMENT_STREAM = 9001  # SeedSequence key for lesion placement: [*case.seed, PLACEMENT_STREAM, finding index]
-# Fissure planes in normalised lung coordinates (see module docstring).
-OBLIQUE_W0, OBLIQUE_SLOPE, HORIZONTAL_W = -0.15, 0.6, 0.05
-LOBE_CENTROIDS = {  # fallback placement (u, v, w), inside each lobe
-    "right_upper": (0.0, 0.0, 0.5),
-    "right_middle": (0.0, -0.6, -0.3),
-    "right_lower": (0.0, 0.5, -0.5),
-    "left_upper": (0.0, -0.3, 0.4),
-    "left_lower": (0.0, 0.5, -0.5),
-}
 REGION_LOBES = {
     "both_lungs": ("right_upper", "right_middle", "right_lower", "left_upper", "left_lower"),
     "right_lung": ("right_upper", "right_middle", "right_lower"),
@@ -67,168 +67,6 @@ DIFFUSE_TYPES = (
 )
 DENSE_TISSUE = ("bone_cortical", "bone_cancellous", "disc", "rib")
 METAL_HU = 3071.0
-
-
-# ---------------------------------------------------------------- extra shapes (inside() broadcasts like phantom's)
-
-
-def in_lobe(lobe: str, v, w):
-    """Lobe membership from normalised A-P (v, +posterior) and S-I (w, +superior) lung coordinates."""
-    lower = w < OBLIQUE_W0 + OBLIQUE_SLOPE * v
-    if lobe.endswith("lower"):
-        return lower
-    if lobe == "right_middle":
-        return ~lower & (w < HORIZONTAL_W)
-    if lobe == "right_upper":
-        return ~lower & (w >= HORIZONTAL_W)
-    return ~lower  # left upper lobe, lingula included
-
-
-@dataclass(frozen=True)
-class Lobe:
-    lung: Ellipsoid
-    lobe: str
-
-    def bounds(self):
-        return self.lung.bounds()
-
-    def inside(self, x, y, z):
-        (_, cy, cz), (_, b, c) = self.lung.center, self.lung.semi_axes
-        return self.lung.inside(x, y, z) & in_lobe(self.lobe, (y - cy) / b, (z - cz) / c)
-
-
-@dataclass(frozen=True)
-class Difference:
-    keep: object
-    cut: object
-
-    def bounds(self):
-        return self.keep.bounds()
-
-    def inside(self, x, y, z):
-        return self.keep.inside(x, y, z) & ~self.cut.inside(x, y, z)
-
-
-@dataclass(frozen=True)
-class LatticeSpheres:
-    """Unbounded cubic lattice of spheres (emphysema holes); use inside ``within`` of a bounded paint."""
-
-    period_mm: float
-    radius_mm: float
-    offset: tuple[float, float, float]
-
-    def inside(self, x, y, z):
-        p, h = self.period_mm, self.period_mm / 2
-        d = [np.mod(q - o, p) - h for q, o in zip((x, y, z), self.offset)]
-        return d[0] ** 2 + d[1] ** 2 + d[2] ** 2 <= self.radius_mm**2
-
-
-@dataclass(frozen=True)
-class SheetLattice:
-    """Unbounded periodic sheets normal to the given axes (septal lines, fibrotic strands)."""
-
-    period_mm: float
-    thickness_mm: float
-    offset: tuple[float, float, float]
-    axes: tuple[int, ...] = (0, 1, 2)
-
-    def inside(self, x, y, z):
-        coords = (x, y, z)
-        hit = False
-        for axis in self.axes:
-            hit = hit | (np.mod(coords[axis] - self.offset[axis], self.period_mm) < self.thickness_mm)
-        return hit
-
-
-@dataclass(frozen=True)
-class Checker:
-    """3D checkerboard cells of one parity (mosaic attenuation)."""
-
-    period_mm: float
-    offset: tuple[float, float, float]
-    parity: int
-
-    def inside(self, x, y, z):
-        cells = sum(np.floor((q - o) / self.period_mm) for q, o in zip((x, y, z), self.offset))
-        return np.mod(cells, 2) == self.parity
-
-
-@dataclass(frozen=True)
-class LesionPaint:
-    shape: object  # bounded shape: its bounds() limit the painted window
-    hu: float
-    finding_value: int  # finding index + 1 (0: no mask)
-    within: tuple = ()
-    label: int | None = None  # None keeps the lung label underneath
-    confine_labels: tuple[int, ...] = ()  # paint only where the anatomy (before lesions) has these labels
-    avoid_materials: tuple[str, ...] = ()
-    anchor: tuple[float, float, float] | None = None  # centre voxel stamped into the mask if nothing else is
-
-
-# ---------------------------------------------------------------- placement helpers
-
-
-def lung_of_side(case: ChestCase, side: str) -> tuple[Ellipsoid, int]:
-    return (case.right_lung, LABEL_RIGHT_LUNG) if side == "right" else (case.left_lung, LABEL_LEFT_LUNG)
-
-
-def lobe_point(case: ChestCase, scene, lobe: str, reach_mm: float, rng: np.random.Generator) -> tuple:
-    """A centre whose probes at ±reach along each axis all lie in the lobe and in that lung's parenchyma."""
-    lung, label = lung_of_side(case, lobe.split("_")[0])
-    c, s = np.asarray(lung.center), np.asarray(lung.semi_axes)
-    shape = Lobe(lung, lobe)
-    for _ in range(300):
-        centre = c + rng.uniform(-0.9, 0.9, 3) * s
-        probes = centre + np.vstack([np.zeros(3), np.eye(3) * reach_mm, -np.eye(3) * reach_mm])
-        if not np.all(shape.inside(*probes.T)):
-            continue
-        _, labels = classify_points(scene, case, probes)
-        if np.all(labels == label):
-            return tuple(float(v) for v in centre)
-    return tuple(float(v) for v in c + np.asarray(LOBE_CENTROIDS[lobe]) * s)
-
-
-def hilum(case: ChestCase, side: str) -> tuple:
-    return (case.airway.right_bronchus if side == "right" else case.airway.left_bronchus)[-1]
-
-
-def _sphere(center, radius) -> Ellipsoid:
-    return Ellipsoid(tuple(center), (float(radius),) * 3)
-
-
-def _offset(rng, span=30.0) -> tuple:
-    return tuple(float(v) for v in rng.uniform(0, span, 3))
-
-
-def _aorta(scene, case: ChestCase) -> Tube:
-    return next(
-        p.shape
-        for p in scene
-        if isinstance(p.shape, Tube) and p.material == "blood" and p.shape.radius == case.aorta_radius_mm
-    )
-
-
-def _lung_paints(case, lobes, value, hu, within=(), shell=False):
-    """One paint per lobe, confined to that lung's parenchyma; ``shell`` keeps only the subpleural rim."""
-    out = []
-    for lobe in lobes:
-        lung, label = lung_of_side(case, lobe.split("_")[0])
-        extra = (Difference(lung, Ellipsoid(lung.center, tuple(0.72 * a for a in lung.semi_axes))),) if shell else ()
-        out.append(LesionPaint(Lobe(lung, lobe), hu, value, within=extra + tuple(within), confine_labels=(label,)))
-    return out
-
-
-def _bronchus_tubes(case, scene, lobe, rng, n, wall_r, lumen_r, value):
-    side = lobe.split("_")[0]
-    label = lung_of_side(case, side)[1]
-    start = np.asarray(hilum(case, side))
-    out = []
-    for _ in range(n):
-        end = np.asarray(lobe_point(case, scene, lobe, wall_r, rng))
-        pts = (tuple(start + 0.35 * (end - start)), tuple(end))
-        out.append(LesionPaint(Tube(pts, wall_r), 40.0, value, confine_labels=(label,), anchor=pts[1]))
-        out.append(LesionPaint(Tube(pts, lumen_r), -1000.0, value, confine_labels=(label,)))
-    return out
 
 
 @dataclass
@@ -405,9 +243,9 @@ def draw_finding(case: ChestCase, scene, f: Finding, value: int, rng: np.random.
             label = lung_of_side(case, f.side)[1]
             density = f.attrs.get("density", "solid")
             outer_hu = -500.0 if density in ("ground-glass", "part-solid") else float(rng.uniform(0, 60))
-            out.append(LesionPaint(_sphere(centre, radius), outer_hu, value, confine_labels=(label,), anchor=centre))
+            out.append(LesionPaint(sphere(centre, radius), outer_hu, value, confine_labels=(label,), anchor=centre))
             if density == "part-solid":
-                out.append(LesionPaint(_sphere(centre, 0.55 * radius), 30.0, value, confine_labels=(label,)))
+                out.append(LesionPaint(sphere(centre, 0.55 * radius), 30.0, value, confine_labels=(label,)))
     elif kind in ("lung_opacity", "consolidation"):
         lung, label = lung_of_side(case, f.side)
         centre = lobe_point(case, scene, f.lobe, 12.0, rng)
@@ -496,9 +334,9 @@ def draw_finding(case: ChestCase, scene, f: Finding, value: int, rng: np.random.
                 d = np.array([ux, uy, w])
                 d = d / np.linalg.norm(d)
                 spot = np.asarray(heart.center) + (np.asarray(heart.semi_axes) + 1.0) * d
-                out.append(LesionPaint(_sphere(spot, 3.0), float(rng.uniform(500, 900)), value, anchor=tuple(spot)))
+                out.append(LesionPaint(sphere(spot, 3.0), float(rng.uniform(500, 900)), value, anchor=tuple(spot)))
     elif kind == "arterial_wall_calcification":
-        points = np.asarray(_aorta(scene, case).points)
+        points = np.asarray(aorta_tube(scene, case).points)
         parts = {"ascending": (0, 2), "arch": (2, 5), "descending": (5, 7)}
         for segment in f.attrs.get("segments", ["arch"]):
             lo, hi = parts[segment]
@@ -507,7 +345,7 @@ def draw_finding(case: ChestCase, scene, f: Finding, value: int, rng: np.random.
                 core = points[k] + rng.uniform(0.1, 0.9) * (points[k + 1] - points[k])
                 d = rng.normal(size=3)
                 spot = core + case.aorta_radius_mm * d / np.linalg.norm(d)
-                out.append(LesionPaint(_sphere(spot, 3.0), float(rng.uniform(400, 1000)), value, anchor=tuple(spot)))
+                out.append(LesionPaint(sphere(spot, 3.0), float(rng.uniform(400, 1000)), value, anchor=tuple(spot)))
     elif kind == "hiatal_hernia":
         semi = (16.0 + 6 * severity, 14.0 + 4 * severity, 20.0 + 6 * severity)
         base = case.left_lung.center[2] - case.left_lung.semi_axes[2]
@@ -546,23 +384,25 @@ def draw_finding(case: ChestCase, scene, f: Finding, value: int, rng: np.random.
             "paraseptal": (14.0, 5.5),
             "panlobular": (11.0, 4.5),
         }[kind_]
-        holes = LatticeSpheres(period, radius, _offset(rng))
-        out += _lung_paints(case, f.attrs.get("lobes", [f.lobe]), value, -990.0, (holes,), shell=kind_ == "paraseptal")
+        holes = LatticeSpheres(period, radius, random_offset(rng))
+        out += lung_paints(case, f.attrs.get("lobes", [f.lobe]), value, -990.0, (holes,), shell=kind_ == "paraseptal")
     elif kind == "mosaic_attenuation_pattern":
-        offset, lobes = _offset(rng), REGION_LOBES[f.region]
-        out += _lung_paints(case, lobes, value, -930.0, (Checker(22.0, offset, 0),))
-        out += _lung_paints(case, lobes, value, -740.0, (Checker(22.0, offset, 1),))
+        offset, lobes = random_offset(rng), REGION_LOBES[f.region]
+        out += lung_paints(case, lobes, value, -930.0, (Checker(22.0, offset, 0),))
+        out += lung_paints(case, lobes, value, -740.0, (Checker(22.0, offset, 1),))
     elif kind == "interlobular_septal_thickening":
-        out += _lung_paints(
-            case, REGION_LOBES[f.region], value, -150.0, (SheetLattice(14.0, 3.0, _offset(rng)),), shell=True
+        out += lung_paints(
+            case, REGION_LOBES[f.region], value, -150.0, (SheetLattice(14.0, 3.0, random_offset(rng)),), shell=True
         )
     elif kind == "pulmonary_fibrotic_sequela":
-        out += _lung_paints(case, [f.lobe], value, -200.0, (SheetLattice(12.0, 3.0, _offset(rng), (0, 2)),), shell=True)
+        out += lung_paints(
+            case, [f.lobe], value, -200.0, (SheetLattice(12.0, 3.0, random_offset(rng), (0, 2)),), shell=True
+        )
     elif kind == "peribronchial_thickening":
         for lobe in REGION_LOBES[f.region]:
-            out += _bronchus_tubes(case, scene, lobe, rng, 2, 4.5, 1.8, value)
+            out += bronchus_tubes(case, scene, lobe, rng, 2, 4.5, 1.8, value)
     elif kind == "bronchiectasis":
-        out += _bronchus_tubes(case, scene, f.lobe, rng, 2 + severity % 2, 7.0, 5.0, value)
+        out += bronchus_tubes(case, scene, f.lobe, rng, 2 + severity % 2, 7.0, 5.0, value)
     elif kind == "medical_material":
         out += _device(case, f.attrs.get("device", "sternotomy_wires"), value, cav, dy)
     elif kind in ("liver_cyst", "gallstone", "adrenal_nodule", "thyroid_nodule", "osteophytes"):
@@ -608,19 +448,19 @@ def _distractor(case: ChestCase, f: Finding, value: int, rng, sy: float) -> list
     liver = case.liver
     if f.type == "liver_cyst":
         c = tuple(np.asarray(liver.center) + np.asarray(liver.semi_axes) * (0.1, -0.2, 0.3))
-        return [LesionPaint(_sphere(c, r), 5.0, value, anchor=c)]
+        return [LesionPaint(sphere(c, r), 5.0, value, anchor=c)]
     if f.type == "gallstone":
         c = tuple(np.asarray(liver.center) + np.asarray(liver.semi_axes) * (0.35, -0.55, -0.5))
-        return [LesionPaint(_sphere(c, r), 400.0, value, anchor=c)]
+        return [LesionPaint(sphere(c, r), 400.0, value, anchor=c)]
     side = 1.0 if f.side == "left" else -1.0
     if f.type == "adrenal_nodule":
         c = (side * 40.0, sy - 5.0, case.stomach.center[2])
-        return [LesionPaint(_sphere(c, r), 20.0, value, avoid_materials=DENSE_TISSUE, anchor=c)]
+        return [LesionPaint(sphere(c, r), 20.0, value, avoid_materials=DENSE_TISSUE, anchor=c)]
     if f.type == "thyroid_nodule":
         c = (side * 18.0, -15.0, 110.0)
-        return [LesionPaint(_sphere(c, r), 60.0, value, avoid_materials=("air",), anchor=c)]
+        return [LesionPaint(sphere(c, r), 60.0, value, avoid_materials=("air",), anchor=c)]
     return [
-        LesionPaint(_sphere((sx * 21.0, sy - 8.0, z), 4.0), 700.0, value, anchor=(sx * 21.0, sy - 8.0, z))
+        LesionPaint(sphere((sx * 21.0, sy - 8.0, z), 4.0), 700.0, value, anchor=(sx * 21.0, sy - 8.0, z))
         for sx in (-1.0, 1.0)
         for z in (-30.0, -90.0)
     ]  # osteophytes at vertebral body margins

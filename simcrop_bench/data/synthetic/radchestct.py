@@ -41,11 +41,11 @@ from simcrop_bench.data.synthetic.ccccii import (
 from simcrop_bench.data.synthetic.phantom import (
     DATASET_CODES,
     GENERATOR_VERSION,
-    Ellipsoid,
     VoxelGrid,
     render_case,
     sample_chest_case,
 )
+from simcrop_bench.data.synthetic.shapes import Ellipsoid
 from simcrop_bench.errors import DataError, UserError
 from simcrop_bench.util.atomic import atomic_path, write_json, write_text
 
