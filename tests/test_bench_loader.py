@@ -50,7 +50,8 @@ def test_bench_loader_times_every_chain_against_the_z_fastest_floor(tmp_path):
 
 
 def test_bench_loader_command_prints_the_reference_floor_as_one():
-    result = run_cli("bench", "loader", "--shape", "40,36,30", "--roi", "16,16,8", "--repeats", "2")
+    args = ("bench", "loader", "--shape", "40,36,30", "--roi", "16,16,8", "--repeats", "2")
+    result = run_cli(*args, env={"COLUMNS": "240"})  # one line per row, whatever the terminal
     assert result.returncode == 0, result.stderr
     floor_rows = [line for line in result.stdout.splitlines() if "floor: memmap" in line]
     assert len(floor_rows) == 2 and "z fastest" in floor_rows[1]
