@@ -56,3 +56,14 @@ def test_bench_loader_command_prints_the_reference_floor_as_one():
     floor_rows = [line for line in result.stdout.splitlines() if "floor: memmap" in line]
     assert len(floor_rows) == 2 and "z fastest" in floor_rows[1]
     assert floor_rows[1].split("│")[5].strip() == "1.0"  # the × floor column of the reference floor
+
+
+def test_data_path_benchmarks_refuse_a_missing_workdir_and_a_crop_larger_than_the_volume(tmp_path):
+    from .test_end_to_end import assert_clean_failure
+
+    missing = str(tmp_path / "no-such-folder")
+    small = ("--shape", "40,36,30")
+    assert_clean_failure(run_cli("bench", "loader", *small, "--roi", "16,16,8", "--workdir", missing), missing)
+    assert_clean_failure(run_cli("bench", "prepare", *small, "--workdir", missing), missing, "not an existing folder")
+    assert_clean_failure(run_cli("bench", "loader", *small, "--roi", "64,64,8"), "--roi 64,64,8: larger than")
+    assert list(tmp_path.iterdir()) == []

@@ -67,6 +67,15 @@ def _shape(text: str, option: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
+def _scratch(workdir: Path | None) -> Path | None:
+    """``--workdir`` of the data-path benchmarks: an existing folder (they make their temporary trees inside it)."""
+    from simcrop_bench.errors import ConfigError
+
+    if workdir is not None and not workdir.is_dir():
+        raise ConfigError(f"--workdir {workdir}: not an existing folder")
+    return workdir
+
+
 @bench_app.command("loader")
 def bench_loader_command(
     shape: str = typer.Option("512,512,300", "--shape", help="Stored volume (x, y, z): CT-RATE-sized by default."),
@@ -86,7 +95,9 @@ def bench_loader_command(
     volume, crop = _shape(shape, "--shape"), _shape(roi, "--roi")
     if repeats < 1 or slow_repeats < 1:
         raise ConfigError("--repeats and --slow-repeats must be at least 1")
-    timings, sizes = bench_loader(volume, crop, repeats, slow_repeats, workdir)
+    if any(r > n for r, n in zip(crop, volume)):
+        raise ConfigError(f"--roi {roi}: larger than the volume {shape} (the floor reads a crop of the volume)")
+    timings, sizes = bench_loader(volume, crop, repeats, slow_repeats, _scratch(workdir))
     sample = simcrop_sample_flops()
     gpu_rate = needed(sample)
     floor = next(t for t in timings if t.reference).median_s
@@ -143,7 +154,7 @@ def bench_prepare_command(
     if volumes < 2:
         raise ConfigError("--volumes must be at least 2 (one per worker of the 2-worker row)")
     size = _shape(shape, "--shape")
-    rows = bench_prepare(volumes, size, workdir)
+    rows = bench_prepare(volumes, size, _scratch(workdir))
     decode, decode_cpu = rows[0].seconds_per_volume, rows[0].cpu_seconds_per_volume
     one = next(r for r in rows if r.what.startswith("after: .nii ") and r.workers == 1).seconds_per_volume
     table = Table(title=f"data prepare, CT-RATE v2, {volumes} int16 {'×'.join(map(str, size))} volumes")
