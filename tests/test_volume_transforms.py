@@ -120,10 +120,12 @@ def test_window_of_every_stored_value_is_monais_to_the_bit(dtype, window):
         values = np.arange(info.min, info.max + 1, dtype=np.int64).astype(dtype)
     else:
         values = np.random.default_rng(3).normal(0, 2000, 4096).astype(dtype)
-    stored = torch.from_numpy(values.reshape(1, -1, 1, 1)).permute(0, 3, 2, 1)  # strided like a NIfTI map
+    volume = values.reshape(4, 4, -1)
+    stored = torch.from_numpy(np.asfortranarray(volume))[None]  # x fastest, as a NIfTI map: not contiguous
+    assert not stored.is_contiguous()
     got = Windowd(keys="image", window=window)({"image": stored})["image"]
     expected = mt.ScaleIntensityRange(a_min=window[0], a_max=window[1], b_min=-1.0, b_max=1.0, clip=True)(
-        torch.from_numpy(values.astype(np.float32)).reshape(1, -1, 1, 1).permute(0, 3, 2, 1)
+        torch.from_numpy(volume.astype(np.float32))[None]
     )
     assert got.dtype == torch.float32 and got.is_contiguous()
     assert torch.equal(got, torch.as_tensor(expected).contiguous())
