@@ -90,6 +90,13 @@ def test_a_tiny_study_end_to_end(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| simcrop |") and "step 0" in line)
     assert f"(step {info['steps']})" in row
     assert out.with_name("results-efficiency.png").is_file()
+    assert "### Grounding at the end" in text and "(75% of patches masked," in text  # SimCroP's mask ratio (§3.1)
+    assert (
+        sum(
+            line.startswith("| simcrop | fresh") or line.startswith("| simcrop | trained") for line in text.splitlines()
+        )
+        == 2
+    )
     again = tmp_path / "again.md"
     done = run_cli(
         "study",

@@ -135,17 +135,18 @@ def grounding_score(
                     part = slice(start, start + batch_size)
                     images = data.images[part].to(device)
                     args = (data.findings_ids[part], data.findings_mask[part], data.sentence_ids[part])
-                    if generator is None:
+                    if generator is None:  # the grounding hook every taking-part model has
                         similarity, valid = model.sentence_patch_similarity(
                             images, *(a.to(device) for a in args), heads=heads
                         )
-                        overlap = data.overlap[part, : similarity.shape[1]].to(device)
+                        keep = None
                     else:
                         mask_noise = torch.rand(images.shape[0], data.overlap.shape[-1], generator=generator).to(device)
                         similarity, valid, keep = model.visible_similarity(
                             images, *(a.to(device) for a in args), heads=heads, noise=mask_noise
                         )
-                        overlap = data.overlap[part, : similarity.shape[1]].to(device)
+                    overlap = data.overlap[part, : similarity.shape[1]].to(device)
+                    if keep is not None:  # the kept patches only, in the order the similarity lists them
                         overlap = torch.gather(overlap, 2, keep.unsqueeze(1).expand(-1, overlap.shape[1], -1))
                     scored = data.scored[part, : similarity.shape[1]].to(device) & valid & overlap.any(dim=-1)
                     top = similarity.topk(min(k, similarity.shape[-1]), dim=-1).indices

@@ -118,5 +118,5 @@ def grounding_views(record: dict, twin: Path, draws: int = GROUNDING_DRAWS) -> d
     for name, model in (("fresh", fresh), ("trained", trained)):
         out[f"{name}/full"] = grounding_score(model, data)
         out[f"{name}/training view"] = grounding_score(model, data, masked_draws=draws)
-    out["volumes"] = {"n": float(len(cases))}
+    out["volumes"] = {"n": float(len(cases)), "mask_ratio": float(trained.simcrop_cfg.mask_ratio)}
     return out

@@ -95,12 +95,12 @@ def grounding_diagnostics(records: list[dict], methods: list[str], twin: Path) -
     for record in records:
         if record["method"] in methods and record.get("checkpoint"):
             firsts.setdefault(record["method"], record)
-    volumes = 0
+    volumes, mask_ratio = 0, math.nan
     for method in methods:
         if method not in firsts:
             continue
         views = grounding_views(firsts[method], twin)
-        volumes = int(views["volumes"]["n"])
+        volumes, mask_ratio = int(views["volumes"]["n"]), views["volumes"]["mask_ratio"]
         for model in ("fresh", "trained"):
             full, masked = views[f"{model}/full"], views[f"{model}/training view"]
             cells = [f"{g['hit_rate']:.3f} / {g['chance']:.3f} ({g['lift']:.2f})" for g in (full, masked)]
@@ -111,8 +111,9 @@ def grounding_diagnostics(records: list[dict], methods: list[str], twin: Path) -
         "",
         f"Every held-out volume of the twin ({volumes}) whose findings name a masked finding. *Fresh*: the same model "
         "freshly initialised (seed 0); *trained*: the pretraining's final `checkpoint.pt`. The training view masks "
-        f"each volume as pretraining does (75 %, {GROUNDING_DRAWS} masks per volume, fixed seeds) and ranks only the "
-        "kept patches, which is what the alignment loss sees; chance is then the kept patches' share on the finding, "
+        f"each volume as pretraining does ({mask_ratio:.0%} of patches masked, {GROUNDING_DRAWS} masks per volume, "
+        "fixed seeds) and ranks only the kept patches, which is what the alignment loss sees; chance is then the kept "
+        "patches' share on the finding, "
         "and a sentence with no kept patch on its finding is left out of that draw (sentences: evaluation / training "
         "view).",
         "",
