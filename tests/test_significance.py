@@ -194,12 +194,13 @@ def test_identical_methods_give_p_one_without_flips() -> None:
 
 def _swapped_difference(metric, y, a, r, swap_rows):
     """metric(A') − metric(R') with the two methods' scores swapped on ``swap_rows`` (ranks for AUROC)."""
+    from scipy.stats import rankdata  # mid-ranks ("average"), independently of the code under test
+
     from simcrop_bench.stats.metrics import auroc_per_class, nan_macro_mean
-    from simcrop_bench.stats.permutation import _midranks
 
     if metric == "auc":
-        a = np.column_stack([_midranks(col) for col in a.T]) / len(a)
-        r = np.column_stack([_midranks(col) for col in r.T]) / len(r)
+        a = rankdata(a, method="average", axis=0) / len(a)
+        r = rankdata(r, method="average", axis=0) / len(r)
         swapped_a, swapped_r = np.where(swap_rows[:, None], r, a), np.where(swap_rows[:, None], a, r)
         return nan_macro_mean(auroc_per_class(y, swapped_a)) - nan_macro_mean(auroc_per_class(y, swapped_r))
     swapped_a, swapped_r = np.where(swap_rows, r, a), np.where(swap_rows, a, r)

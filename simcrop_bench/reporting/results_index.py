@@ -1,7 +1,7 @@
 """The results index: one SQLite row per run record and per cell, so that ``leaderboard`` reads no record file.
 
 ``<results>/.index.sqlite`` holds each record's leaderboard row (:func:`.record_rows.frame_row`), each cell's
-summary over its seeds (:func:`.leaderboard.cell_summaries`: a cell never spans two fraction folders, so the
+summary over its seeds (:func:`.aggregate.cell_summaries`: a cell never spans two fraction folders, so the
 summaries of a folder are recomputed with its rows) and, per fraction folder (``runs/<task>/<method>/f<fraction>/``),
 the folder's modification time when its records were indexed. :func:`indexed_cells` lists the fraction folders (one
 ``stat`` each: 20,000 for 100,000 records of 5 seeds, where listing every seed folder would cost five times that),
@@ -273,7 +273,7 @@ def indexed_frame(results: Path, *, reindex: bool = False) -> pd.DataFrame | Non
 
 
 def indexed_cells(results: Path, *, reindex: bool = False) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """Every cell's summary (as :func:`leaderboard.cell_summaries` of every record, in the same order) and the
+    """Every cell's summary (as :func:`.aggregate.cell_summaries` of every record, in the same order) and the
     problems found while indexing (``task, method, profile, protocol, message``), from the fresh index.
 
     None when the index cannot be written here (a read-only results folder): read the records instead.

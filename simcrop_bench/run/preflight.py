@@ -81,8 +81,10 @@ def outside_store(out: Path, results: Path, option: str = "--out") -> Path:
 def enclosing_store(path: Path) -> Path | None:
     """The results store a path lies in, if any: the nearest folder above it holding ``checkpoints/`` and either
     ``runs/`` or the results index."""
+    from simcrop_bench.reporting.results_index import index_path
+
     for parent in Path(os.path.realpath(path)).parents:
-        if (parent / "checkpoints").is_dir() and ((parent / "runs").is_dir() or (parent / ".index.sqlite").is_file()):
+        if (parent / "checkpoints").is_dir() and ((parent / "runs").is_dir() or index_path(parent).is_file()):
             return parent
     return None
 

@@ -44,11 +44,6 @@ PERMUTATION_METRICS = ("mean", "accuracy", "auc", "auc_ovr")
 _CHUNK_ELEMENTS = 1 << 21  # flips × discordant patients per Monte Carlo chunk
 
 
-def _midranks(values: np.ndarray) -> np.ndarray:
-    """Mid-ranks (1..N, ties share their average rank) of a 1-D array."""
-    return _doubled_midranks(values) / 2.0
-
-
 def _doubled_midranks(values: np.ndarray) -> np.ndarray:
     """Twice the mid-ranks, as integers in ``2..2N``: ``2·start + count + 1`` for each group of ties."""
     _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
